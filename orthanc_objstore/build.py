@@ -1,0 +1,91 @@
+"""Assembles the storage area described by a ``PluginConfig``: provider, wrappers, naming, router.
+
+This is the only place that knows which classes make up a deployment; the glue calls ``build_area``
+once at start-up. Providers are imported lazily so that an S3 deployment never imports the Azure
+or Google SDKs (and a missing SDK gives an install hint instead of an ImportError).
+"""
+
+import importlib
+import logging
+
+from .area import ObjectArea
+from .config import (AZURE_SECTION, GCS_SECTION, HYBRID_DISABLED, S3_SECTION, CommonConfig, PluginConfig)
+from .errors import ConfigError, NotFound, StoreError
+from .naming import LEGACY, Naming
+from .stores.filesystem import FileSystemStore
+
+log = logging.getLogger(__name__)
+
+_PROVIDERS = {
+    S3_SECTION: ("orthanc_objstore.stores.s3", "S3Store", "boto3"),
+    AZURE_SECTION: ("orthanc_objstore.stores.azure", "AzureStore", "azure-storage-blob"),
+    GCS_SECTION: ("orthanc_objstore.stores.gcs", "GcsStore", "google-cloud-storage"),
+}
+
+
+def provider_store(config: PluginConfig):
+    """The provider's store, created once and shared by every thread."""
+    module_name, class_name, package = _PROVIDERS[config.section]
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name and exc.name.startswith("orthanc_objstore"):
+            raise ConfigError(f"{config.section}: this provider is not available in this version") from None
+        raise ConfigError(f"{config.section}: the Python package {package!r} is missing from the plugin's "
+                          f"environment ({exc.name}); install it with pip next to orthanc-objstore") from None
+    store = getattr(module, class_name)(config.provider)
+    _check_container(store, config)
+    return store
+
+
+def _check_container(store, config: PluginConfig) -> None:
+    """Refuses to start when the bucket/container is known to be missing; tolerates a store that is down."""
+    check = getattr(store, "check_bucket", None)
+    if check is None:
+        return
+    try:
+        check()
+    except NotFound:
+        raise ConfigError(f"{config.section}: the bucket/container {store!r} does not exist; create it "
+                          "first (the plugin never creates buckets)") from None
+    except StoreError as exc:
+        log.warning("%s: could not check the bucket at start-up (%s); going on, every operation will be "
+                    "retried against it", config.section, exc)
+
+
+def wrap_encryption(store, common: CommonConfig):
+    """The store itself, or the store behind the encryption layer when StorageEncryption is enabled."""
+    if common.encryption is None:
+        return store
+    try:
+        encryption = importlib.import_module("orthanc_objstore.encryption")
+    except ModuleNotFoundError:
+        raise ConfigError("StorageEncryption is configured but this version cannot encrypt; refusing to "
+                          "store data unencrypted") from None
+    return encryption.EncryptedStore(store, common.encryption)
+
+
+def object_naming(common: CommonConfig) -> Naming:
+    return Naming(structure=common.storage_structure, root_path=common.root_path,
+                  encrypted=common.encryption is not None,
+                  legacy_unknown_files=common.enable_legacy_unknown_files)
+
+
+def file_system_area(common: CommonConfig) -> ObjectArea:
+    """Orthanc's own StorageDirectory layout (``aa/bb/uuid``), as the file-system side of hybrid mode."""
+    store = wrap_encryption(FileSystemStore(common.storage_directory, fsync=common.sync_storage_area), common)
+    return ObjectArea(store, Naming(structure=LEGACY), storage_name="file-system")
+
+
+def build_area(config: PluginConfig, store=None):
+    """The area Orthanc's callbacks talk to. ``store`` replaces the provider (tests)."""
+    common = config.common
+    objects = ObjectArea(wrap_encryption(store or provider_store(config), common), object_naming(common))
+    if common.hybrid_mode == HYBRID_DISABLED:
+        return objects
+    try:
+        hybrid = importlib.import_module("orthanc_objstore.hybrid")
+    except ModuleNotFoundError:
+        raise ConfigError(f"{config.section}.HybridMode: {common.hybrid_mode!r} is not available in this "
+                          "version; allowed: Disabled") from None
+    return hybrid.build_hybrid_area(objects, file_system_area(common), common.hybrid_mode)

@@ -1,0 +1,55 @@
+"""The one error vocabulary of the plugin: every store, wrapper and the glue speak it.
+
+Providers translate their SDK's exceptions into these classes through one table each and always
+raise ``... from exc`` so the original cause stays in the traceback (but never in a message shown
+to users: SDK messages can quote request headers).
+
+The hierarchy::
+
+    StoreError                      any failure of a storage operation
+    ├── NotFound                    the object does not exist (and is also a FileNotFoundError)
+    ├── IntegrityError              the object exists but its bytes are not what was written
+    │   └── UnknownKeyError         encrypted with a master key id that is not configured
+    ├── PermissionDenied            credentials refused for this operation
+    └── StoreUnavailable            network error, timeout, throttling, 5xx after the SDK's retries
+    ConfigError                     invalid configuration; stops Orthanc at start-up
+
+Only ``NotFound`` is ever used as control flow (hybrid fallback, move job, legacy names): any other
+error must surface to Orthanc so that a failed read is never mistaken for a missing file.
+"""
+
+
+class StoreError(Exception):
+    """A storage operation failed. ``key`` names the object involved, when there is one."""
+
+    def __init__(self, message: str, key: str | None = None):
+        super().__init__(message)
+        self.key = key
+
+
+class NotFound(StoreError, FileNotFoundError):
+    """The object does not exist in this store."""
+
+
+class IntegrityError(StoreError):
+    """The object's bytes are damaged: truncated, tampered with, or not in the expected format."""
+
+
+class UnknownKeyError(IntegrityError):
+    """The object was encrypted under a master key id that is not configured."""
+
+
+class PermissionDenied(StoreError):
+    """The store refused the credentials for this operation (HTTP 401/403)."""
+
+
+class StoreUnavailable(StoreError):
+    """The store could not be reached or kept failing (timeouts, 5xx, throttling) after retries."""
+
+
+class ConfigError(Exception):
+    """The configuration is invalid. ``problems`` holds one line per invalid option."""
+
+    def __init__(self, problems: list[str] | str):
+        self.problems = [problems] if isinstance(problems, str) else list(problems)
+        super().__init__("; ".join(self.problems))

@@ -1,0 +1,179 @@
+"""AWS S3 (and S3-compatible stores: MinIO, Ceph, Scaleway, ...) through boto3.
+
+One boto3 client is created at start-up and shared by all of Orthanc's threads (boto3 clients are
+thread-safe; its connection pool holds ``MaxConnections``). Retries and timeouts are botocore's own
+(``standard`` retry mode: exponential backoff on throttling, 5xx and dropped connections).
+A whole read is a single GET; ``UseTransferManager`` switches writes and whole reads to s3transfer
+(multipart uploads and parallel ranged downloads).
+"""
+
+import base64
+import hashlib
+import io
+import logging
+import urllib.parse
+
+import boto3
+import botocore.config
+import botocore.exceptions
+from boto3.s3.transfer import TransferConfig
+
+from ..errors import IntegrityError, NotFound, PermissionDenied, StoreError, StoreUnavailable
+from ..store import check_range
+
+_NOT_FOUND_CODES = {"NoSuchKey", "404", "NotFound"}
+_DENIED_CODES = {"AccessDenied", "403", "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken",
+                 "InvalidToken", "AllAccessDisabled"}
+_UNAVAILABLE_CODES = {"SlowDown", "ServiceUnavailable", "InternalError", "RequestTimeout", "Throttling",
+                      "ThrottlingException", "500", "502", "503", "504"}
+
+
+def _translate(exc: Exception, key: str, operation: str) -> StoreError:
+    """The one table from botocore's exceptions to the store's errors."""
+    where = f"S3 {operation} of {key!r}"
+    if isinstance(exc, botocore.exceptions.ClientError):
+        code = str(exc.response.get("Error", {}).get("Code", ""))
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        if code in _NOT_FOUND_CODES:
+            return NotFound(f"{where}: no such object", key)
+        if code == "NoSuchBucket":
+            return StoreError(f"{where}: the bucket does not exist", key)
+        if code in _DENIED_CODES:
+            return PermissionDenied(f"{where}: access denied ({code})", key)
+        if code == "InvalidRange":
+            return IntegrityError(f"{where}: range past the end of the object", key)
+        if code in _UNAVAILABLE_CODES or (isinstance(status, int) and status >= 500):
+            return StoreUnavailable(f"{where}: the server kept failing ({code})", key)
+        return StoreError(f"{where}: {code or status}", key)
+    if isinstance(exc, botocore.exceptions.IncompleteReadError):
+        return StoreUnavailable(f"{where}: the connection was cut before the whole object arrived", key)
+    if isinstance(exc, (botocore.exceptions.EndpointConnectionError, botocore.exceptions.ConnectionError,
+                        botocore.exceptions.ReadTimeoutError, botocore.exceptions.ConnectTimeoutError,
+                        botocore.exceptions.ResponseStreamingError)):
+        return StoreUnavailable(f"{where}: the server is unreachable ({type(exc).__name__})", key)
+    if isinstance(exc, botocore.exceptions.NoCredentialsError):
+        return PermissionDenied(f"{where}: no credentials found (set AccessKey/SecretKey or the AWS "
+                                "default credential chain)", key)
+    if isinstance(exc, botocore.exceptions.BotoCoreError):
+        return StoreError(f"{where}: {type(exc).__name__}", key)
+    return StoreError(f"{where}: {type(exc).__name__}", key)
+
+
+def _endpoint_url(endpoint: str) -> str | None:
+    if not endpoint:
+        return None
+    return endpoint if "://" in endpoint else "https://" + endpoint
+
+
+class S3Store:
+    def __init__(self, config, client=None):
+        """``config`` is a ``config.S3Config``."""
+        self.bucket = config.bucket_name
+        self._config = config
+        self._client = client or boto3.session.Session().client(
+            "s3",
+            region_name=config.region,
+            endpoint_url=_endpoint_url(config.endpoint),
+            aws_access_key_id=config.access_key,
+            aws_secret_access_key=config.secret_key,
+            verify=config.https_ca_certificates or None,
+            config=botocore.config.Config(
+                connect_timeout=config.connect_timeout,
+                read_timeout=config.request_timeout,
+                max_pool_connections=config.max_connections,
+                retries={"max_attempts": config.max_retries, "mode": "standard"},
+                s3={"addressing_style": "virtual" if config.virtual_addressing else "path"},
+            ))
+        self._extra = {}
+        if config.storage_class:
+            self._extra["StorageClass"] = config.storage_class
+        if config.tags:
+            self._extra["Tagging"] = urllib.parse.urlencode(config.tags)
+        self._transfer = None
+        if config.use_transfer_manager:
+            part = config.transfer_buffer_size_mb * 1024 * 1024
+            self._transfer = TransferConfig(multipart_threshold=part, multipart_chunksize=part,
+                                            max_concurrency=config.transfer_pool_size, use_threads=True)
+        if config.enable_aws_sdk_logs:
+            logging.getLogger("botocore").setLevel(logging.DEBUG)
+
+    def __repr__(self) -> str:
+        return f"S3Store(bucket={self.bucket!r}, endpoint={self._config.endpoint or 'AWS'!r})"
+
+    def check_bucket(self) -> None:
+        """Raises NotFound when the bucket does not exist; other errors propagate translated."""
+        try:
+            self._client.head_bucket(Bucket=self.bucket)
+        except botocore.exceptions.ClientError as exc:
+            code = str(exc.response.get("Error", {}).get("Code", ""))
+            if code in ("404", "NoSuchBucket", "NotFound"):
+                raise NotFound(f"the bucket {self.bucket!r} does not exist", self.bucket) from exc
+            raise _translate(exc, self.bucket, "bucket check") from exc
+        except (botocore.exceptions.BotoCoreError, OSError) as exc:
+            raise _translate(exc, self.bucket, "bucket check") from exc
+
+    def put(self, key: str, data: bytes) -> None:
+        try:
+            if self._transfer is not None:
+                self._client.upload_fileobj(io.BytesIO(data), self.bucket, key, ExtraArgs=self._extra or None,
+                                            Config=self._transfer)
+            else:
+                md5 = base64.b64encode(hashlib.md5(data).digest()).decode()
+                self._client.put_object(Bucket=self.bucket, Key=key, Body=data, ContentMD5=md5, **self._extra)
+        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
+            raise _translate(exc, key, "write") from exc
+
+    def get(self, key: str) -> bytes:
+        try:
+            if self._transfer is not None:
+                buffer = io.BytesIO()
+                self._client.download_fileobj(self.bucket, key, buffer, Config=self._transfer)
+                return buffer.getvalue()
+            response = self._client.get_object(Bucket=self.bucket, Key=key)
+            return _read_body(response, key)
+        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
+            raise _translate(exc, key, "read") from exc
+
+    def get_range(self, key: str, start: int, length: int) -> bytes:
+        check_range(start, length)
+        if length == 0:
+            self.head(key)
+            return b""
+        try:
+            response = self._client.get_object(Bucket=self.bucket, Key=key,
+                                               Range=f"bytes={start}-{start + length - 1}")
+            data = _read_body(response, key)
+        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
+            raise _translate(exc, key, "range read") from exc
+        if len(data) != length:
+            raise IntegrityError(f"S3 range read of {key!r}: {len(data)} bytes instead of {length} "
+                                 "(range past the end of the object)", key)
+        return data
+
+    def head(self, key: str) -> int:
+        try:
+            return self._client.head_object(Bucket=self.bucket, Key=key)["ContentLength"]
+        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
+            raise _translate(exc, key, "size check") from exc
+
+    def delete(self, key: str) -> None:
+        try:
+            self._client.delete_object(Bucket=self.bucket, Key=key)
+        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
+            raise _translate(exc, key, "delete") from exc
+
+    def describe(self, key: str) -> str:
+        return f"s3://{self.bucket}/{key}"
+
+
+def _read_body(response, key) -> bytes:
+    """The whole body; a body shorter than its Content-Length is an error, never returned."""
+    body = response["Body"]
+    try:
+        data = body.read()
+    finally:
+        body.close()
+    expected = response.get("ContentLength")
+    if expected is not None and len(data) != expected:
+        raise StoreUnavailable(f"S3 read of {key!r}: got {len(data)} of {expected} bytes", key)
+    return data

@@ -1,0 +1,150 @@
+"""The store conformance suite: the protocol's contract as checks every store and wrapper must pass.
+
+Each ``check_*`` function takes a store (empty or not: keys are unique per call) and raises
+``AssertionError`` on a violation. ``CHECKS`` lists them all; ``tests/test_conformance.py`` runs
+every check against every store, providers and wrappers alike, so that no store gets a
+hand-picked subset.
+"""
+
+import concurrent.futures
+import os
+import uuid as uuidlib
+
+from ..errors import IntegrityError, NotFound
+from ..store import PROTOCOL_METHODS, exists
+
+LARGE_SIZE = 50 * 1024 * 1024
+
+
+def _key(prefix="conformance"):
+    return f"{prefix}/{uuidlib.uuid4()}.dcm"
+
+
+def check_implements_protocol(store):
+    for name in PROTOCOL_METHODS:
+        assert callable(getattr(store, name, None)), f"{type(store).__name__} lacks {name}()"
+
+
+def check_put_get_round_trip(store):
+    key, data = _key(), os.urandom(100_000)
+    store.put(key, data)
+    assert store.get(key) == data
+    assert store.head(key) == len(data)
+
+
+def check_empty_object(store):
+    key = _key()
+    store.put(key, b"")
+    assert store.get(key) == b""
+    assert store.head(key) == 0
+    assert store.get_range(key, 0, 0) == b""
+
+
+def check_one_byte_object(store):
+    key = _key()
+    store.put(key, b"\x00")
+    assert store.get(key) == b"\x00"
+    assert store.get_range(key, 0, 1) == b"\x00"
+
+
+def check_overwrite_replaces(store):
+    key = _key()
+    store.put(key, b"first version")
+    store.put(key, b"second")
+    assert store.get(key) == b"second"
+
+
+def check_range_reads(store):
+    key, data = _key(), os.urandom(10_000)
+    store.put(key, data)
+    assert store.get_range(key, 0, 10) == data[:10]
+    assert store.get_range(key, 1234, 100) == data[1234:1334]
+    assert store.get_range(key, 9_990, 10) == data[-10:]
+    assert store.get_range(key, 0, len(data)) == data
+
+
+def check_range_past_end_is_an_error(store):
+    key = _key()
+    store.put(key, b"0123456789")
+    for start, length in ((5, 10), (10, 1), (100, 5)):
+        try:
+            result = store.get_range(key, start, length)
+        except IntegrityError:
+            continue
+        raise AssertionError(f"get_range({start}, {length}) on 10 bytes returned {len(result)} bytes")
+
+
+def check_missing_object_is_not_found(store):
+    key = _key("missing")
+    for operation in (lambda: store.get(key), lambda: store.head(key), lambda: store.get_range(key, 0, 1)):
+        try:
+            operation()
+        except NotFound as exc:
+            assert isinstance(exc, FileNotFoundError)
+            continue
+        raise AssertionError("reading a missing object did not raise NotFound")
+    assert not exists(store, key)
+
+
+def check_delete(store):
+    key = _key()
+    store.put(key, b"to be deleted")
+    assert exists(store, key)
+    store.delete(key)
+    assert not exists(store, key)
+    store.delete(key)  # idempotent
+
+
+def check_keys_are_distinct(store):
+    base = _key()
+    keys = [base, base + ".enc", base.replace(".dcm", ".dcm.head"), base.replace(".dcm", ".unk")]
+    for index, key in enumerate(keys):
+        store.put(key, f"object {index}".encode())
+    for index, key in enumerate(keys):
+        assert store.get(key) == f"object {index}".encode()
+    store.delete(keys[0])
+    assert store.get(keys[1]) == b"object 1"
+
+
+def check_nested_key(store):
+    key = f"root/sub/{uuidlib.uuid4().hex[:2]}/{uuidlib.uuid4()}"
+    store.put(key, b"nested")
+    assert store.get(key) == b"nested"
+    store.delete(key)
+    assert not exists(store, key)
+
+
+def check_describe_names_the_key(store):
+    key = _key()
+    assert key in store.describe(key)
+
+
+def check_concurrent_use(store):
+    items = {_key("concurrent"): os.urandom(50_000 + i) for i in range(32)}
+
+    def round_trip(item):
+        key, data = item
+        store.put(key, data)
+        assert store.get(key) == data
+        assert store.get_range(key, 100, 1000) == data[100:1100]
+        store.delete(key)
+        return key
+
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        done = list(pool.map(round_trip, items.items()))
+    assert sorted(done) == sorted(items)
+    assert not any(exists(store, key) for key in items)
+
+
+def check_large_object(store):
+    key, data = _key("large"), os.urandom(LARGE_SIZE)
+    store.put(key, data)
+    try:
+        assert store.head(key) == LARGE_SIZE
+        assert store.get(key) == data
+        assert store.get_range(key, LARGE_SIZE - 4096, 4096) == data[-4096:]
+    finally:
+        store.delete(key)
+
+
+CHECKS = [value for name, value in sorted(globals().items()) if name.startswith("check_")]

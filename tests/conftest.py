@@ -1,0 +1,66 @@
+"""Shared fixtures: local servers (started once per session), backends, Orthanc processes, DICOM samples."""
+
+import os
+import shutil
+
+import pytest
+
+from support.backends import S3Backend
+from support.orthanc import Orthanc
+from support.servers import MotoServer, require
+
+
+@pytest.fixture(scope="session")
+def moto_server():
+    server = MotoServer()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def s3_backend(moto_server):
+    backend = S3Backend(moto_server)
+    yield backend
+    backend.close()
+
+
+BACKENDS = ["s3"]
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request):
+    """Every object-storage backend in turn (the end-to-end tests are written once for all)."""
+    return request.getfixturevalue(f"{request.param}_backend")
+
+
+@pytest.fixture
+def orthanc_factory(tmp_path):
+    """Creates Orthanc processes in this test's folder; stops every one of them afterwards."""
+    started = []
+
+    def make(settings, name="orthanc", dicom=False, start=True):
+        server = Orthanc(tmp_path / name, settings, dicom=dicom)
+        started.append(server)
+        return server.start() if start else server
+
+    yield make
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def dicom_files():
+    """Real DICOM files shipped with pydicom: (path, bytes) pairs, several patients and modalities."""
+    try:
+        from pydicom.data import get_testdata_file
+    except ImportError:
+        require(False, "pydicom is not installed")
+    names = ["CT_small.dcm", "MR_small.dcm", "rtplan.dcm", "JPEG2000.dcm", "rtdose.dcm"]
+    files = []
+    for name in names:
+        path = get_testdata_file(name, download=False)
+        if path and os.path.exists(path):
+            with open(path, "rb") as file:
+                files.append((path, file.read()))
+    require(len(files) >= 3, "pydicom's test files are missing")
+    return files

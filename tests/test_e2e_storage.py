@@ -1,0 +1,112 @@
+"""End to end: Debian's Orthanc loads the installed plugin and keeps its files in object storage."""
+
+import io
+import zipfile
+
+import pytest
+
+from support.orthanc import HttpError, storescu
+
+pytestmark = pytest.mark.orthanc
+
+
+def official_names(uuid_types, root="", encrypted=False):
+    """The names the official plugin gives, written out by hand (flat layout)."""
+    extension = {1: ".dcm", 2: ".json", 3: ".dcm.head"}
+    prefix = root + "/" if root and not root.endswith("/") else root
+    return sorted(prefix + uuid + extension.get(kind, ".unk") + (".enc" if encrypted else "")
+                  for uuid, kind in uuid_types)
+
+
+def attachment_uuids(orthanc, instance_id):
+    found = []
+    for name, kind in orthanc.get_json(f"/instances/{instance_id}/attachments?full").items():
+        found.append((orthanc.get_json(f"/instances/{instance_id}/attachments/{kind}/info")["Uuid"], kind))
+    return found
+
+
+def test_upload_read_delete_over_rest(backend, orthanc_factory, dicom_files):
+    orthanc = orthanc_factory(backend.settings())
+    path, dicom = dicom_files[0]
+    instance = orthanc.upload(dicom)["ID"]
+
+    assert orthanc.get(f"/instances/{instance}/file") == dicom
+    tags = orthanc.get_json(f"/instances/{instance}/tags?simplify")
+    assert tags["SOPInstanceUID"]
+    uuids = attachment_uuids(orthanc, instance)
+    assert {kind for _, kind in uuids} == {1, 3}
+    assert backend.keys() == official_names(uuids)
+    dicom_uuid = next(uuid for uuid, kind in uuids if kind == 1)
+    assert backend.read(f"{dicom_uuid}.dcm") == dicom
+
+    orthanc.delete(f"/instances/{instance}")
+    assert backend.keys() == []
+    assert "Error in the Python" not in orthanc.log()
+
+
+def test_c_store_archive_restart(backend, orthanc_factory, dicom_files):
+    orthanc = orthanc_factory(backend.settings(), dicom=True)
+    result = storescu(orthanc.dicom_port, dicom_files[0][0])
+    assert result.returncode == 0, result.stderr
+    for _, data in dicom_files[1:3]:
+        orthanc.upload(data)
+    instances = orthanc.get_json("/instances")
+    assert len(instances) == 3
+    stored = {instance: orthanc.get(f"/instances/{instance}/file") for instance in instances}
+    for _, data in dicom_files[1:3]:
+        assert data in stored.values()
+
+    archived = []
+    for patient in orthanc.get_json("/patients"):
+        archive = zipfile.ZipFile(io.BytesIO(orthanc.get(f"/patients/{patient}/archive")))
+        archived += [archive.read(name) for name in archive.namelist() if not name.endswith("/")]
+    assert sorted(archived) == sorted(stored.values())
+
+    all_uuids = [uuid for instance in instances for uuid in attachment_uuids(orthanc, instance)]
+    assert backend.keys() == official_names(all_uuids)
+
+    orthanc.restart()
+    for instance in instances:
+        assert orthanc.get(f"/instances/{instance}/file") == stored[instance]
+        assert orthanc.get_json(f"/instances/{instance}/tags?simplify")["SOPInstanceUID"]
+
+
+def test_storage_compression_and_custom_attachment(backend, orthanc_factory, dicom_files):
+    settings = backend.settings()
+    settings.update({"StorageCompression": True, "UserContentType": {"myblob": [1025, "text/plain"]}})
+    orthanc = orthanc_factory(settings)
+    path, dicom = dicom_files[0]
+    instance = orthanc.upload(dicom)["ID"]
+    info = orthanc.get_json(f"/instances/{instance}/attachments/dicom/info")
+    assert info["CompressedSize"] != info["UncompressedSize"]
+    assert backend.read(info["Uuid"] + ".dcm") != dicom  # compressed by Orthanc before it reached the plugin
+
+    orthanc.put(f"/instances/{instance}/attachments/myblob", b"custom attachment content")
+    blob = orthanc.get_json(f"/instances/{instance}/attachments/myblob/info")
+    assert f"{blob['Uuid']}.unk" in backend.keys()
+
+    orthanc.restart()
+    assert orthanc.get(f"/instances/{instance}/file") == dicom
+    assert orthanc.get(f"/instances/{instance}/attachments/myblob/data") == b"custom attachment content"
+    orthanc.delete(f"/instances/{instance}")
+    assert backend.keys() == []
+
+
+@pytest.mark.parametrize("root_path", ["", "orthanc/files", "with-slash/"])
+def test_root_path_and_legacy_layout(backend, orthanc_factory, dicom_files, root_path):
+    for structure in ("flat", "legacy"):
+        orthanc = orthanc_factory(backend.settings(RootPath=root_path, StorageStructure=structure),
+                                  name=f"orthanc-{structure}")
+        path, dicom = dicom_files[1]
+        instance = orthanc.upload(dicom)["ID"]
+        uuids = attachment_uuids(orthanc, instance)
+        if structure == "flat":
+            expected = official_names(uuids, root=root_path)
+        else:
+            prefix = root_path + "/" if root_path and not root_path.endswith("/") else root_path
+            expected = sorted(f"{prefix}{u[0:2]}/{u[2:4]}/{u}" for u, _ in uuids)
+        assert backend.keys() == expected
+        assert orthanc.get(f"/instances/{instance}/file") == dicom
+        orthanc.delete(f"/instances/{instance}")
+        assert backend.keys() == []
+        orthanc.stop()
