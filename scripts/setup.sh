@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Installs what orthanc-objstore needs on Debian 12, as root: Debian's Orthanc and its Python plugin,
+# DCMTK, and a venv made with the Python that Orthanc embeds (/usr/bin/python3) holding the plugin.
+#   scripts/setup.sh          plugin + the demo's local S3 server (moto)
+#   scripts/setup.sh test     everything the test suite needs as well
+# Idempotent: what is already there is kept. Mirrors come from the machine's apt and pip configuration.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+what="${1:-demo}"
+
+apt_packages=(orthanc orthanc-python dcmtk python3-venv curl ca-certificates)
+if [ "$what" = test ]; then
+  apt_packages+=()
+fi
+missing=()
+for package in "${apt_packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "== installing Debian packages: ${missing[*]}"
+  apt-get update -q
+  # Debian's postinst would start the orthanc service on the default ports: the demo and the tests
+  # run their own Orthanc on free ports, so a running service does not disturb them.
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}"
+fi
+
+if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))'; then
+  echo "== creating .venv with /usr/bin/python3 (the Python that Debian's Orthanc embeds)"
+  rm -rf .venv
+  /usr/bin/python3 -m venv .venv
+fi
+extra=demo
+[ "$what" = test ] && extra=test
+echo "== installing orthanc-objstore[$extra] into .venv"
+.venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip
+.venv/bin/python -m pip install -q --disable-pip-version-check ".[$extra]"
+# Always reinstall the package itself from this checkout (same version number, new code).
+.venv/bin/python -m pip install -q --disable-pip-version-check --no-deps --force-reinstall .
+echo "== ready: plugin file $(.venv/bin/orthanc-objstore plugin-path)"
