@@ -5,9 +5,9 @@ import shutil
 
 import pytest
 
-from support.backends import S3Backend
+from support.backends import AzureBackend, GcsBackend, S3Backend
 from support.orthanc import Orthanc
-from support.servers import MotoServer, require
+from support.servers import AzuriteServer, MotoServer, require
 
 
 @pytest.fixture(scope="session")
@@ -24,7 +24,28 @@ def s3_backend(moto_server):
     backend.close()
 
 
-BACKENDS = ["s3"]
+@pytest.fixture(scope="session")
+def azurite_server(tmp_path_factory):
+    server = AzuriteServer(str(tmp_path_factory.mktemp("azurite")))
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def azure_backend(azurite_server):
+    backend = AzureBackend(azurite_server)
+    yield backend
+    backend.close()
+
+
+@pytest.fixture
+def gcs_backend():
+    backend = GcsBackend()
+    yield backend
+    backend.close()
+
+
+BACKENDS = ["s3", "azure", "gcs"]
 
 
 @pytest.fixture(params=BACKENDS)
@@ -33,13 +54,23 @@ def backend(request):
     return request.getfixturevalue(f"{request.param}_backend")
 
 
+def _backend_environment(request) -> dict:
+    """What the backends this test uses need in Orthanc's environment (e.g. STORAGE_EMULATOR_HOST)."""
+    environment = {}
+    for name in request.fixturenames:
+        if name == "backend" or name.endswith("_backend"):
+            environment.update(getattr(request.getfixturevalue(name), "environment", dict)())
+    return environment
+
+
 @pytest.fixture
-def orthanc_factory(tmp_path):
+def orthanc_factory(tmp_path, request):
     """Creates Orthanc processes in this test's folder; stops every one of them afterwards."""
     started = []
 
-    def make(settings, name="orthanc", dicom=False, start=True):
-        server = Orthanc(tmp_path / name, settings, dicom=dicom)
+    def make(settings, name="orthanc", dicom=False, start=True, env=None):
+        environment = {**_backend_environment(request), **(env or {})}
+        server = Orthanc(tmp_path / name, settings, dicom=dicom, env=environment)
         started.append(server)
         return server.start() if start else server
 

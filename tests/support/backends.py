@@ -53,3 +53,94 @@ class S3Backend:
 
     def close(self):
         self.proxy.close()
+
+
+class AzureBackend:
+    """A fresh container in a shared Azurite; the plugin reaches it through this backend's FaultProxy."""
+
+    name = "azure"
+    section = "AzureBlobStorage"
+
+    def __init__(self, azurite):
+        self.azurite = azurite
+        self.container = f"test-{uuid.uuid4().hex[:12]}"
+        self.proxy = FaultProxy(azurite.port)
+        self.client = azurite.client().get_container_client(self.container)
+        self.client.create_container()
+        self.secret = azurite.connection_string().split("AccountKey=", 1)[1].split(";", 1)[0]
+
+    def settings(self, **options) -> dict:
+        section = {"ConnectionString": self.azurite.connection_string(self.proxy.port),
+                   "ContainerName": self.container, "ConnectTimeout": 2, "RequestTimeout": 10, "MaxRetries": 1}
+        section.update(options)
+        return {self.section: section}
+
+    def environment(self) -> dict:
+        return {}
+
+    def keys(self) -> list[str]:
+        return sorted(self.client.list_blob_names())
+
+    def read(self, key) -> bytes:
+        return self.client.download_blob(key).readall()
+
+    def write(self, key, data: bytes):
+        self.client.upload_blob(key, data, overwrite=True)
+
+    def store(self, proxied=False, **options):
+        from orthanc_objstore.config import AzureConfig
+        from orthanc_objstore.stores.azure import AzureStore
+        port = self.proxy.port if proxied else None
+        return AzureStore(AzureConfig(connection_string=self.azurite.connection_string(port),
+                                      container_name=self.container, **options))
+
+    def close(self):
+        self.proxy.close()
+        try:
+            self.client.delete_container()
+        except Exception:  # noqa: BLE001 - best-effort cleanup of a throw-away container
+            pass
+
+
+class GcsBackend:
+    """A fresh fake-gcs-server of its own (it starts in ~20 ms), with its FaultProxy announced as the
+    server's external URL so that resumable uploads also go through the proxy."""
+
+    name = "gcs"
+    section = "GoogleCloudStorage"
+
+    def __init__(self):
+        from .servers import FakeGcsServer
+        self.server = FakeGcsServer(proxied=True)
+        self.proxy = self.server.proxy
+        self.bucket_name = f"test-{uuid.uuid4().hex[:12]}"
+        self.client = self.server.client()
+        self.bucket = self.client.create_bucket(self.bucket_name)
+        self.secret = None
+
+    def settings(self, **options) -> dict:
+        section = {"BucketName": self.bucket_name, "ConnectTimeout": 2, "RequestTimeout": 10, "RetryTimeout": 3}
+        section.update(options)
+        return {self.section: section}
+
+    def environment(self) -> dict:
+        """What the Orthanc process needs in its environment to reach the emulator (through the proxy)."""
+        return {"STORAGE_EMULATOR_HOST": self.proxy.url}
+
+    def keys(self) -> list[str]:
+        return sorted(blob.name for blob in self.client.list_blobs(self.bucket_name))
+
+    def read(self, key) -> bytes:
+        return self.bucket.blob(key).download_as_bytes()
+
+    def write(self, key, data: bytes):
+        self.bucket.blob(key).upload_from_string(data)
+
+    def store(self, proxied=False, **options):
+        from orthanc_objstore.config import GcsConfig
+        from orthanc_objstore.stores.gcs import GcsStore
+        endpoint = self.proxy.url if proxied else self.server.url
+        return GcsStore(GcsConfig(bucket_name=self.bucket_name, emulator_host=endpoint, **options))
+
+    def close(self):
+        self.server.stop()

@@ -29,7 +29,8 @@ class HttpError(Exception):
 
 
 class Orthanc:
-    def __init__(self, workdir, settings: dict, dicom=False):
+    def __init__(self, workdir, settings: dict, dicom=False, env: dict | None = None):
+        """``env``: variables added to the Orthanc process's environment (the plugin runs inside it)."""
         require(os.path.exists(ORTHANC) and os.path.exists(PYTHON_PLUGIN),
                 "Debian's orthanc and orthanc-python packages are not installed")
         self.workdir = str(workdir)
@@ -53,6 +54,7 @@ class Orthanc:
             "StorageCompression": False,
         }
         self.config.update(settings)
+        self.env = dict(env or {})
         self.log_path = os.path.join(self.workdir, "orthanc.log")
         self.process = None
 
@@ -62,7 +64,8 @@ class Orthanc:
             json.dump(self.config, file, indent=2)
         log = open(self.log_path, "a")
         self.process = subprocess.Popen([ORTHANC, "--verbose", config_path], stdout=log, stderr=subprocess.STDOUT,
-                                        cwd=self.workdir, start_new_session=True)
+                                        cwd=self.workdir, start_new_session=True,
+                                        env={**os.environ, **self.env} if self.env else None)
         log.close()
         if expect_failure:
             try:
