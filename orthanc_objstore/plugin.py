@@ -22,6 +22,10 @@ if _built_for and tuple(map(int, _built_for.groups())) != sys.version_info[:2]:
         f"({_site_packages}), but Orthanc embeds Python {sys.version_info[0]}.{sys.version_info[1]}: "
         "create the venv with the same Python as Orthanc's plugin (see README)")
 site.addsitedir(_site_packages)
+# The venv's packages must win over the system's: Debian's dist-packages may hold older copies of
+# the same distributions (python3-protobuf 3.21 breaks google-api-core), and addsitedir appends.
+sys.path.remove(_site_packages)
+sys.path.insert(0, _site_packages)
 
 from orthanc_objstore import orthanc_glue  # noqa: E402
 
