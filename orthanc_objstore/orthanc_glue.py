@@ -61,7 +61,10 @@ class StorageCallbacks:
     def __init__(self, area, reaper: OrphanReaper):
         self.area = area
         self.reaper = reaper
-        self._recent = threading.local()
+        # The last DICOM file written by each OS thread. Not threading.local(): Orthanc's Python plugin
+        # gives each callback a fresh Python thread state, which drops thread-local data in between.
+        self._last_dicom: dict[int, tuple[str, float]] = {}
+        self._lock = threading.Lock()
 
     def create(self, uuid, content_type, data):
         try:
@@ -70,7 +73,8 @@ class StorageCallbacks:
             self._after_failed_create(uuid, content_type)
             raise _failure("writing", uuid, content_type, exc) from None
         if content_type == CONTENT_TYPE_DICOM:
-            self._recent.dicom = (uuid, time.monotonic())
+            with self._lock:
+                self._last_dicom[threading.get_ident()] = (uuid, time.monotonic())
 
     def read(self, uuid, content_type):
         try:
@@ -93,8 +97,8 @@ class StorageCallbacks:
     def _after_failed_create(self, uuid, content_type):
         """The failed write's own object, and the upload's DICOM file written just before, are orphans."""
         self.reaper.schedule(uuid, content_type)
-        recent = getattr(self._recent, "dicom", None)
-        self._recent.dicom = None
+        with self._lock:
+            recent = self._last_dicom.pop(threading.get_ident(), None)
         if recent and recent[0] != uuid and time.monotonic() - recent[1] < _SAME_UPLOAD_SECONDS:
             self.reaper.schedule(recent[0], CONTENT_TYPE_DICOM, verify=True)
 

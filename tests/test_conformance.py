@@ -1,4 +1,4 @@
-"""Every store runs every check of the conformance suite: the protocol's contract, not a chosen subset."""
+"""Every store and wrapper runs every check of the conformance suite (orthanc_objstore.testing.conformance)."""
 
 import pytest
 
@@ -6,19 +6,35 @@ from orthanc_objstore.stores.filesystem import FileSystemStore
 from orthanc_objstore.stores.memory import MemoryStore
 from orthanc_objstore.testing.conformance import CHECKS
 
-STORES = ["memory", "filesystem", "s3", "azure", "gcs"]
+
+def _memory(request, tmp_path):
+    return MemoryStore()
 
 
-@pytest.fixture(params=STORES)
+def _filesystem(request, tmp_path):
+    return FileSystemStore(str(tmp_path / "fs"), fsync=False)
+
+
+def _s3(request, tmp_path):
+    return request.getfixturevalue("s3_backend").store()
+
+
+def _azure(request, tmp_path):
+    return request.getfixturevalue("azure_backend").store()
+
+
+def _gcs(request, tmp_path):
+    return request.getfixturevalue("gcs_backend").store()
+
+
+STORES = {"memory": _memory, "filesystem": _filesystem, "s3": _s3, "azure": _azure, "gcs": _gcs}
+
+
+@pytest.fixture(params=sorted(STORES))
 def store(request, tmp_path):
-    """Each store in turn: in-process ones, then each provider against its local server."""
-    if request.param == "memory":
-        return MemoryStore()
-    if request.param == "filesystem":
-        return FileSystemStore(str(tmp_path / "storage"))
-    return request.getfixturevalue(f"{request.param}_backend").store()
+    return STORES[request.param](request, tmp_path)
 
 
-@pytest.mark.parametrize("check", CHECKS, ids=lambda check: check.__name__.removeprefix("check_"))
+@pytest.mark.parametrize("check", CHECKS, ids=lambda check: check.__name__[len("check_"):])
 def test_conformance(store, check):
     check(store)
