@@ -93,7 +93,8 @@ class FaultProxy:
 
     Modes: ``pass`` forwards everything; ``down`` accepts and closes every connection at once;
     ``cut_responses`` forwards requests but closes each response after ``cut_after`` bytes;
-    ``drop_matching`` closes the connections whose request line contains ``match``.
+    ``drop_matching`` closes the connections whose request contains ``match`` in its request line,
+    headers or first bytes of body (GCS multipart uploads name the object in the body, not the URL).
     """
 
     def __init__(self, target_port: int):
@@ -147,8 +148,10 @@ class FaultProxy:
                         first_line = data.split(b"\r\n", 1)[0]
                         if first_line[:8].split(b" ")[0] in (b"GET", b"PUT", b"POST", b"DELETE", b"HEAD"):
                             self.requests.append(first_line)
-                            if self.mode == "drop_matching" and self.match in first_line:
-                                return
+                            if self.mode == "drop_matching":
+                                data = _read_request_start(client, data)
+                                if self.match in data:
+                                    return
                             if self.mode == "down":
                                 return
                         upstream.sendall(data)
@@ -166,6 +169,29 @@ class FaultProxy:
         finally:
             client.close()
             upstream.close()
+
+
+def _read_request_start(sock, data: bytes, body_bytes: int = 4096, wait: float = 2.0) -> bytes:
+    """``data`` extended until it holds the request's headers and up to ``body_bytes`` of its body."""
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        head, separator, body = data.partition(b"\r\n\r\n")
+        if separator:
+            length = 0
+            for line in head.split(b"\r\n")[1:]:
+                name, _, value = line.partition(b":")
+                if name.strip().lower() == b"content-length" and value.strip().isdigit():
+                    length = int(value.strip())
+            if len(body) >= min(length, body_bytes):
+                return data
+        readable, _, _ = select.select([sock], [], [], max(0.0, deadline - time.monotonic()))
+        if not readable:
+            return data
+        more = sock.recv(65536)
+        if not more:
+            return data
+        data += more
+    return data
 
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
