@@ -3,9 +3,10 @@
 One ``ContainerClient`` is created at start-up and shared by all of Orthanc's threads (Azure SDK
 clients are thread-safe; they share one requests session and its connection pool). Retries and
 timeouts are the SDK's own: ``ExponentialRetry`` with ``MaxRetries`` attempts, ``ConnectTimeout``
-and ``RequestTimeout`` on the transport. Blobs up to 32 MiB are written with one Put Blob, larger
-ones as 8 MiB blocks committed at once by Put Block List (uncommitted blocks of a failed upload are
-never readable and expire on their own). Every upload carries an MD5 the service checks.
+and ``RequestTimeout`` on the transport. Blobs up to 8 MiB are written with one Put Blob, larger
+ones as 8 MiB blocks (4 in parallel) committed at once by Put Block List (uncommitted blocks of a
+failed upload are never readable and expire on their own). Every upload carries an MD5 the service
+checks.
 A whole read is one GET for blobs up to 256 MiB; every read checks the length it received.
 """
 
@@ -21,7 +22,7 @@ from ..store import check_range
 
 log = logging.getLogger(__name__)
 
-SINGLE_PUT_SIZE = 32 * 1024 * 1024
+SINGLE_PUT_SIZE = 8 * 1024 * 1024
 BLOCK_SIZE = 8 * 1024 * 1024
 SINGLE_GET_SIZE = 256 * 1024 * 1024
 UPLOAD_CONCURRENCY = 4
