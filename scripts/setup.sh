@@ -2,15 +2,17 @@
 # Installs what orthanc-objstore needs on Debian 12, as root: Debian's Orthanc and its Python plugin,
 # DCMTK, and a venv made with the Python that Orthanc embeds (/usr/bin/python3) holding the plugin.
 #   scripts/setup.sh          plugin + the demo's local S3 server (moto)
-#   scripts/setup.sh test     everything the test suite needs as well
+#   scripts/setup.sh test     everything the test suite needs as well (incl. Node.js and the Azure
+#                             emulator Azurite from package.json; the GCS emulator comes from pip)
 # Idempotent: what is already there is kept. Mirrors come from the machine's apt and pip configuration.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 what="${1:-demo}"
 
 apt_packages=(orthanc orthanc-python dcmtk python3-venv curl ca-certificates)
-if [ "$what" = test ]; then
-  apt_packages+=()
+if [ "$what" = test ] && ! command -v node >/dev/null 2>&1; then
+  # Azurite (Azure emulator) needs Node.js; Debian 12's Node 18 runs the pinned Azurite 3.35.0.
+  apt_packages+=(nodejs npm)
 fi
 missing=()
 for package in "${apt_packages[@]}"; do
@@ -36,4 +38,16 @@ echo "== installing orthanc-objstore[$extra] into .venv"
 .venv/bin/python -m pip install -q --disable-pip-version-check ".[$extra]"
 # Always reinstall the package itself from this checkout (same version number, new code).
 .venv/bin/python -m pip install -q --disable-pip-version-check --no-deps --force-reinstall .
+if [ "$what" = test ]; then
+  if [ ! -x node_modules/.bin/azurite-blob ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+    echo "== installing the Azure emulator (Azurite, pinned in package.json) with npm ci"
+    npm ci --no-audit --no-fund --loglevel=error
+  fi
+  version="$(node_modules/.bin/azurite-blob --version 2>/dev/null || true)"
+  if [ "$version" != "3.35.0" ]; then
+    echo "Azurite 3.35.0 does not run with node $(node --version) (got: '${version}')" >&2
+    exit 1
+  fi
+  echo "== Azurite $version on node $(node --version)"
+fi
 echo "== ready: plugin file $(.venv/bin/orthanc-objstore plugin-path)"
