@@ -276,8 +276,10 @@ def register_storage(callbacks: StorageCallbacks) -> str:
     return "RegisterStorageArea (v1, whole reads)"
 
 
-def install():
-    """Called once when Orthanc imports the plugin: configure, build, register. Raises to stop Orthanc."""
+def install(started=None):
+    """Called once when Orthanc imports the plugin: configure, build, register. Raises to stop Orthanc.
+    ``started`` is when the plugin file began loading (time.monotonic), for the start-up time log."""
+    started = time.monotonic() if started is None else started
     _setup_logging()
     configuration = json.loads(orthanc.GetConfiguration())
     try:
@@ -297,5 +299,6 @@ def install():
     orthanc.RegisterRestCallback(ArchiveGuard.ROUTE, ArchiveGuard(callbacks.read_failures))
     lifecycle = Lifecycle()
     lifecycle.on_stopped.append(reaper.stop)
-    log.warning("orthanc-objstore %s: storage area in %r through %s", __version__, area, api)
+    log.warning("orthanc-objstore %s: storage area in %r through %s; started in %.3f s", __version__, area, api,
+                time.monotonic() - started)
     return callbacks
