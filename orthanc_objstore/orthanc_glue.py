@@ -116,6 +116,9 @@ class StorageCallbacks:
         try:
             self.area.remove(uuid, content_type)
         except Exception as exc:  # noqa: BLE001
+            # Orthanc drops the attachment from its index whatever happens here: retry in the background
+            # so the object does not stay behind once the store answers again.
+            self.reaper.schedule(uuid, content_type)
             raise _failure("removing", uuid, content_type, exc) from None
 
     def _after_failed_create(self, uuid, content_type):
