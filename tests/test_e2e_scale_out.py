@@ -37,10 +37,10 @@ def index(postgres):
 @pytest.fixture
 def replicas(s3_backend, index, orthanc_factory):
     """Two Orthanc replicas: same bucket, same PostgreSQL index, nothing else in common."""
-    settings = {**s3_backend.settings(), **index, "Plugins": [PYTHON_PLUGIN, INDEX_PLUGIN],
-                "SaveJobs": False}
-    first = orthanc_factory(settings, name="replica-a")
-    second = orthanc_factory(settings, name="replica-b")
+    settings = {**s3_backend.settings(), **index, "Plugins": [PYTHON_PLUGIN, INDEX_PLUGIN]}
+    # Each replica keeps its own jobs and global properties in the shared database under its own name.
+    first = orthanc_factory({**settings, "DatabaseServerIdentifier": "replica-a"}, name="replica-a")
+    second = orthanc_factory({**settings, "DatabaseServerIdentifier": "replica-b"}, name="replica-b")
     for replica in (first, second):
         log = replica.log()
         assert "Registering plugin 'postgresql-index'" in log and "orthanc-objstore" in log, replica.log_tail()
