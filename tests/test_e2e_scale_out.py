@@ -9,6 +9,7 @@ shared index references.
 
 import io
 import os
+import socket
 import threading
 import zipfile
 
@@ -149,3 +150,90 @@ def test_a_replica_that_dies_loses_nothing(replicas, s3_backend, dicom_files):
     for instance, data in everything.items():
         assert first.get(f"/instances/{instance}/file") == data
     assert s3_backend.keys() == expected_keys(first, everything)
+
+
+
+class HoldingProxy:
+    """A TCP proxy to the S3 server that, once ``hold`` is set, swallows requests and never forwards them.
+
+    It freezes a replica in the middle of an upload (its write to the bucket never completes), so that
+    the test can kill it exactly there. Checked per chunk, so pooled keep-alive connections are held too.
+    """
+
+    def __init__(self, target_port: int):
+        self.target_port = target_port
+        self.hold = threading.Event()
+        self.held = threading.Event()
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self._listener.getsockname()[1]}"
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def close(self):
+        self._listener.close()
+
+    def _accept(self):
+        while True:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.target_port))
+            threading.Thread(target=self._pipe, args=(client, upstream, True), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(upstream, client, False), daemon=True).start()
+
+    def _pipe(self, source, target, is_request):
+        try:
+            while data := source.recv(65536):
+                if is_request and self.hold.is_set():
+                    self.held.set()
+                    continue
+                target.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for sock in (source, target):
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+
+def test_a_replica_killed_in_the_middle_of_an_upload_loses_nothing(s3_backend, index, orthanc_factory,
+                                                                   dicom_files):
+    """The client's request fails; its retry through the other replica stores the instance completely."""
+    proxy = HoldingProxy(s3_backend.moto.port)
+    try:
+        settings = {**s3_backend.settings(), **index, "Plugins": [PYTHON_PLUGIN, INDEX_PLUGIN]}
+        frozen_settings = {**settings, "DatabaseServerIdentifier": "replica-a"}
+        frozen_settings["AwsS3Storage"] = {**settings["AwsS3Storage"], "Endpoint": proxy.url,
+                                           "RequestTimeout": 60}
+        first = orthanc_factory(frozen_settings, name="replica-a")
+        second = orthanc_factory({**settings, "DatabaseServerIdentifier": "replica-b"}, name="replica-b")
+        data = dicom_files[0][1]
+
+        proxy.hold.set()
+        outcome = []
+        upload = threading.Thread(target=lambda: outcome.append(_attempt(first.upload, data)), daemon=True)
+        upload.start()
+        assert proxy.held.wait(30), "the upload never reached the bucket"
+        first.kill()  # SIGKILL while the plugin is writing the DICOM file
+        upload.join(60)
+        assert outcome and isinstance(outcome[0], Exception), outcome  # the client sees the failure
+
+        instance = second.upload(data)["ID"]  # ... and retries through the other replica
+        assert second.get(f"/instances/{instance}/file") == data
+        assert s3_backend.keys() == expected_keys(second, [instance])
+
+        proxy.hold.clear()
+        first.start()
+        assert first.get_json("/instances") == [instance]
+        assert first.get(f"/instances/{instance}/file") == data
+    finally:
+        proxy.close()
+
+
+def _attempt(call, *arguments):
+    try:
+        return call(*arguments)
+    except Exception as exc:  # noqa: BLE001 - the test inspects it
+        return exc
