@@ -177,17 +177,17 @@ def test_every_bad_input_is_refused_and_moves_nothing(backend, orthanc_factory):
     for body, expected in bad_bodies:
         status, answer = error_of(lambda: orthanc.post("/move-storage", body))
         assert status == 400, (body, answer)
-        assert expected in answer["Error"], (body, answer)
+        assert expected in answer["Message"], (body, answer)
     for resources in (["0123abcd-not-here"], [instance, "ffffffff-ffffffff-ffffffff-ffffffff-ffffffff"],
                       ["../tools/shutdown"], [""]):
         status, answer = error_of(lambda: orthanc.post("/move-storage", {**good, "Resources": resources}))
-        assert status in (400, 404) and "Error" in answer, (resources, answer)
+        assert status in (400, 404) and "Message" in answer, (resources, answer)
         if resources != [""]:
             assert status == 404 and instance not in answer["UnknownResources"]
     status, _ = error_of(lambda: orthanc.get("/move-storage"))
     assert status == 405
     status, answer = error_of(lambda: orthanc.get("/instances/0123abcd-not-here/storage-location"))
-    assert status == 404 and "unknown instance" in answer["Error"]
+    assert status == 404 and "unknown instance" in answer["Message"]
     status, answer = error_of(lambda: orthanc.get("/jobs/objstore-0123"))
     assert status == 404
     assert storage_files(orthanc) == before and backend.keys() == []
@@ -195,7 +195,7 @@ def test_every_bad_input_is_refused_and_moves_nothing(backend, orthanc_factory):
 
     plain = orthanc_factory(backend.settings(), name="not-hybrid")
     status, answer = error_of(lambda: plain.post("/move-storage", good))
-    assert status == 400 and "hybrid mode" in answer["Error"]
+    assert status == 400 and "hybrid mode" in answer["Message"]
 
 
 def test_jobs_are_listed_with_core_jobs_and_can_be_cancelled(backend, orthanc_factory):
@@ -229,7 +229,7 @@ def test_jobs_are_listed_with_core_jobs_and_can_be_cancelled(backend, orthanc_fa
     for instance, data in stored.items():
         assert orthanc.get(f"/instances/{instance}/file") == data
     status, answer = error_of(lambda: orthanc.post(f"/jobs/{job_id}/cancel", {}))
-    assert status == 400 and "finished" in answer["Error"]
+    assert status == 400 and "finished" in answer["Message"]
 
 
 def test_killed_during_a_move_resumes_without_loss_or_duplicates(backend, orthanc_factory):
