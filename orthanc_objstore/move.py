@@ -9,11 +9,10 @@ A job is a small serialisable step machine:
    attachments of each resource *and of every resource below it* (SPEC MOVE-5), with the size and
    MD5 Orthanc's index records for each. The plan is saved before anything moves.
 2. **Moving**: each planned attachment is one step (``move_attachment``): read from the source,
-   check size and MD5 against the index, write to the target, check that the target has it, and
-   only then delete the source. A file already on the target only (only) is skipped; on both sides
-   (a move interrupted between write and delete) the target copy is checked, rewritten if it is not
-   right, and the source copy deleted; on neither side it is reported as missing. Steps run in a
-   bounded thread pool (SPEC MOVE-6).
+   check size and MD5 against the index, write to the target, and only then delete the source. A
+   file on the target only is skipped; on both sides (a move interrupted between write and delete)
+   the verified source copy replaces the target copy and is then deleted; on neither side it is
+   reported as missing. Steps run in a bounded thread pool (SPEC MOVE-6).
 3. Every finished step is appended to the job's journal at once. After a crash, the job reloads
    its plan and journal and runs the steps not in the journal again; since a step never deletes
    the source before the target holds a verified copy, and re-running a finished step finds the
@@ -284,29 +283,21 @@ def _matches(data: bytes, attachment: Attachment) -> str | None:
 def move_attachment(attachment: Attachment, source, target) -> str:
     """Moves one attachment from area ``source`` to area ``target``; returns MOVED, SKIPPED or MISSING.
 
-    Raises ``StoreError`` (or ``IntegrityError`` for a source that does not match the index) on failure;
-    the source copy is then always still in place.
+    The bytes read from the source must match the size and MD5 of Orthanc's index before they are
+    written; the write replaces any copy an interrupted move left on the target; the source is
+    deleted only after the write succeeded (a store's ``put`` stores exactly the bytes given, which S3
+    checks with Content-MD5). Raises ``StoreError`` (``IntegrityError`` for a source that does not
+    match the index) on failure; the source copy is then always still in place.
     """
     uuid, content_type = attachment.uuid, attachment.content_type
-    on_target = bool(target.locate(uuid, content_type))
     try:
         data = source.read(uuid, content_type)
     except NotFound:
-        return SKIPPED if on_target else MISSING
+        return SKIPPED if target.locate(uuid, content_type) else MISSING
     problem = _matches(data, attachment)
     if problem:
         raise IntegrityError(f"the source copy is damaged ({problem}); left where it is", uuid)
-    if on_target:  # a copy on both sides: an interrupted move; keep the target copy only if it is right
-        try:
-            good = _matches(target.read(uuid, content_type), attachment) is None
-        except NotFound:
-            good = False
-        if not good:
-            target.create(uuid, content_type, data)
-    else:
-        target.create(uuid, content_type, data)
-    if not target.locate(uuid, content_type):
-        raise StoreError("the target does not list the file just written; source kept", uuid)
+    target.create(uuid, content_type, data)
     source.remove(uuid, content_type)
     return MOVED
 
@@ -520,10 +511,13 @@ class JobManager:
             job.started = time.time()
         self.job_store.save(job.id, job.document())
         if job.plan is None:
+            started = time.monotonic()
             planned = plan(self.index, job.groups)
             with job.lock:
                 job.plan = planned
             self.job_store.save(job.id, job.document())
+            log.info("move job %s: %d file(s) to move, planned in %.1f s", job.id, len(planned),
+                     time.monotonic() - started)
         source = self.areas(_other(job.target))
         target = self.areas(job.target)
         todo = [step for step in range(len(job.plan)) if step not in job.done]
