@@ -456,6 +456,10 @@ class JobManager:
             self._finish(job, FAILURE, ERROR_CANCELED)
         return True
 
+    @property
+    def stopping(self) -> bool:
+        return self._stopping
+
     # -- lifecycle
 
     def start(self) -> None:
@@ -465,7 +469,10 @@ class JobManager:
             except (KeyError, TypeError, ValueError) as exc:
                 log.error("move job %s cannot be reloaded and is ignored: %s", document.get("ID"), exc)
                 continue
-            self._jobs[job.id] = job
+            with self._wake:
+                if job.id in self._jobs:  # submitted before Orthanc said it had started
+                    continue
+                self._jobs[job.id] = job
             if job.state == PENDING:
                 log.warning("move job %s resumes (%d of %s files already done)", job.id, len(job.done),
                             len(job.plan) if job.plan is not None else "?")

@@ -413,7 +413,10 @@ class MoveStorageRoutes:
             _answer_json(output, {"ID": job.id, "Path": f"/jobs/{job.id}"})
             return
         while not job.finished.wait(0.5):  # waiting releases the GIL; the job runs in its own threads
-            pass
+            if self.manager.stopping:
+                send_json_error(output, 503, "Orthanc is stopping; the move job resumes at the next start",
+                                ID=job.id, Path=f"/jobs/{job.id}")
+                return
         status = job.status()
         if status["State"] == move.SUCCESS:
             _answer_json(output, status["Content"])

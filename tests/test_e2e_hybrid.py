@@ -302,3 +302,33 @@ def test_uploads_and_reads_during_a_move(backend, orthanc_factory):
     assert sorted(on_disk | in_bucket) == sorted(all_uuids) and not on_disk & in_bucket
     assert len(backend.keys()) == job["Content"]["MovedFiles"]
     assert plugin_problems(orthanc) == []
+
+
+def test_stopping_during_a_synchronous_move_answers_503_and_resumes(backend, orthanc_factory):
+    orthanc = orthanc_factory(hybrid(backend, "WriteToFileSystem"))
+    stored = upload_all(orthanc, make_instances(30, seed="1.2.826.0.1.3680043.8.498.17"))
+    study = orthanc.get_json("/studies")[0]
+    backend.proxy.mode, backend.proxy.delay = "slow", 0.3
+    answers = []
+
+    def synchronous_move():
+        try:
+            answers.append(orthanc.post("/move-storage", {"Resources": [study], "TargetStorage": "object-storage"}))
+        except HttpError as exc:
+            answers.append(exc)
+
+    thread = threading.Thread(target=synchronous_move)
+    thread.start()
+    assert wait_for(lambda: len(backend.keys()) > 0, timeout=60)
+    orthanc.stop()  # SIGTERM: Orthanc must not hang on the waiting request
+    thread.join(60)
+    assert len(answers) == 1 and isinstance(answers[0], HttpError) and answers[0].status == 503
+    job_id = json.loads(answers[0].body)["ID"]
+
+    backend.proxy.mode = "pass"
+    orthanc.start()
+    job = wait_job(orthanc, job_id)
+    assert job["State"] == "Success", job
+    assert storage_files(orthanc) == [] and len(backend.keys()) == job["Content"]["TotalFiles"]
+    for instance, data in stored.items():
+        assert orthanc.get(f"/instances/{instance}/file") == data
