@@ -12,6 +12,7 @@ from orthanc_objstore.area import ObjectArea
 from orthanc_objstore.errors import IntegrityError, NotFound, StoreUnavailable
 from orthanc_objstore.hybrid import HybridArea, build_hybrid_area
 from orthanc_objstore.naming import LEGACY, Naming
+from orthanc_objstore.stores.filesystem import FileSystemStore
 from orthanc_objstore.stores.memory import MemoryStore
 
 
@@ -113,18 +114,29 @@ def test_remove_tries_both_sides_then_reports():
     assert file_system.store.keys() == []
 
 
-AREAS = ["object", "WriteToFileSystem", "WriteToObjectStorage"]
+AREAS = ["object", "WriteToFileSystem", "WriteToObjectStorage", "real-WriteToFileSystem", "real-WriteToObjectStorage"]
 
 
-def make_area(kind):
-    objects, file_system = sides()
-    return objects if kind == "object" else build_hybrid_area(objects, file_system, kind)
+@pytest.fixture
+def area_of(request, tmp_path):
+    """Builds the area named by a test parameter: memory stores, or a real folder and S3 (moto)."""
+
+    def make(kind):
+        if kind.startswith("real-"):
+            objects = ObjectArea(request.getfixturevalue("s3_backend").store(), Naming())
+            file_system = ObjectArea(FileSystemStore(str(tmp_path / "storage"), fsync=False),
+                                     Naming(structure=LEGACY), storage_name="file-system")
+            return build_hybrid_area(objects, file_system, kind[len("real-"):])
+        objects, file_system = sides()
+        return objects if kind == "object" else build_hybrid_area(objects, file_system, kind)
+
+    return make
 
 
 @pytest.mark.parametrize("kind", AREAS)
-def test_area_contract(kind):
+def test_area_contract(kind, area_of):
     """The Area contract, the same for a plain object area and both hybrid modes."""
-    area = make_area(kind)
+    area = area_of(kind)
     uuid, data = new_uuid(), os.urandom(10_000)
     area.create(uuid, 1, data)
     assert area.read(uuid, 1) == data
@@ -147,8 +159,8 @@ def test_area_contract(kind):
 
 
 @pytest.mark.parametrize("kind", AREAS)
-def test_area_concurrent_use(kind):
-    area = make_area(kind)
+def test_area_concurrent_use(kind, area_of):
+    area = area_of(kind)
     items = {new_uuid(): os.urandom(20_000 + i) for i in range(32)}
 
     def round_trip(item):
