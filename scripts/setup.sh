@@ -9,10 +9,15 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 what="${1:-demo}"
 
-apt_packages=(orthanc orthanc-python dcmtk python3-venv curl ca-certificates)
-if [ "$what" = test ] && ! command -v node >/dev/null 2>&1; then
-  # Azurite (Azure emulator) needs Node.js; Debian 12's Node 18 runs the pinned Azurite 3.35.0.
-  apt_packages+=(nodejs npm)
+apt_packages=(orthanc orthanc-python dcmtk python3-venv curl ca-certificates iproute2 util-linux)
+if [ "$what" = test ]; then
+  # The scale-out tests run PostgreSQL and Debian's PostgreSQL index plugin for Orthanc; the Docker
+  # tests validate docker/*.yml with docker-compose's own parser (no Docker daemon needed).
+  apt_packages+=(postgresql orthanc-postgresql docker-compose)
+  if ! command -v node >/dev/null 2>&1; then
+    # Azurite (Azure emulator) needs Node.js; Debian 12's Node 18 runs the pinned Azurite 3.35.0.
+    apt_packages+=(nodejs npm)
+  fi
 fi
 missing=()
 for package in "${apt_packages[@]}"; do

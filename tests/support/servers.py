@@ -94,7 +94,9 @@ class FaultProxy:
     Modes: ``pass`` forwards everything; ``down`` accepts and closes every connection at once;
     ``cut_responses`` forwards requests but closes each response after ``cut_after`` bytes;
     ``drop_matching`` closes the connections whose request contains ``match`` in its request line,
-    headers or first bytes of body (GCS multipart uploads name the object in the body, not the URL).
+    headers or first bytes of body (GCS multipart uploads name the object in the body, not the URL);
+    ``slow`` forwards everything but waits ``delay`` seconds before forwarding each request (a slow,
+    distant store).
     """
 
     def __init__(self, target_port: int):
@@ -102,6 +104,7 @@ class FaultProxy:
         self.mode = "pass"
         self.cut_after = 200
         self.match = b""
+        self.delay = 0.0
         self.requests = []
         self._listener = socket.socket()
         self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -154,6 +157,8 @@ class FaultProxy:
                                     return
                             if self.mode == "down":
                                 return
+                            if self.mode == "slow":
+                                time.sleep(self.delay)
                         upstream.sendall(data)
                     else:
                         if self.mode == "cut_responses":
