@@ -39,7 +39,11 @@ def provider_store(config: PluginConfig):
 
 
 def _check_container(store, config: PluginConfig) -> None:
-    """Refuses to start when the bucket/container is known to be missing; tolerates a store that is down."""
+    """Refuses to start when the bucket/container is known to be missing; tolerates a store that is down.
+
+    ``check_bucket()`` is the providers' one start-up hook: S3 and GCS check that the bucket exists;
+    Azure creates its container there when CreateContainerIfNotExists is true (the official behaviour).
+    """
     check = getattr(store, "check_bucket", None)
     if check is None:
         return
@@ -47,7 +51,7 @@ def _check_container(store, config: PluginConfig) -> None:
         check()
     except NotFound:
         raise ConfigError(f"{config.section}: the bucket/container {store!r} does not exist; create it "
-                          "first (the plugin never creates buckets)") from None
+                          "first (the plugin creates none, except an Azure container with CreateContainerIfNotExists)") from None
     except StoreError as exc:
         log.warning("%s: could not check the bucket at start-up (%s); going on, every operation will be "
                     "retried against it", config.section, exc)
