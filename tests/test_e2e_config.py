@@ -13,33 +13,45 @@ SECRET = "test-secret-do-not-log"
 
 
 @pytest.mark.parametrize("options,expected", [
-    ({"HybridMode": "WriteToDisk"}, "AwsS3Storage.HybridMode: 'WriteToDisk' (string) is invalid; allowed: Disabled, "
+    ({"HybridMode": "WriteToDisk"}, "{section}.HybridMode: 'WriteToDisk' (string) is invalid; allowed: Disabled, "
                                     "WriteToFileSystem, WriteToObjectStorage"),
-    ({"RootPath": "/absolute"}, "AwsS3Storage.RootPath: '/absolute' is invalid; it must not start with '/'"),
-    ({"SecretKey": 42}, "AwsS3Storage.SecretKey: (value hidden) is invalid; allowed: a JSON string"),
+    ({"RootPath": "/absolute"}, "{section}.RootPath: '/absolute' is invalid; it must not start with '/'"),
     ({"StorageEncryption": {"MasterKey": [1, "/nonexistent/master.key"]}},
-     "AwsS3Storage.StorageEncryption.MasterKey: cannot read the key file '/nonexistent/master.key'"),
+     "{section}.StorageEncryption.MasterKey: cannot read the key file '/nonexistent/master.key'"),
 ])
 def test_invalid_configuration_stops_orthanc(backend, orthanc_factory, options, expected):
     orthanc = orthanc_factory(backend.settings(**options), start=False)
     assert orthanc.start(expect_failure=True) != 0
     log = orthanc.log()
-    assert f"orthanc-objstore: invalid configuration: {expected}" in log
-    assert SECRET not in log
+    assert f"orthanc-objstore: invalid configuration: {expected.format(section=backend.section)}" in log
+    assert backend.secret is None or backend.secret not in log
+
+
+@pytest.mark.parametrize("provider", ["s3", "azure"])  # the GCS section holds no secret
+def test_an_invalid_secret_is_never_quoted(provider, request, orthanc_factory):
+    backend = request.getfixturevalue(f"{provider}_backend")
+    option = backend.secret_option
+    orthanc = orthanc_factory(backend.settings(**{option: 42}), start=False)
+    assert orthanc.start(expect_failure=True) != 0
+    log = orthanc.log()
+    assert (f"orthanc-objstore: invalid configuration: {backend.section}.{option}: (value hidden) is invalid; "
+            "allowed: a JSON string") in log
+    assert SECRET not in log and backend.secret not in log
 
 
 def test_missing_bucket_stops_orthanc(backend, orthanc_factory):
-    orthanc = orthanc_factory(backend.settings(BucketName="no-such-bucket-here"), start=False)
+    orthanc = orthanc_factory(backend.missing_container_settings(), start=False)
     assert orthanc.start(expect_failure=True) != 0
     assert "does not exist; create it first" in orthanc.log()
 
 
 def test_typo_warns_and_no_secret_in_the_log(backend, orthanc_factory, dicom_files):
-    orthanc = orthanc_factory(backend.settings(VirtualAdressing=False))
+    typo, meant = backend.typo
+    orthanc = orthanc_factory(backend.settings(**{typo: False}))
     orthanc.upload(dicom_files[0][1])
     log = orthanc.log()
-    assert 'unknown option "VirtualAdressing" is ignored; did you mean "VirtualAddressing"?' in log
-    assert SECRET not in log
+    assert f'unknown option "{typo}" is ignored; did you mean "{meant}"?' in log
+    assert backend.secret is None or backend.secret not in log
 
 
 def test_no_section_keeps_orthanc_storage(orthanc_factory, dicom_files, tmp_path):

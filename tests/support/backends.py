@@ -16,6 +16,8 @@ from .servers import FaultProxy
 class S3Backend:
     name = "s3"
     section = "AwsS3Storage"
+    secret_option = "SecretKey"           # the option holding a secret (never logged)
+    typo = ("VirtualAdressing", "VirtualAddressing")  # a misspelt option and the one it should suggest
 
     def __init__(self, moto):
         self.moto = moto
@@ -23,10 +25,11 @@ class S3Backend:
         self.client = moto.client()
         self.client.create_bucket(Bucket=self.bucket)
         self.proxy = FaultProxy(moto.port)
+        self.secret = "test-secret-do-not-log"
 
     def settings(self, **options) -> dict:
         section = {"BucketName": self.bucket, "Region": "us-east-1", "Endpoint": self.proxy.url,
-                   "AccessKey": "test-access", "SecretKey": "test-secret-do-not-log",
+                   "AccessKey": "test-access", "SecretKey": self.secret,
                    "VirtualAddressing": False, "ConnectTimeout": 2, "RequestTimeout": 10, "MaxRetries": 1}
         section.update(options)
         return {self.section: section}
@@ -50,6 +53,9 @@ class S3Backend:
     def delete(self, key):
         self.client.delete_object(Bucket=self.bucket, Key=key)
 
+    def missing_container_settings(self) -> dict:
+        return self.settings(BucketName="no-such-bucket-here")
+
     def store(self):
         return S3Store(S3Config(bucket_name=self.bucket, region="us-east-1", endpoint=self.moto.url,
                                 access_key="test", secret_key="test", virtual_addressing=False, max_retries=2))
@@ -63,6 +69,8 @@ class AzureBackend:
 
     name = "azure"
     section = "AzureBlobStorage"
+    secret_option = "ConnectionString"
+    typo = ("CreateContainerIfNotExist", "CreateContainerIfNotExists")
 
     def __init__(self, azurite):
         self.azurite = azurite
@@ -90,6 +98,12 @@ class AzureBackend:
     def write(self, key, data: bytes):
         self.client.upload_blob(key, data, overwrite=True)
 
+    def delete(self, key):
+        self.client.delete_blob(key)
+
+    def missing_container_settings(self) -> dict:
+        return self.settings(ContainerName="no-such-container-here", CreateContainerIfNotExists=False)
+
     def store(self, proxied=False, **options):
         from orthanc_objstore.config import AzureConfig
         from orthanc_objstore.stores.azure import AzureStore
@@ -111,6 +125,8 @@ class GcsBackend:
 
     name = "gcs"
     section = "GoogleCloudStorage"
+    secret_option = None  # the section holds no secret (ServiceAccountFile is a path)
+    typo = ("RetryTimout", "RetryTimeout")
 
     def __init__(self):
         from .servers import FakeGcsServer
@@ -138,6 +154,12 @@ class GcsBackend:
 
     def write(self, key, data: bytes):
         self.bucket.blob(key).upload_from_string(data)
+
+    def delete(self, key):
+        self.bucket.blob(key).delete()
+
+    def missing_container_settings(self) -> dict:
+        return self.settings(BucketName="no-such-bucket-here")
 
     def store(self, proxied=False, **options):
         from orthanc_objstore.config import GcsConfig
