@@ -15,7 +15,7 @@ import logging
 from azure.core.exceptions import (AzureError, ClientAuthenticationError, HttpResponseError,
                                    ResourceExistsError, ResourceNotFoundError, ServiceRequestError,
                                    ServiceResponseError)
-from azure.storage.blob import BlobServiceClient, ExponentialRetry
+from azure.storage.blob import BlobServiceClient, ExponentialRetry, StandardBlobTier
 
 from ..errors import ConfigError, IntegrityError, NotFound, PermissionDenied, StoreError, StoreUnavailable
 from ..store import check_range
@@ -55,6 +55,21 @@ def _translate(exc: Exception, key: str, operation: str) -> StoreError:
     return StoreError(f"{where}: {code or status or type(exc).__name__}", key)
 
 
+class _RawTier(str):
+    """An access tier the SDK's StandardBlobTier lacks ("Premium"), sent as is, as the official plugin does."""
+
+    @property
+    def value(self) -> str:
+        return str(self)
+
+
+def _access_tier(name: str):
+    try:
+        return StandardBlobTier(name)
+    except ValueError:
+        return _RawTier(name)
+
+
 class AzureStore:
     def __init__(self, config, service=None):
         """``config`` is a ``config.AzureConfig``; ``service`` replaces the BlobServiceClient (tests)."""
@@ -80,7 +95,7 @@ class AzureStore:
         self._container = service.get_container_client(config.container_name)
         self._upload_options = {"overwrite": True, "validate_content": True, "max_concurrency": UPLOAD_CONCURRENCY}
         if config.access_tier:
-            self._upload_options["standard_blob_tier"] = config.access_tier
+            self._upload_options["standard_blob_tier"] = _access_tier(config.access_tier)
 
     def __repr__(self) -> str:
         return f"AzureStore(account={self.account!r}, container={self.container_name!r})"

@@ -1,0 +1,60 @@
+"""What the Azure and GCS stores promise beyond the conformance suite, seen in the requests they send
+(through the backend's FaultProxy in "pass" mode): blocks / resumable uploads for large objects, one
+request per read, the access tier."""
+
+import os
+import uuid
+
+import pytest
+
+LARGE = 20 * 1024 * 1024
+
+
+def requests_during(backend, action):
+    before = len(backend.proxy.requests)
+    action()
+    return backend.proxy.requests[before:]
+
+
+def test_azure_large_blob_goes_up_in_blocks_and_small_in_one_request(azure_backend):
+    store = azure_backend.store(proxied=True)
+    large, small = f"large/{uuid.uuid4()}", f"small/{uuid.uuid4()}"
+    data = os.urandom(LARGE)
+    sent = requests_during(azure_backend, lambda: store.put(large, data))
+    assert sum(b"comp=block&" in line or b"comp=block " in line for line in sent) == 3  # 8 + 8 + 4 MiB
+    assert sum(b"comp=blocklist" in line for line in sent) == 1
+    assert store.get(large) == data
+    sent = requests_during(azure_backend, lambda: store.put(small, b"small"))
+    assert len(sent) == 1 and sent[0].startswith(b"PUT ")
+
+
+def test_gcs_large_object_is_a_resumable_upload_small_one_a_single_request(gcs_backend):
+    store = gcs_backend.store(proxied=True)
+    large, small = f"large/{uuid.uuid4()}", f"small/{uuid.uuid4()}"
+    data = os.urandom(LARGE)
+    sent = requests_during(gcs_backend, lambda: store.put(large, data))
+    assert sum(b"uploadType=resumable" in line and line.startswith(b"POST ") for line in sent) == 1
+    assert sum(b"upload_id=" in line and line.startswith(b"PUT ") for line in sent) == 2  # 16 + 4 MiB chunks
+    assert store.get(large) == data
+    sent = requests_during(gcs_backend, lambda: store.put(small, b"small"))
+    assert len(sent) == 1 and b"uploadType=multipart" in sent[0]
+
+
+@pytest.mark.parametrize("provider", ["azure", "gcs"])
+def test_whole_and_range_reads_are_one_request_each(provider, request):
+    backend = request.getfixturevalue(f"{provider}_backend")
+    store = backend.store(proxied=True)
+    key, data = f"reads/{uuid.uuid4()}", os.urandom(LARGE)
+    store.put(key, data)
+    sent = requests_during(backend, lambda: store.get(key))
+    assert len(sent) == 1 and sent[0].startswith(b"GET ")
+    sent = requests_during(backend, lambda: store.get_range(key, 5_000_000, 1000))
+    assert len(sent) == 1 and sent[0].startswith(b"GET ")
+
+
+@pytest.mark.parametrize("tier", ["Hot", "Cool", "Cold", "Archive"])  # "Premium": premium accounts only
+def test_azure_access_tier_is_set_on_upload(azure_backend, tier):
+    store = azure_backend.store(access_tier=tier)
+    store.put("tiered.dcm", b"data")
+    properties = azure_backend.client.get_blob_client("tiered.dcm").get_blob_properties()
+    assert properties.blob_tier == tier
