@@ -58,3 +58,28 @@ def test_azure_access_tier_is_set_on_upload(azure_backend, tier):
     store.put("tiered.dcm", b"data")
     properties = azure_backend.client.get_blob_client("tiered.dcm").get_blob_properties()
     assert properties.blob_tier == tier
+
+
+def test_azure_with_a_container_sas_starts_and_works(azure_backend, caplog):
+    """A SAS limited to one container cannot create containers: start-up warns, then reads/writes work."""
+    import datetime
+    import logging
+
+    from azure.storage.blob import ContainerSasPermissions, generate_container_sas
+
+    from orthanc_objstore import build, config
+
+    sas = generate_container_sas(
+        "devstoreaccount1", azure_backend.container, account_key=azure_backend.secret,
+        permission=ContainerSasPermissions(read=True, write=True, delete=True, create=True),
+        expiry=datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(hours=1))
+    endpoint = f"http://127.0.0.1:{azure_backend.azurite.port}/devstoreaccount1"
+    section = {"AzureBlobStorage": {"ConnectionString": f"BlobEndpoint={endpoint};SharedAccessSignature={sas}",
+                                    "ContainerName": azure_backend.container, "MaxRetries": 0}}
+    with caplog.at_level(logging.WARNING, logger="orthanc_objstore"):
+        store = build.provider_store(config.parse(section)[0])
+    assert "could not check the bucket at start-up" in caplog.text and "access denied" in caplog.text
+    assert sas not in caplog.text
+    store.put("sas/object.dcm", b"written with a SAS")
+    assert store.get("sas/object.dcm") == b"written with a SAS"
+    assert azure_backend.read("sas/object.dcm") == b"written with a SAS"
