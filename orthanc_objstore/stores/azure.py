@@ -79,7 +79,7 @@ class AzureStore:
             try:
                 service = BlobServiceClient.from_connection_string(
                     config.connection_string,
-                    retry_policy=ExponentialRetry(initial_backoff=1, increment_base=3, random_jitter_range=1,
+                    retry_policy=ExponentialRetry(initial_backoff=0, increment_base=2, random_jitter_range=1,
                                                   retry_total=config.max_retries,
                                                   retry_connect=config.max_retries,
                                                   retry_read=config.max_retries,
