@@ -151,7 +151,7 @@ def test_move_a_study_both_ways(backend, orthanc_factory):
     instance = next(iter(stored))
     where = orthanc.get_json(f"/instances/{instance}/storage-location")
     assert {item["Storage"] for item in where["Attachments"]} == {"object-storage"}
-    assert where["Attachments"][0]["Locations"][0]["Where"].startswith("s3://")
+    assert where["Attachments"][0]["Locations"][0]["Where"].startswith(backend.url_scheme)
     assert plugin_problems(orthanc) == []
 
 

@@ -17,6 +17,7 @@ class S3Backend:
     name = "s3"
     section = "AwsS3Storage"
     secret_option = "SecretKey"           # the option holding a secret (never logged)
+    url_scheme = "s3://"                  # how the store describes its objects
     typo = ("VirtualAdressing", "VirtualAddressing")  # a misspelt option and the one it should suggest
 
     def __init__(self, moto):
@@ -70,6 +71,7 @@ class AzureBackend:
     name = "azure"
     section = "AzureBlobStorage"
     secret_option = "ConnectionString"
+    url_scheme = "azure://"
     typo = ("CreateContainerIfNotExist", "CreateContainerIfNotExists")
 
     def __init__(self, azurite):
@@ -126,6 +128,7 @@ class GcsBackend:
     name = "gcs"
     section = "GoogleCloudStorage"
     secret_option = None  # the section holds no secret (ServiceAccountFile is a path)
+    url_scheme = "gs://"
     typo = ("RetryTimout", "RetryTimeout")
 
     def __init__(self):
