@@ -269,11 +269,10 @@ def encrypt_a2(plaintext: bytes, key_id: int, master_key: bytes, *, chunk_size: 
     header = _A2_HEADER.pack(b"A2", key_id, chunk_size, len(plaintext), aes_key_wrap(master_key, dek), nonce)
     parsed = parse_a2_header(header)
     aead = AESGCM(dek)
-    view = memoryview(plaintext)
     count = parsed.chunk_count
     parts = [header]
     for index in range(count):
-        chunk = view[index * chunk_size:(index + 1) * chunk_size]
+        chunk = bytes(plaintext[index * chunk_size:(index + 1) * chunk_size])  # cryptography < 39 wants bytes
         parts.append(aead.encrypt(_chunk_nonce(nonce, index), chunk, _chunk_aad(header, index, index == count - 1)))
     return b"".join(parts)
 
@@ -291,13 +290,12 @@ def decrypt_a2_chunks(header: A2Header, dek: bytes, first_index: int, stored: by
     aead = AESGCM(dek)
     stored_chunk = header.chunk_size + TAG_SIZE
     count = header.chunk_count
-    view = memoryview(stored)
     parts = []
     index = first_index
-    for offset in range(0, len(view), stored_chunk):
+    for offset in range(0, len(stored), stored_chunk):
         if index >= count:
             raise DecryptionError("it holds more A2 chunks than its header says (extended)")
-        piece = view[offset:offset + stored_chunk]
+        piece = bytes(stored[offset:offset + stored_chunk])
         try:
             parts.append(aead.decrypt(_chunk_nonce(header.nonce, index), piece,
                                       _chunk_aad(header.raw, index, index == count - 1)))
@@ -315,7 +313,7 @@ def decrypt_a2(blob: bytes, keyring: Keyring) -> bytes:
     if len(blob) != header.object_size:
         raise DecryptionError(f"it is {len(blob)} bytes long but its A2 header announces {header.object_size} "
                               "bytes (truncated or extended)")
-    return decrypt_a2_chunks(header, dek, 0, memoryview(blob)[HEADER_SIZE:])
+    return decrypt_a2_chunks(header, dek, 0, memoryview(blob)[HEADER_SIZE:])  # the chunks are copied one by one
 
 
 # --- both ---------------------------------------------------------------------------------------------
