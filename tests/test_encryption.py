@@ -59,7 +59,7 @@ def test_sizes_round_trip(fmt, size):
     store.put(UUID_KEY, plaintext)
     stored = inner.get(UUID_KEY)
     assert stored[:2] == fmt.encode() and stored[2:6] == b"\x01\x00\x00\x00"
-    assert plaintext == b"" or plaintext[:1000] not in stored
+    assert len(plaintext) < 1000 or plaintext[:1000] not in stored
     assert store.get(UUID_KEY) == plaintext
     assert store.head(UUID_KEY) == size
     if size:
