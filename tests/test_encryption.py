@@ -262,3 +262,15 @@ def test_describe_and_delete_delegate():
     assert "key id 1" in repr(store) and "A1" in repr(store)
     assert_no_key_material(repr(store), KEY_1)
 
+
+
+@pytest.mark.parametrize("fmt", crypto.FORMATS)
+def test_hundreds_of_megabytes_round_trip(fmt):
+    inner = MemoryStore()
+    store = encrypted(inner, fmt=fmt)
+    size = 300 * 1024 * 1024 + 7
+    plaintext = os.urandom(size)
+    store.put(UUID_KEY, plaintext)
+    assert store.head(UUID_KEY) == size
+    assert store.get(UUID_KEY) == plaintext
+    assert store.get_range(UUID_KEY, size - 100_000, 100_000) == plaintext[-100_000:]
