@@ -67,7 +67,7 @@ A2_NONCE_SIZE = 12
 _A2_HEADER = struct.Struct("<2sIIQ40s12s")
 assert _A2_HEADER.size == HEADER_SIZE
 
-_STREAM_STEP = 16 * 1024 * 1024  # A1 is one GCM message; it is processed in steps of this size
+_STREAM_STEP = 64 * 1024  # A1 is one GCM message, processed in steps small enough to avoid mmap-sized buffers
 
 
 class CryptoError(ValueError):
