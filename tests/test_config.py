@@ -88,6 +88,8 @@ def test_migration_flag_means_write_to_object_storage():
     (s3(StorageClass="COLD"), "AwsS3Storage.StorageClass: 'COLD' (string) is invalid; allowed: STANDARD, "),
     (s3(Tags={"a": 1}), "AwsS3Storage.Tags: {'a': 1} (object) is invalid; allowed: a JSON object of strings"),
     (s3(Tags=["a"]), "AwsS3Storage.Tags: ['a'] (array) is invalid"),
+    (s3(Tags={"a": "x&y"}), "AwsS3Storage.Tags: 'a': 'x&y' is invalid; allowed: a key of 1 to 128"),
+    (s3(Tags={str(i): "v" for i in range(11)}), "AwsS3Storage.Tags: 11 tags; S3 allows at most 10"),
     (s3(StorageStructure="tree"), "AwsS3Storage.StorageStructure: 'tree' (string) is invalid; allowed: flat, legacy"),
     (s3(RootPath="/abs"), "AwsS3Storage.RootPath: '/abs' is invalid; it must not start with '/'"),
     (s3(HybridMode="WriteToDisk"), "AwsS3Storage.HybridMode: 'WriteToDisk' (string) is invalid; allowed: Disabled, "

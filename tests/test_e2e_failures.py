@@ -79,3 +79,14 @@ def test_store_down_during_reads_is_an_error_never_bad_data(backend, orthanc_fac
     archive = zipfile.ZipFile(io.BytesIO(orthanc.get(f"/studies/{study}/archive")))
     assert [archive.read(name) for name in archive.namelist() if not name.endswith("/")] == [dicom_files[0][1]]
     assert "test-secret-do-not-log" not in orthanc.log()
+
+
+def test_store_down_during_delete_leaves_no_orphan(backend, orthanc_factory, dicom_files):
+    orthanc = orthanc_factory(backend.settings())
+    instance = orthanc.upload(dicom_files[0][1])["ID"]
+    backend.proxy.mode = "down"
+    orthanc.delete(f"/instances/{instance}")  # Orthanc answers 200 and forgets the instance anyway
+    assert orthanc.get_json("/instances") == []
+    assert backend.keys() != []
+    backend.proxy.mode = "pass"
+    assert wait_for(lambda: backend.keys() == [], timeout=30), backend.keys()

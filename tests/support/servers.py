@@ -93,7 +93,8 @@ class FaultProxy:
 
     Modes: ``pass`` forwards everything; ``down`` accepts and closes every connection at once;
     ``cut_responses`` forwards requests but closes each response after ``cut_after`` bytes;
-    ``drop_matching`` closes the connections whose request line contains ``match``.
+    ``drop_matching`` closes the connections whose request line contains ``match``; ``slow`` forwards
+    everything but waits ``delay`` seconds before forwarding each request (a slow, distant store).
     """
 
     def __init__(self, target_port: int):
@@ -101,6 +102,7 @@ class FaultProxy:
         self.mode = "pass"
         self.cut_after = 200
         self.match = b""
+        self.delay = 0.0
         self.requests = []
         self._listener = socket.socket()
         self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -151,6 +153,8 @@ class FaultProxy:
                                 return
                             if self.mode == "down":
                                 return
+                            if self.mode == "slow":
+                                time.sleep(self.delay)
                         upstream.sendall(data)
                     else:
                         if self.mode == "cut_responses":
