@@ -274,3 +274,32 @@ def test_hundreds_of_megabytes_round_trip(fmt):
     assert store.head(UUID_KEY) == size
     assert store.get(UUID_KEY) == plaintext
     assert store.get_range(UUID_KEY, size - 100_000, 100_000) == plaintext[-100_000:]
+
+
+@pytest.mark.parametrize("mode", ["WriteToObjectStorage", "WriteToFileSystem"])
+def test_hybrid_mode_encrypts_both_sides(tmp_path, mode):
+    from orthanc_objstore import build, config
+    key_path = tmp_path / "master.key"
+    key_path.write_bytes(base64.b64encode(KEY_1.key))
+    parsed, _ = config.parse({"StorageDirectory": str(tmp_path / "storage"), "AwsS3Storage": {
+        "BucketName": "b", "Region": "eu-west-1", "HybridMode": mode, "StorageEncryption": {"MasterKey": [1, str(key_path)]}}})
+    objects = MemoryStore()
+    area = build.build_area(parsed, store=objects)
+    uuid = "8a3e6a47-3c1d-4f1e-9a53-2f8d3c0b7e11"
+    area.create(uuid, 1, b"new attachment")
+    assert area.read(uuid, 1) == b"new attachment"
+    file_path = tmp_path / "storage" / uuid[0:2] / uuid[2:4] / uuid
+    written = objects.get(f"{uuid}.dcm.enc") if mode == "WriteToObjectStorage" else file_path.read_bytes()
+    assert written[:6] == b"A1\x01\x00\x00\x00"
+    assert crypto.decrypt(written, crypto.Keyring(1, KEY_1.key)) == b"new attachment"
+
+    # The other side holds encrypted files too (same format, no .enc on the file system), read as a fallback.
+    other = "0c1b2a39-7d4e-4b6f-8e1a-5c3d2b1a0f9e"
+    encrypted_blob = crypto.encrypt(b"older attachment", crypto.Keyring(1, KEY_1.key), "A1")
+    if mode == "WriteToObjectStorage":
+        other_path = tmp_path / "storage" / other[0:2] / other[2:4] / other
+        other_path.parent.mkdir(parents=True)
+        other_path.write_bytes(encrypted_blob)
+    else:
+        objects.put(f"{other}.dcm.enc", encrypted_blob)
+    assert area.read(other, 1) == b"older attachment"
