@@ -9,13 +9,14 @@ larger ones a resumable upload in 16 MiB chunks; an object becomes visible only 
 A whole read is one GET whose CRC32C/MD5 the SDK checks; a range read checks its length.
 """
 
+import requests
 from google.api_core import exceptions as api_exceptions
 from google.auth import exceptions as auth_exceptions
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage
 from google.cloud.storage import exceptions as storage_exceptions
 from google.cloud.storage.retry import DEFAULT_RETRY
-import requests
+from requests.adapters import HTTPAdapter
 
 from ..errors import ConfigError, IntegrityError, NotFound, PermissionDenied, StoreError, StoreUnavailable
 from ..store import check_range
@@ -86,7 +87,7 @@ class GcsStore:
         self.bucket_name = config.bucket_name
         self._config = config
         self._client = client or _client(config)
-        adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=POOL_SIZE)
+        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=POOL_SIZE)
         for scheme in ("https://", "http://"):
             self._client._http.mount(scheme, adapter)
         self._bucket = self._client.bucket(config.bucket_name)
