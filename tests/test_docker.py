@@ -205,8 +205,8 @@ def test_without_the_dockerfile_switch_the_images_own_s3_plugin_would_start_too(
 def known_options(section: str) -> list[str]:
     """The options config.parse knows in a section, as its "unknown option" warning lists them."""
     minimal = {config.S3_SECTION: {"BucketName": "b", "Region": "r"},
-               config.AZURE_SECTION: {"ConnectionString": "c", "ContainerName": "c"},
-               config.GCS_SECTION: {"BucketName": "b"}}[section]
+               config.AZURE_SECTION: {"ConnectionString": "AccountName=a;AccountKey=k", "ContainerName": "orthanc"},
+               config.GCS_SECTION: {"BucketName": "bucket"}}[section]
     _, warnings = config.parse({section: {**minimal, "Zq9": 1}})
     listed = re.search(r"known options: (.*)$", warnings[0]).group(1)
     return listed.split(", ")
@@ -348,7 +348,9 @@ def test_azure_and_gcs_options_through_environment_variables(tmp_path):
 
     gcs = {"ORTHANC__GOOGLE_CLOUD_STORAGE__BUCKET_NAME": "pacs-archive",
            "ORTHANC__GOOGLE_CLOUD_STORAGE__SERVICE_ACCOUNT_FILE": "/run/secrets/gcs-service-account"}
-    _, enabled, (parsed, warnings) = startup(tmp_path, gcs, {"gcs-service-account": "{}"})
+    key_file = json.dumps({"type": "service_account", "client_email": "orthanc@pacs.iam.gserviceaccount.com",
+                           "private_key": "-----BEGIN PRIVATE KEY-----\n..."})  # checked for shape at start-up
+    _, enabled, (parsed, warnings) = startup(tmp_path, gcs, {"gcs-service-account": key_file})
     assert warnings == [] and "GoogleCloudStorage" not in enabled
     assert parsed.provider.bucket_name == "pacs-archive"
     assert parsed.provider.service_account_file.endswith("/gcs-service-account")
