@@ -130,9 +130,10 @@ def test_a_store_that_is_down_at_start_up_does_not_stop_orthanc(azure_backend, g
     monkeypatch.setenv("STORAGE_EMULATOR_HOST", gcs_backend.proxy.url)
     azure_backend.proxy.mode = gcs_backend.proxy.mode = "down"
     for backend, fast in ((azure_backend, {"MaxRetries": 0}), (gcs_backend, {"RetryTimeout": 0})):
+        caplog.clear()
         with caplog.at_level(logging.WARNING, logger="orthanc_objstore"):
             store = build.provider_store(config.parse(backend.settings(**fast))[0])
-        assert "could not check the bucket at start-up" in caplog.text
+        assert f"{backend.section}: could not check the bucket at start-up" in caplog.text
         backend.proxy.mode = "pass"
         store.put("after-start", b"ok")
         assert store.get("after-start") == b"ok"
