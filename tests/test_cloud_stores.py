@@ -31,10 +31,10 @@ def test_azure_large_blob_goes_up_in_blocks_and_small_in_one_request(azure_backe
 def test_gcs_large_object_is_a_resumable_upload_small_one_a_single_request(gcs_backend):
     store = gcs_backend.store(proxied=True)
     large, small = f"large/{uuid.uuid4()}", f"small/{uuid.uuid4()}"
-    data = os.urandom(LARGE)
+    data = os.urandom(2 * LARGE)
     sent = requests_during(gcs_backend, lambda: store.put(large, data))
     assert sum(b"uploadType=resumable" in line and line.startswith(b"POST ") for line in sent) == 1
-    assert sum(b"upload_id=" in line and line.startswith(b"PUT ") for line in sent) == 2  # 16 + 4 MiB chunks
+    assert sum(b"upload_id=" in line and line.startswith(b"PUT ") for line in sent) == 2  # 32 + 8 MiB chunks
     assert store.get(large) == data
     sent = requests_during(gcs_backend, lambda: store.put(small, b"small"))
     assert len(sent) == 1 and b"uploadType=multipart" in sent[0]

@@ -5,7 +5,7 @@ its HTTP session gets a connection pool sized for them. Credentials: the Service
 given, else an emulator (STORAGE_EMULATOR_HOST, anonymous), else application-default credentials.
 Retries and timeouts are the SDK's own: ``DEFAULT_RETRY`` bounded by ``RetryTimeout`` seconds, and
 ``(ConnectTimeout, RequestTimeout)`` on every request. Objects up to 8 MiB are one multipart upload,
-larger ones a resumable upload in 16 MiB chunks; an object becomes visible only once complete.
+larger ones a resumable upload in 32 MiB chunks; an object becomes visible only once complete.
 A whole read is one GET whose CRC32C/MD5 the SDK checks; a range read checks its length.
 """
 
@@ -21,7 +21,7 @@ from requests.adapters import HTTPAdapter
 from ..errors import ConfigError, IntegrityError, NotFound, PermissionDenied, StoreError, StoreUnavailable
 from ..store import check_range
 
-CHUNK_SIZE = 16 * 1024 * 1024  # a multiple of 256 KiB, as resumable uploads require
+CHUNK_SIZE = 32 * 1024 * 1024  # a multiple of 256 KiB, as resumable uploads require
 POOL_SIZE = 64
 _EMULATOR_PROJECT = "orthanc-objstore"
 
