@@ -6,8 +6,21 @@ import shutil
 import pytest
 
 from support.backends import S3Backend
-from support.orthanc import Orthanc
+from support.orthanc import VERSIONS, Orthanc
 from support.servers import MotoServer, require
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "orthanc_versions(*versions): run only on these Orthanc versions "
+                            "(default: all of support.orthanc.VERSIONS)")
+
+
+def pytest_generate_tests(metafunc):
+    """Every test using an Orthanc (``orthanc_factory``) runs once per Orthanc version: 1.10.1 and 1.13."""
+    if "orthanc_version" in metafunc.fixturenames:
+        marker = metafunc.definition.get_closest_marker("orthanc_versions")
+        versions = marker.args if marker else VERSIONS
+        metafunc.parametrize("orthanc_version", versions, scope="function")
 
 
 @pytest.fixture(scope="session")
@@ -34,18 +47,19 @@ def backend(request):
 
 
 @pytest.fixture
-def orthanc_factory(tmp_path):
-    """Creates Orthanc processes in this test's folder; stops every one of them afterwards."""
+def orthanc_factory(tmp_path, orthanc_version):
+    """Creates Orthanc processes of this test's version in this test's folder; stops every one afterwards."""
     started = []
 
-    def make(settings, name="orthanc", dicom=False, start=True):
-        server = Orthanc(tmp_path / name, settings, dicom=dicom)
+    def make(settings, name="orthanc", dicom=False, start=True, env=None):
+        server = Orthanc(tmp_path / name, settings, dicom=dicom, version=orthanc_version, env=env)
         started.append(server)
         return server.start() if start else server
 
     yield make
     for server in started:
         server.stop()
+        server.cleanup()
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,8 @@
-"""End to end: Debian's Orthanc loads the installed plugin and keeps its files in object storage."""
+"""End to end: Orthanc loads the installed plugin and keeps its files in object storage.
+
+Every test runs on the host's Orthanc 1.10.1 (v1 storage API) and on Orthanc 1.13 in the forky
+chroot (v3 API), through ``orthanc_factory``. Expected object names are derived from Orthanc's own
+attachment list: with v3 and no compression, 1.13 stores no header attachment (type 3)."""
 
 import io
 import zipfile
@@ -34,7 +38,8 @@ def test_upload_read_delete_over_rest(backend, orthanc_factory, dicom_files):
     tags = orthanc.get_json(f"/instances/{instance}/tags?simplify")
     assert tags["SOPInstanceUID"]
     uuids = attachment_uuids(orthanc, instance)
-    assert {kind for _, kind in uuids} == {1, 3}
+    # v3 reads the header as a range of the DICOM file, so Orthanc no longer keeps it apart
+    assert {kind for _, kind in uuids} == ({1} if orthanc.storage_api == "v3" else {1, 3})
     assert backend.keys() == official_names(uuids)
     dicom_uuid = next(uuid for uuid, kind in uuids if kind == 1)
     assert backend.read(f"{dicom_uuid}.dcm") == dicom

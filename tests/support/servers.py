@@ -94,6 +94,9 @@ class FaultProxy:
     Modes: ``pass`` forwards everything; ``down`` accepts and closes every connection at once;
     ``cut_responses`` forwards requests but closes each response after ``cut_after`` bytes;
     ``drop_matching`` closes the connections whose request line contains ``match``.
+
+    It also counts what goes through: ``requests`` (request lines) and ``bytes_from_server`` (every
+    byte the server sent back, HTTP headers included); ``reset_counts()`` starts over.
     """
 
     def __init__(self, target_port: int):
@@ -102,6 +105,8 @@ class FaultProxy:
         self.cut_after = 200
         self.match = b""
         self.requests = []
+        self.bytes_from_server = 0
+        self._count_lock = threading.Lock()
         self._listener = socket.socket()
         self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._listener.bind(("127.0.0.1", 0))
@@ -110,6 +115,11 @@ class FaultProxy:
         self.url = f"http://127.0.0.1:{self.port}"
         self._closed = False
         threading.Thread(target=self._accept, daemon=True).start()
+
+    def reset_counts(self):
+        with self._count_lock:
+            self.requests = []
+            self.bytes_from_server = 0
 
     def close(self):
         self._closed = True
@@ -153,6 +163,8 @@ class FaultProxy:
                                 return
                         upstream.sendall(data)
                     else:
+                        with self._count_lock:
+                            self.bytes_from_server += len(data)
                         if self.mode == "cut_responses":
                             allowed = max(0, self.cut_after - sent_back)
                             client.sendall(data[:allowed])
