@@ -16,8 +16,12 @@ def pytest_configure(config):
 
 
 def pytest_generate_tests(metafunc):
-    """Every test using an Orthanc (``orthanc_factory``) runs once per Orthanc version: 1.10.1 and 1.13."""
-    if "orthanc_version" in metafunc.fixturenames:
+    """Every test using an Orthanc (``orthanc_factory``) runs once per Orthanc version: 1.10.1 and 1.13.
+
+    A test narrows that with ``@pytest.mark.orthanc_versions(...)``, or parametrizes ``orthanc_version``
+    itself together with its other parameters (to run fewer combinations on one version)."""
+    own = [m for m in metafunc.definition.iter_markers("parametrize") if "orthanc_version" in str(m.args[0])]
+    if "orthanc_version" in metafunc.fixturenames and not own:
         marker = metafunc.definition.get_closest_marker("orthanc_versions")
         versions = marker.args if marker else VERSIONS
         metafunc.parametrize("orthanc_version", versions, scope="function")
