@@ -13,6 +13,7 @@ per problem when anything is invalid: the plugin fails closed.
 import base64
 import binascii
 import difflib
+import re
 from dataclasses import dataclass, field
 
 from .errors import ConfigError
@@ -301,8 +302,24 @@ def _s3(section: _Section, orthanc: _Section) -> S3Config:
         transfer_pool_size=section.unsigned("TransferPoolSize", 10, minimum=1),
         transfer_buffer_size_mb=section.unsigned("TransferBufferSize", 5, minimum=5, maximum=5 * 1024),
         storage_class=section.choice("StorageClass", None, S3_STORAGE_CLASSES),
-        tags=section.string_map("Tags"),
+        tags=_s3_tags(section),
         https_ca_certificates=orthanc.string("HttpsCACertificates", ""))
+
+
+_S3_TAG_TEXT = re.compile(r"^[\w\s+\-=.:/@]*$")
+
+
+def _s3_tags(section: _Section):
+    """Tags, checked against S3's rules (at most 10; key 1-128 and value 0-256 characters of letters,
+    digits, spaces and + - = . _ : / @) so a bad tag stops start-up instead of failing every write."""
+    tags = section.string_map("Tags")
+    if len(tags) > 10:
+        section.problems.append(f"{section.name}.Tags: {len(tags)} tags; S3 allows at most 10 per object")
+    for key, value in tags:
+        if not (1 <= len(key) <= 128 and len(value) <= 256 and _S3_TAG_TEXT.match(key) and _S3_TAG_TEXT.match(value)):
+            section.problems.append(f"{section.name}.Tags: {key!r}: {value!r} is invalid; allowed: a key of 1 to 128 "
+                                    "and a value of at most 256 letters, digits, spaces and + - = . _ : / @")
+    return tags
 
 
 def _azure(section: _Section, orthanc: _Section) -> AzureConfig:

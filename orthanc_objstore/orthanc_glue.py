@@ -68,6 +68,27 @@ def _setup_logging():
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
+class ReadFailures:
+    """Recent failed reads, by attachment uuid: lets the archive guard tell a complete archive from one
+    where Orthanc silently skipped files it could not read."""
+
+    def __init__(self, keep_seconds=3600.0):
+        self.keep_seconds = keep_seconds
+        self._failures: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def record(self, uuid):
+        now = time.monotonic()
+        with self._lock:
+            self._failures[uuid] = now
+            if len(self._failures) > 10000:
+                self._failures = {u: t for u, t in self._failures.items() if now - t < self.keep_seconds}
+
+    def since(self, started, uuids) -> list[str]:
+        with self._lock:
+            return sorted(uuid for uuid in uuids if self._failures.get(uuid, -1.0) >= started)
+
+
 class StorageCallbacks:
     """Orthanc's storage callbacks on top of an area. Every failure is logged once, then re-raised bare.
 
@@ -80,7 +101,11 @@ class StorageCallbacks:
         self.reaper = reaper
         self.error_codes = error_codes or ErrorCodes()
         self.takes_hints = _takes_location(area)
-        self._recent = threading.local()
+        self.read_failures = ReadFailures()
+        # The last DICOM file written by each OS thread. Not threading.local(): Orthanc's Python plugin
+        # gives each callback a fresh Python thread state, which drops thread-local data in between.
+        self._last_dicom: dict[int, tuple[str, float]] = {}
+        self._lock = threading.Lock()
 
     def create(self, uuid, content_type, data) -> Location | None:
         try:
@@ -89,21 +114,25 @@ class StorageCallbacks:
             self._after_failed_create(uuid, content_type)
             raise _failure("writing", uuid, content_type, exc) from None
         if content_type == CONTENT_TYPE_DICOM:
-            self._recent.dicom = (uuid, time.monotonic())
+            with self._lock:
+                self._last_dicom[threading.get_ident()] = (uuid, time.monotonic())
         return location if isinstance(location, Location) and self.takes_hints else None
 
     def read(self, uuid, content_type, location=None):
         try:
             return self.area.read(uuid, content_type, **_hint(location))
         except Exception as exc:  # noqa: BLE001
+            self.read_failures.record(uuid)
             raise _failure("reading", uuid, content_type, exc) from None
 
     def read_range(self, uuid, content_type, start, length, location=None):
         try:
             data = self.area.read_range(uuid, content_type, start, length, **_hint(location))
         except Exception as exc:  # noqa: BLE001
+            self.read_failures.record(uuid)
             raise _failure("reading a range of", uuid, content_type, exc) from None
         if len(data) != length:  # Orthanc refuses it anyway; say why, and never serve it
+            self.read_failures.record(uuid)
             raise _failure("reading a range of", uuid, content_type,
                            IntegrityError(f"{len(data)} bytes instead of the {length} asked for")) from None
         return data
@@ -112,6 +141,9 @@ class StorageCallbacks:
         try:
             self.area.remove(uuid, content_type, **_hint(location))
         except Exception as exc:  # noqa: BLE001
+            # Orthanc drops the attachment from its index whatever happens here: retry in the background
+            # so the object does not stay behind once the store answers again.
+            self.reaper.schedule(uuid, content_type)
             raise _failure("removing", uuid, content_type, exc) from None
 
     def v1(self):
@@ -149,8 +181,8 @@ class StorageCallbacks:
     def _after_failed_create(self, uuid, content_type):
         """The failed write's own object, and the upload's DICOM file written just before, are orphans."""
         self.reaper.schedule(uuid, content_type)
-        recent = getattr(self._recent, "dicom", None)
-        self._recent.dicom = None
+        with self._lock:
+            recent = self._last_dicom.pop(threading.get_ident(), None)
         if recent and recent[0] != uuid and time.monotonic() - recent[1] < _SAME_UPLOAD_SECONDS:
             self.reaper.schedule(recent[0], CONTENT_TYPE_DICOM, verify=True)
 
@@ -295,6 +327,88 @@ class Lifecycle:
                 log.exception("error while handling Orthanc's %s event", change_type)
 
 
+def send_json_error(output, status: int, message: str, **details):
+    """An error answer with a JSON body, on every Python plugin version (SendHttpStatus takes
+    (code, body, size) up to 4.1 and (code, body) from 4.2 on)."""
+    body = json.dumps({"HttpStatus": status, "Message": message, **details}, indent=2)
+    try:
+        output.SendHttpStatus(status, body, len(body.encode()))  # Python plugin <= 4.1: a str and its size
+    except TypeError:
+        output.SendHttpStatus(status, body.encode())
+
+
+def _orthanc_error_status(exc) -> int:
+    code = exc.args[0] if exc.args and isinstance(exc.args[0], int) else None
+    return {17: 404, 8: 400, 9: 400, 10: 400, 11: 400, 12: 400}.get(code, 500)
+
+
+class ArchiveGuard:
+    """Archives that never come back silently incomplete (SPEC Q-1).
+
+    Orthanc's archive and media jobs skip any instance whose file cannot be read ("An instance was
+    removed after the job was issued") and still answer 200, so a store outage yields an empty or
+    partial ZIP served as success. The plugin therefore answers the synchronous archive routes
+    itself: it runs the same core job asynchronously (a synchronous call from a plugin deadlocks on
+    Python plugin 4.0), waits for it, and serves the ZIP only if no file of the archive failed to be
+    read meanwhile; otherwise it answers 503 naming the files. Asynchronous requests go to the core
+    unchanged. The ZIP is held in memory while it is answered (Python plugin 4.0 cannot stream).
+    """
+
+    ROUTE = "/(patients|studies|series)/([^/]+)/(archive|media)"
+
+    def __init__(self, failures: ReadFailures, poll_seconds=0.05):
+        self.failures = failures
+        self.poll_seconds = poll_seconds
+
+    def __call__(self, output, uri, **request):
+        try:
+            self._answer(output, uri, request)
+        except orthanc.OrthancException as exc:
+            send_json_error(output, _orthanc_error_status(exc), f"{uri}: {exc.args[-1] if exc.args else exc}")
+
+    def _answer(self, output, uri, request):
+        level, resource, kind = request["groups"]
+        options = {}
+        if request["method"] == "POST":
+            try:
+                options = json.loads(request.get("body") or b"{}")
+            except ValueError:
+                return send_json_error(output, 400, "the body must be a JSON object")
+            if not isinstance(options, dict):
+                return send_json_error(output, 400, "the body must be a JSON object")
+            if options.get("Asynchronous") is True or options.get("Synchronous") is False:
+                answer = orthanc.RestApiPost(uri, request.get("body") or b"{}")
+                return output.AnswerBuffer(answer, "application/json")
+            options = {k: v for k, v in options.items() if k not in ("Synchronous", "Asynchronous")}
+        elif request["method"] == "GET":
+            if "transcode" in request.get("get", {}):
+                options["Transcode"] = request["get"]["transcode"]
+        else:
+            return output.SendMethodNotAllowed("GET,POST")
+
+        instances = json.loads(orthanc.RestApiGet(f"/{level}/{resource}/instances"))
+        uuids = {instance["FileUuid"] for instance in instances}
+        started = time.monotonic()
+        job = json.loads(orthanc.RestApiPost(uri, json.dumps({**options, "Asynchronous": True})))["ID"]
+        while True:
+            status = json.loads(orthanc.RestApiGet(f"/jobs/{job}"))
+            if status["State"] in ("Success", "Failure"):
+                break
+            time.sleep(self.poll_seconds)
+        if status["State"] == "Failure":
+            return send_json_error(output, 500, f"the {kind} job failed: {status.get('ErrorDescription')}",
+                                   Job=job)
+        unreadable = self.failures.since(started, uuids)
+        if unreadable:
+            log.error("%s of %s %s: %d file(s) could not be read from the storage; no partial archive served",
+                      kind, level, resource, len(unreadable))
+            return send_json_error(output, 503, f"{len(unreadable)} file(s) of this {kind} could not be read "
+                                   "from the storage; no partial archive is served, retry when the storage "
+                                   "is back", Attachments=unreadable)
+        output.SetHttpHeader("Content-Disposition", f'attachment; filename="{resource}.zip"')
+        output.AnswerBuffer(orthanc.RestApiGet(f"/jobs/{job}/archive"), "application/zip")
+
+
 STORAGE_API_VARIABLE = "ORTHANC_OBJSTORE_STORAGE_API"
 
 
@@ -320,8 +434,10 @@ def register_storage(callbacks: StorageCallbacks) -> str:
     return f"RegisterStorageArea (v1, whole reads{suffix})"
 
 
-def install():
-    """Called once when Orthanc imports the plugin: configure, build, register. Raises to stop Orthanc."""
+def install(started=None):
+    """Called once when Orthanc imports the plugin: configure, build, register. Raises to stop Orthanc.
+    ``started`` is when the plugin file began loading (time.monotonic), for the start-up time log."""
+    started = time.monotonic() if started is None else started
     _setup_logging()
     configuration = json.loads(orthanc.GetConfiguration())
     try:
@@ -338,7 +454,9 @@ def install():
     reaper = OrphanReaper(area, _is_dicom_referenced(area, configuration.get("StorageCompression") is True))
     callbacks = StorageCallbacks(area, reaper)
     api = register_storage(callbacks)
+    orthanc.RegisterRestCallback(ArchiveGuard.ROUTE, ArchiveGuard(callbacks.read_failures))
     lifecycle = Lifecycle()
     lifecycle.on_stopped.append(reaper.stop)
-    log.warning("orthanc-objstore %s: storage area in %r through %s", __version__, area, api)
+    log.warning("orthanc-objstore %s: storage area in %r through %s; started in %.3f s", __version__, area, api,
+                time.monotonic() - started)
     return callbacks

@@ -10,6 +10,9 @@ import os
 import re
 import site
 import sys
+import time
+
+_started = time.monotonic()
 
 _package_dir = os.path.dirname(os.path.abspath(__file__))
 _site_packages = os.path.dirname(_package_dir)
@@ -25,4 +28,4 @@ site.addsitedir(_site_packages)
 
 from orthanc_objstore import orthanc_glue  # noqa: E402
 
-orthanc_glue.install()
+orthanc_glue.install(started=_started)

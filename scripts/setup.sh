@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 what="${1:-demo}"
 
-apt_packages=(orthanc orthanc-python dcmtk python3-venv curl ca-certificates)
+apt_packages=(orthanc orthanc-python dcmtk python3-venv curl ca-certificates iproute2 util-linux)
 if [ "$what" = test ]; then
   apt_packages+=()
 fi

@@ -1,67 +1,99 @@
-"""ObjectArea on the memory store: names, legacy fallback, and the location hint kept as custom data."""
+"""ObjectArea: names from Naming, the legacy-name fallback, locate; and the orphan reaper."""
+
+import time
 
 import pytest
 
-from orthanc_objstore.area import Location, ObjectArea
-from orthanc_objstore.errors import NotFound
+from orthanc_objstore.area import ObjectArea
+from orthanc_objstore.errors import NotFound, StoreUnavailable
 from orthanc_objstore.naming import Naming
+from orthanc_objstore.orphans import OrphanReaper
 from orthanc_objstore.stores.memory import MemoryStore
 
-UUID = "0a1b2c3d-0000-4000-8000-00000000abcd"
-OTHER = "ffffffff-0000-4000-8000-00000000abcd"
+U = "0a1b2c3d-4e5f-6a7b-8c9d-0e1f2a3b4c5d"
 
 
-def test_create_returns_where_it_wrote():
-    area = ObjectArea(MemoryStore(), Naming(root_path="root"))
-    location = area.create(UUID, 1, b"dicom bytes")
-    assert location == Location("object-storage", f"root/{UUID}.dcm")
-    assert area.read_range(UUID, 1, 2, 5, location=location) == b"com b"
-
-
-@pytest.mark.parametrize("location", [Location("object-storage", f"a/{UUID}.dcm"),
-                                      Location("object-storage", f"a/b/{UUID[:2]}/{UUID[2:4]}/{UUID}")])
-def test_custom_data_round_trip(location):
-    data = location.to_custom_data()
-    assert len(data) < 200 and data.startswith(b"{")
-    assert Location.from_custom_data(data, UUID) == location
-
-
-@pytest.mark.parametrize("data", [
-    b"",                                               # v1 API, Orthanc itself, or no custom data
-    b"custom/path/by/the/official/plugin.dcm",         # the official plugin's NamingScheme: a raw path
-    b"{not json", b"[]", b'{"v": 2, "storage": "object-storage", "key": "x"}',
-    b'{"v": 1, "storage": "object-storage"}', b'{"v": 1, "storage": "", "key": "k"}',
-    b"\x00\xff binary",
-])
-def test_foreign_custom_data_is_ignored(data):
-    assert Location.from_custom_data(data, UUID) is None
-
-
-def test_a_key_of_another_attachment_is_refused():
-    data = Location("object-storage", f"{OTHER}.dcm").to_custom_data()
-    assert Location.from_custom_data(data, UUID) is None
-
-
-def test_hint_finds_objects_written_under_another_root_path():
+def test_create_read_remove_use_official_names():
     store = MemoryStore()
-    location = ObjectArea(store, Naming(root_path="old")).create(UUID, 1, b"0123456789")
-    moved_on = ObjectArea(store, Naming(root_path="new"))
+    area = ObjectArea(store, Naming(root_path="root"))
+    area.create(U, 1, b"dicom")
+    area.create(U, 3, b"head")
+    assert store.keys() == [f"root/{U}.dcm", f"root/{U}.dcm.head"]
+    assert area.read(U, 1) == b"dicom"
+    assert area.read_range(U, 1, 1, 3) == b"ico"
+    area.remove(U, 1)
+    area.remove(U, 1)
+    assert store.keys() == [f"root/{U}.dcm.head"]
     with pytest.raises(NotFound):
-        moved_on.read(UUID, 1)
-    assert moved_on.read(UUID, 1, location=location) == b"0123456789"
-    assert moved_on.read_range(UUID, 1, 3, 4, location=location) == b"3456"
-    moved_on.remove(UUID, 1, location=location)
-    with pytest.raises(NotFound):
-        store.get(location.key)
+        area.read(U, 1)
 
 
-def test_a_stale_hint_falls_back_to_the_names():
+def test_legacy_unknown_files_are_read_and_deleted_under_their_old_name():
+    store = MemoryStore()
+    store.put(f"{U}.unk", b"old header")
+    with pytest.raises(NotFound):
+        ObjectArea(store, Naming()).read(U, 3)
+    area = ObjectArea(store, Naming(legacy_unknown_files=True))
+    assert area.read(U, 3) == b"old header"
+    assert area.read_range(U, 3, 4, 6) == b"header"
+    assert [location.key for location in area.locate(U, 3)] == [f"{U}.unk"]
+    area.remove(U, 3)
+    assert store.keys() == []
+
+
+def test_missing_everywhere_raises_the_first_not_found():
+    area = ObjectArea(MemoryStore(), Naming(legacy_unknown_files=True))
+    with pytest.raises(NotFound) as caught:
+        area.read(U, 3)
+    assert caught.value.key == f"{U}.dcm.head"
+
+
+class FlakyStore(MemoryStore):
+    """Refuses deletes while ``down`` is set, like a store that is unreachable."""
+
+    down = True
+
+    def delete(self, key):
+        if self.down:
+            raise StoreUnavailable("down", key)
+        super().delete(key)
+
+
+def wait_until(predicate, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while not predicate() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return predicate()
+
+
+def test_reaper_retries_until_the_store_is_back():
+    store = FlakyStore()
+    area = ObjectArea(store, Naming())
+    area.create(U, 1, b"orphan")
+    reaper = OrphanReaper(area, first_delay=0.01, max_delay=0.05)
+    reaper.schedule(U, 1)
+    time.sleep(0.2)
+    assert store.keys() == [f"{U}.dcm"]
+    store.down = False
+    assert wait_until(lambda: store.keys() == [])
+    reaper.stop()
+
+
+def test_reaper_keeps_what_the_index_references():
     store = MemoryStore()
     area = ObjectArea(store, Naming())
-    area.create(UUID, 1, b"data")
-    assert area.read(UUID, 1, location=Location("object-storage", f"gone/{UUID}.dcm")) == b"data"
-    # a hint naming another storage (the file-system side of hybrid mode) is not this area's business
-    assert area.read(UUID, 1, location=Location("file-system", f"{UUID}")) == b"data"
-    area.remove(UUID, 1, location=Location("object-storage", f"gone/{UUID}.dcm"))
-    with pytest.raises(NotFound):
-        area.read(UUID, 1)
+    other = "1a1b2c3d-4e5f-6a7b-8c9d-0e1f2a3b4c5d"
+    area.create(U, 1, b"referenced")
+    area.create(other, 1, b"orphan")
+    checked = []
+
+    def is_referenced(uuid, content_type):
+        checked.append(uuid)
+        return uuid == U
+
+    reaper = OrphanReaper(area, is_referenced, first_delay=0.01)
+    reaper.schedule(U, 1, verify=True)
+    reaper.schedule(other, 1, verify=True)
+    assert wait_until(lambda: len(checked) == 2 and store.keys() == [f"{U}.dcm"])
+    assert reaper.pending() == 0
+    reaper.stop()

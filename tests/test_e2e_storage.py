@@ -117,3 +117,23 @@ def test_root_path_and_legacy_layout(backend, orthanc_factory, dicom_files, root
         orthanc.delete(f"/instances/{instance}")
         assert backend.keys() == []
         orthanc.stop()
+
+
+def test_legacy_unknown_header_files(backend, orthanc_factory, dicom_files):
+    """Header attachments written as <uuid>.unk (plugin 1.2.0 with Orthanc 1.9.3) are read and deleted
+    under that name with EnableLegacyUnknownFiles, and are missing without it."""
+    orthanc = orthanc_factory(backend.settings())
+    instance = orthanc.upload(dicom_files[0][1])["ID"]
+    header = orthanc.get_json(f"/instances/{instance}/attachments/dicom-until-pixel-data/info")["Uuid"]
+    backend.write(f"{header}.unk", backend.read(f"{header}.dcm.head"))
+    backend.delete(f"{header}.dcm.head")
+
+    orthanc.restart()
+    with pytest.raises(HttpError):
+        orthanc.get(f"/instances/{instance}/tags")
+    orthanc.stop()
+    orthanc.config[backend.section]["EnableLegacyUnknownFiles"] = True
+    orthanc.start()
+    assert orthanc.get_json(f"/instances/{instance}/tags?simplify")["SOPInstanceUID"]
+    orthanc.delete(f"/instances/{instance}")
+    assert backend.keys() == []

@@ -31,8 +31,7 @@ class FileSystemStore:
         path = self.path(key)
         folder = os.path.dirname(path)
         with _translated(key):
-            os.makedirs(folder, exist_ok=True)
-            fd, temporary = tempfile.mkstemp(dir=folder, prefix=".tmp-")
+            fd, temporary = _temporary_file(folder)
             try:
                 with os.fdopen(fd, "wb") as file:
                     file.write(data)
@@ -97,6 +96,18 @@ class _translated:
         if isinstance(exc, PermissionError):
             raise PermissionDenied(f"permission denied on {self.key!r}", self.key) from exc
         raise StoreError(f"file-system error on {self.key!r}: {exc.strerror}", self.key) from exc
+
+
+def _temporary_file(folder, attempts=10):
+    """A new temporary file in ``folder``, created with its parents. A concurrent delete may remove an
+    empty parent between the two steps (deletes prune empty folders): then try again."""
+    for attempt in range(attempts):
+        try:
+            os.makedirs(folder, exist_ok=True)
+            return tempfile.mkstemp(dir=folder, prefix=".tmp-")
+        except (FileNotFoundError, FileExistsError):
+            if attempt == attempts - 1:
+                raise
 
 
 def _remove_quietly(path):

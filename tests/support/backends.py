@@ -47,6 +47,9 @@ class S3Backend:
     def write(self, key, data: bytes):
         self.client.put_object(Bucket=self.bucket, Key=key, Body=data)
 
+    def delete(self, key):
+        self.client.delete_object(Bucket=self.bucket, Key=key)
+
     def store(self):
         return S3Store(S3Config(bucket_name=self.bucket, region="us-east-1", endpoint=self.moto.url,
                                 access_key="test", secret_key="test", virtual_addressing=False, max_retries=2))

@@ -1,0 +1,92 @@
+"""Failures never lose data (SPEC Q-1): the object store goes down during uploads and reads."""
+
+import io
+import zipfile
+
+import pytest
+
+from support.orthanc import HttpError, storescu, wait_for
+
+pytestmark = pytest.mark.orthanc
+
+
+def test_store_down_during_upload(backend, orthanc_factory, dicom_files):
+    orthanc = orthanc_factory(backend.settings(), dicom=True)
+    backend.proxy.mode = "down"
+    with pytest.raises(HttpError) as caught:
+        orthanc.upload(dicom_files[0][1])
+    assert caught.value.status == 500
+    result = storescu(orthanc.dicom_port, dicom_files[1][0])
+    assert result.returncode != 0
+    assert orthanc.get_json("/instances") == []
+
+    backend.proxy.mode = "pass"
+    assert orthanc.get_json("/statistics")["CountInstances"] == 0
+    # Orthanc recovers by itself once the store answers again.
+    instance = orthanc.upload(dicom_files[0][1])["ID"]
+    assert orthanc.get(f"/instances/{instance}/file") == dicom_files[0][1]
+    assert len(backend.keys()) == len(orthanc.get_json(f"/instances/{instance}/attachments"))
+
+
+def test_store_fails_between_two_attachments_of_an_upload(backend, orthanc_factory, dicom_files):
+    """The DICOM file is written, then the header attachment fails: Orthanc gives up without removing
+    the DICOM file. The plugin removes it once Orthanc's index confirms nothing uses it."""
+    orthanc = orthanc_factory(backend.settings())
+    backend.proxy.match = b".dcm.head"
+    backend.proxy.mode = "drop_matching"
+    with pytest.raises(HttpError):
+        orthanc.upload(dicom_files[0][1])
+    assert orthanc.get_json("/instances") == []
+    backend.proxy.mode = "pass"
+    assert wait_for(lambda: backend.keys() == [], timeout=30), backend.keys()
+    assert "removed the object left by a failed upload" in orthanc.log()
+
+
+def test_store_fails_after_upload_keeps_referenced_files(backend, orthanc_factory, dicom_files):
+    """A later failed create in the same thread must not remove a DICOM file that Orthanc kept."""
+    orthanc = orthanc_factory(backend.settings())
+    kept = orthanc.upload(dicom_files[0][1])["ID"]
+    backend.proxy.mode = "down"
+    with pytest.raises(HttpError):
+        orthanc.upload(dicom_files[1][1])
+    backend.proxy.mode = "pass"
+    assert wait_for(lambda: len(backend.keys()) == len(orthanc.get_json(f"/instances/{kept}/attachments")),
+                    timeout=30)
+    orthanc.restart()
+    assert orthanc.get(f"/instances/{kept}/file") == dicom_files[0][1]
+
+
+def test_store_down_during_reads_is_an_error_never_bad_data(backend, orthanc_factory, dicom_files):
+    orthanc = orthanc_factory(backend.settings())
+    ids = [orthanc.upload(data)["ID"] for _, data in dicom_files[:2]]
+    study = orthanc.get_json(f"/instances/{ids[0]}/study")["ID"]
+
+    for mode in ("down", "cut_responses"):
+        backend.proxy.mode = mode
+        backend.proxy.cut_after = 3000  # headers and the start of the body, then the connection drops
+        for path in (f"/instances/{ids[0]}/file", f"/instances/{ids[0]}/tags",
+                     f"/instances/{ids[0]}/attachments/dicom/data"):
+            with pytest.raises(HttpError) as caught:
+                orthanc.get(path)
+            assert caught.value.status >= 500, (mode, path)
+        with pytest.raises(HttpError) as caught:
+            orthanc.get(f"/studies/{study}/archive")
+        assert caught.value.status >= 500
+        assert b"could not be read" in caught.value.body
+
+    backend.proxy.mode = "pass"
+    assert orthanc.get(f"/instances/{ids[0]}/file") == dicom_files[0][1]
+    archive = zipfile.ZipFile(io.BytesIO(orthanc.get(f"/studies/{study}/archive")))
+    assert [archive.read(name) for name in archive.namelist() if not name.endswith("/")] == [dicom_files[0][1]]
+    assert "test-secret-do-not-log" not in orthanc.log()
+
+
+def test_store_down_during_delete_leaves_no_orphan(backend, orthanc_factory, dicom_files):
+    orthanc = orthanc_factory(backend.settings())
+    instance = orthanc.upload(dicom_files[0][1])["ID"]
+    backend.proxy.mode = "down"
+    orthanc.delete(f"/instances/{instance}")  # Orthanc answers 200 and forgets the instance anyway
+    assert orthanc.get_json("/instances") == []
+    assert backend.keys() != []
+    backend.proxy.mode = "pass"
+    assert wait_for(lambda: backend.keys() == [], timeout=30), backend.keys()

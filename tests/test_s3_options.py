@@ -1,0 +1,136 @@
+"""AwsS3Storage options that change what reaches the server, checked on the objects moto holds."""
+
+import os
+import ssl
+import threading
+
+import pytest
+
+from orthanc_objstore.config import S3Config
+from orthanc_objstore.errors import NotFound, StoreUnavailable
+from orthanc_objstore.stores.s3 import S3Store
+
+pytestmark = pytest.mark.orthanc
+
+
+def store_for(backend, endpoint=None, **options):
+    settings = dict(bucket_name=backend.bucket, region="us-east-1", endpoint=endpoint or backend.moto.url,
+                    access_key="test", secret_key="test", virtual_addressing=False, max_retries=1)
+    settings.update(options)
+    return S3Store(S3Config(**settings))
+
+
+def test_tags_and_storage_class_are_set_with_the_object(s3_backend):
+    store = store_for(s3_backend, tags=(("project", "pacs"), ("site", "a b=c/d")), storage_class="STANDARD_IA")
+    store.put("tagged.dcm", b"data")
+    client = s3_backend.client
+    tags = client.get_object_tagging(Bucket=s3_backend.bucket, Key="tagged.dcm")["TagSet"]
+    assert sorted((t["Key"], t["Value"]) for t in tags) == [("project", "pacs"), ("site", "a b=c/d")]
+    assert client.head_object(Bucket=s3_backend.bucket, Key="tagged.dcm")["StorageClass"] == "STANDARD_IA"
+
+
+def test_transfer_manager_uses_multipart_for_large_objects(s3_backend):
+    store = store_for(s3_backend, use_transfer_manager=True, transfer_buffer_size_mb=5, transfer_pool_size=4,
+                      tags=(("project", "pacs"),))
+    data = os.urandom(12 * 1024 * 1024)
+    store.put("large.dcm", data)
+    head = s3_backend.client.head_object(Bucket=s3_backend.bucket, Key="large.dcm")
+    assert head["ETag"].strip('"').endswith("-3")  # three parts of 5, 5 and 2 MiB
+    assert store.get("large.dcm") == data
+    assert store.get_range("large.dcm", 5 * 1024 * 1024 - 10, 20) == data[5 * 1024 * 1024 - 10:5 * 1024 * 1024 + 10]
+    with pytest.raises(NotFound):
+        store.get("absent.dcm")
+
+
+def test_https_ca_certificates(s3_backend, tmp_path):
+    """A TLS front for moto with a private CA: refused without HttpsCACertificates, accepted with it."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    import ipaddress
+    certificate = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+                   .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(days=1))
+                   .not_valid_after(now + datetime.timedelta(days=1))
+                   .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                                  critical=False)
+                   .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+                   .sign(key, hashes.SHA256()))
+    cert_path, key_path = tmp_path / "ca.pem", tmp_path / "key.pem"
+    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    front = TlsFront(s3_backend.moto.port, str(cert_path), str(key_path))
+    try:
+        refused = store_for(s3_backend, endpoint=front.url, max_retries=0)
+        with pytest.raises(StoreUnavailable):
+            refused.put("tls.dcm", b"x")
+        trusted = store_for(s3_backend, endpoint=front.url, https_ca_certificates=str(cert_path))
+        trusted.put("tls.dcm", b"over tls")
+        assert trusted.get("tls.dcm") == b"over tls"
+    finally:
+        front.close()
+
+
+class TlsFront:
+    """Terminates TLS on 127.0.0.1 and forwards the plain bytes to a local port."""
+
+    def __init__(self, target_port, cert, key):
+        import socket
+        self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.context.load_cert_chain(cert, key)
+        self.listener = socket.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(16)
+        self.url = f"https://127.0.0.1:{self.listener.getsockname()[1]}"
+        self.target_port = target_port
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def close(self):
+        self.listener.close()
+
+    def _accept(self):
+        import socket
+        while True:
+            try:
+                raw, _ = self.listener.accept()
+            except OSError:
+                return
+            try:
+                client = self.context.wrap_socket(raw, server_side=True)
+            except (ssl.SSLError, OSError):
+                raw.close()
+                continue
+            upstream = socket.create_connection(("127.0.0.1", self.target_port))
+            threading.Thread(target=self._pipe, args=(client, upstream), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(upstream, client), daemon=True).start()
+
+    @staticmethod
+    def _pipe(source, target):
+        try:
+            while data := source.recv(65536):
+                target.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for sock in (source, target):
+                try:
+                    sock.close()
+                except OSError:
+                    pass
+
+
+def test_transfer_manager_inside_orthanc(s3_backend, orthanc_factory, dicom_files):
+    orthanc = orthanc_factory(s3_backend.settings(UseTransferManager=True, Tags={"origin": "orthanc"},
+                                                  StorageClass="STANDARD_IA"))
+    instance = orthanc.upload(dicom_files[0][1])["ID"]
+    assert orthanc.get(f"/instances/{instance}/file") == dicom_files[0][1]
+    uuid = orthanc.get_json(f"/instances/{instance}/attachments/dicom/info")["Uuid"]
+    tags = s3_backend.client.get_object_tagging(Bucket=s3_backend.bucket, Key=f"{uuid}.dcm")["TagSet"]
+    assert tags == [{"Key": "origin", "Value": "orthanc"}]
