@@ -117,7 +117,7 @@ def test_custom_data_keeps_objects_found_after_a_root_path_change(backend, ortha
 
 
 @pytest.mark.orthanc_versions(NEWEST_VERSION)
-def test_attachments_written_through_v1_are_read_through_v3(backend, orthanc_factory, dicom_files):
+def test_attachments_move_between_v1_and_v3(backend, orthanc_factory, dicom_files):
     orthanc = orthanc_factory(backend.settings(), env={"ORTHANC_OBJSTORE_STORAGE_API": "v1"})
     assert orthanc.storage_api == "v1"
     assert "forced by ORTHANC_OBJSTORE_STORAGE_API" in orthanc.log()
@@ -130,7 +130,14 @@ def test_attachments_written_through_v1_are_read_through_v3(backend, orthanc_fac
     assert orthanc.storage_api == "v3"
     assert orthanc.get(f"/instances/{instance}/file") == dicom  # custom data b"": found by name
     assert orthanc.get_json(f"/instances/{instance}/tags?simplify")["SOPInstanceUID"]
+    newer = orthanc.upload(dicom_files[1][1])["ID"]  # v3: no header attachment, custom data recorded
+
+    orthanc.env = {"ORTHANC_OBJSTORE_STORAGE_API": "v1"}  # and back: v1 reads what v3 wrote
+    orthanc.restart()
+    assert orthanc.get(f"/instances/{newer}/file") == dicom_files[1][1]
+    assert orthanc.get_json(f"/instances/{newer}/tags?simplify")["SOPInstanceUID"]
     orthanc.delete(f"/instances/{instance}")
+    orthanc.delete(f"/instances/{newer}")
     assert backend.keys() == []
 
 
