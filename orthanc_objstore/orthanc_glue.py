@@ -21,13 +21,14 @@ import inspect
 import json
 import logging
 import os
+import re
 import threading
 import time
 import zlib
 
 import orthanc
 
-from . import __version__, build, config
+from . import __version__, build, config, move
 from .area import Location
 from .errors import ConfigError, IntegrityError, NotFound, StoreError, StoreUnavailable
 from .naming import CONTENT_TYPE_DICOM
@@ -457,6 +458,188 @@ def install(started=None):
     orthanc.RegisterRestCallback(ArchiveGuard.ROUTE, ArchiveGuard(callbacks.read_failures))
     lifecycle = Lifecycle()
     lifecycle.on_stopped.append(reaper.stop)
+    install_move_storage(area, plugin_config, lifecycle)
     log.warning("orthanc-objstore %s: storage area in %r through %s; started in %.3f s", __version__, area, api,
                 time.monotonic() - started)
     return callbacks
+
+
+# ----------------------------------------------------------------------------------------------------
+# Move storage, move jobs under /jobs, and "where is my file" (REST routes; the job itself is move.py)
+
+MOVE_WORKERS = 8
+JOBS_FOLDER = "objstore-jobs"  # inside StorageDirectory, which hybrid mode needs persistent anyway
+_RESOURCE_ID = re.compile(r"^[0-9a-fA-F-]{1,100}$")
+
+
+class RestIndex:
+    """``move.OrthancIndex`` through Orthanc's internal REST API (never a route run as a job)."""
+
+    def _get(self, uri):
+        try:
+            return json.loads(orthanc.RestApiGet(uri))
+        except orthanc.OrthancException:
+            return None
+
+    def level_of(self, resource_id):
+        if not _RESOURCE_ID.match(resource_id):
+            return None
+        for level in move.RESOLUTION_ORDER:
+            if self._get(f"/{move.LEVELS[level][1]}/{resource_id}") is not None:
+                return level
+        return None
+
+    def children(self, level, resource_id):
+        child = move.LEVELS[level][2]
+        if child is None:
+            return []
+        resource = self._get(f"/{move.LEVELS[level][1]}/{resource_id}") or {}
+        return list(resource.get(move.LEVELS[child][0], []))
+
+    def attachments(self, level, resource_id):
+        folder = f"/{move.LEVELS[level][1]}/{resource_id}"
+        found = []
+        for name, kind in sorted((self._get(f"{folder}/attachments?full") or {}).items(), key=lambda item: item[1]):
+            info = self._get(f"{folder}/attachments/{kind}/info")
+            if info is None:
+                continue  # removed meanwhile
+            found.append(move.Attachment(f"{move.LEVELS[level][1]}/{resource_id}", info["Uuid"],
+                                         move.plugin_content_type(kind), int(info["CompressedSize"]),
+                                         info.get("CompressedMD5", "")))
+        return found
+
+
+def _answer_json(output, value):
+    output.AnswerBuffer(json.dumps(value, indent=2) + "\n", "application/json")
+
+
+def _rest_route(handler):
+    """Wraps a REST callback so that a bug answers a JSON 500 instead of the plugin engine's bare error."""
+
+    def callback(output, uri, **request):
+        try:
+            handler(output, uri, **request)
+        except Exception as exc:  # noqa: BLE001
+            log.exception("error in %s %s", request.get("method"), uri)
+            send_json_error(output, 500, f"internal error in orthanc-objstore: {type(exc).__name__}")
+
+    return callback
+
+
+class MoveStorageRoutes:
+    """``POST /move-storage``, the move jobs under ``/jobs``, and ``GET /{level}/{id}/storage-location``."""
+
+    def __init__(self, area, manager, hybrid_mode):
+        self.area = area
+        self.manager = manager  # None when hybrid mode is off
+        self.hybrid_mode = hybrid_mode
+        self.index = RestIndex()
+
+    def register(self):
+        orthanc.RegisterRestCallback("/move-storage", _rest_route(self.move_storage))
+        orthanc.RegisterRestCallback("/(patients|studies|series|instances)/([^/]+)/storage-location",
+                                     _rest_route(self.storage_location))
+        if self.manager is not None:
+            job_id = f"({move.JOB_ID_PREFIX}[0-9a-f-]+)"
+            orthanc.RegisterRestCallback("/jobs", _rest_route(self.list_jobs))
+            orthanc.RegisterRestCallback(f"/jobs/{job_id}", _rest_route(self.job))
+            orthanc.RegisterRestCallback(f"/jobs/{job_id}/cancel", _rest_route(self.cancel_job))
+
+    def move_storage(self, output, uri, **request):
+        if request["method"] != "POST":
+            output.SendMethodNotAllowed("POST")
+            return
+        if self.manager is None:
+            send_json_error(output, 400, "POST /move-storage only works in hybrid mode; this Orthanc runs with "
+                            f"HybridMode {self.hybrid_mode!r}: set HybridMode to \"WriteToFileSystem\" or "
+                            "\"WriteToObjectStorage\" to use it")
+            return
+        try:
+            parsed = move.parse_request(request.get("body", b""))
+            groups = move.resolve(self.index, parsed.resources)
+        except move.BadRequest as exc:
+            send_json_error(output, 400, str(exc))
+            return
+        except LookupError as exc:
+            unknown = exc.args[0]
+            send_json_error(output, 404, f"unknown resource(s): {', '.join(map(repr, unknown))}; expected ids of "
+                            "patients, studies, series or instances in this Orthanc", UnknownResources=unknown)
+            return
+        job = self.manager.submit(groups, parsed.target, parsed.priority)
+        if parsed.asynchronous:
+            _answer_json(output, {"ID": job.id, "Path": f"/jobs/{job.id}"})
+            return
+        while not job.finished.wait(0.5):  # waiting releases the GIL; the job runs in its own threads
+            if self.manager.stopping:
+                send_json_error(output, 503, "Orthanc is stopping; the move job resumes at the next start",
+                                ID=job.id, Path=f"/jobs/{job.id}")
+                return
+        status = job.status()
+        if status["State"] == move.SUCCESS:
+            _answer_json(output, status["Content"])
+        else:
+            send_json_error(output, 500, status["ErrorDescription"], ErrorCode=status["ErrorCode"], ID=job.id,
+                            Content=status["Content"])
+
+    def list_jobs(self, output, uri, **request):
+        if request["method"] != "GET":
+            output.SendMethodNotAllowed("GET")
+            return
+        core = json.loads(orthanc.RestApiGet("/jobs"))
+        if "expand" in request.get("get", {}):
+            expanded = []
+            for job_id in core:
+                try:
+                    expanded.append(json.loads(orthanc.RestApiGet(f"/jobs/{job_id}")))
+                except orthanc.OrthancException:
+                    continue  # removed from the history meanwhile
+            _answer_json(output, expanded + [job.status() for job in self.manager.jobs()])
+        else:
+            _answer_json(output, core + [job.id for job in self.manager.jobs()])
+
+    def job(self, output, uri, **request):
+        if request["method"] != "GET":
+            output.SendMethodNotAllowed("GET")
+            return
+        job = self.manager.get(request["groups"][0])
+        if job is None:
+            send_json_error(output, 404, f"no job {request['groups'][0]!r}")
+        else:
+            _answer_json(output, job.status())
+
+    def cancel_job(self, output, uri, **request):
+        if request["method"] != "POST":
+            output.SendMethodNotAllowed("POST")
+            return
+        job_id = request["groups"][0]
+        job = self.manager.get(job_id)
+        if job is None:
+            send_json_error(output, 404, f"no job {job_id!r}")
+        elif not self.manager.cancel(job_id):
+            send_json_error(output, 400, f"job {job_id} has already finished ({job.state})")
+        else:
+            _answer_json(output, {})
+
+    def storage_location(self, output, uri, **request):
+        if request["method"] != "GET":
+            output.SendMethodNotAllowed("GET")
+            return
+        folder, resource_id = request["groups"]
+        level = move.LEVEL_BY_FOLDER[folder]
+        if not _RESOURCE_ID.match(resource_id) or self.index._get(f"/{folder}/{resource_id}") is None:
+            send_json_error(output, 404, f"unknown {level.lower()} {resource_id!r}")
+            return
+        _answer_json(output, {"ID": resource_id, "Type": level,
+                              "Attachments": move.storage_locations(self.index, self.area, level, resource_id)})
+
+
+def install_move_storage(area, plugin_config, lifecycle):
+    """Registers the move-storage and storage-location routes; in hybrid mode, the move jobs' worker too."""
+    manager = None
+    if hasattr(area, "side"):
+        folder = os.path.join(os.path.abspath(plugin_config.common.storage_directory), JOBS_FOLDER)
+        manager = move.JobManager(RestIndex(), area.side, move.FileJobStore(folder), workers=MOVE_WORKERS)
+        lifecycle.on_started.append(manager.start)
+        lifecycle.on_stopped.append(manager.stop)
+    MoveStorageRoutes(area, manager, plugin_config.common.hybrid_mode).register()
+    return manager

@@ -11,7 +11,9 @@ what="${1:-demo}"
 
 apt_packages=(orthanc orthanc-python dcmtk python3-venv curl ca-certificates iproute2 util-linux)
 if [ "$what" = test ]; then
-  apt_packages+=()
+  # The scale-out tests run PostgreSQL and Debian's PostgreSQL index plugin for Orthanc; the Docker
+  # tests validate docker/*.yml with docker-compose's own parser (no Docker daemon needed).
+  apt_packages+=(postgresql orthanc-postgresql docker-compose)
 fi
 missing=()
 for package in "${apt_packages[@]}"; do

@@ -93,7 +93,8 @@ class FaultProxy:
 
     Modes: ``pass`` forwards everything; ``down`` accepts and closes every connection at once;
     ``cut_responses`` forwards requests but closes each response after ``cut_after`` bytes;
-    ``drop_matching`` closes the connections whose request line contains ``match``.
+    ``drop_matching`` closes the connections whose request line contains ``match``; ``slow`` forwards
+    everything but waits ``delay`` seconds before forwarding each request (a slow, distant store).
 
     It also counts what goes through: ``requests`` (request lines) and ``bytes_from_server`` (every
     byte the server sent back, HTTP headers included); ``reset_counts()`` starts over.
@@ -104,6 +105,7 @@ class FaultProxy:
         self.mode = "pass"
         self.cut_after = 200
         self.match = b""
+        self.delay = 0.0
         self.requests = []
         self.bytes_from_server = 0
         self._count_lock = threading.Lock()
@@ -161,6 +163,8 @@ class FaultProxy:
                                 return
                             if self.mode == "down":
                                 return
+                            if self.mode == "slow":
+                                time.sleep(self.delay)
                         upstream.sendall(data)
                     else:
                         with self._count_lock:

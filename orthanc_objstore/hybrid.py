@@ -1,0 +1,95 @@
+"""Hybrid mode: one area made of a primary and a secondary area (object storage and file system).
+
+Contract (SPEC HYB-2), on top of the ``Area`` protocol:
+
+* ``create`` writes to the primary only;
+* ``read`` / ``read_range`` try the primary, then the secondary, and fall back **only** on
+  ``NotFound``: any other error of the primary (unreachable store, damaged or undecryptable object)
+  surfaces as it is, so that a failing store is never mistaken for a missing file. When the
+  secondary says ``NotFound`` too, the primary is asked once more: a move job writes the target
+  before it deletes the source, so a reader racing with a move always finds the file on that
+  second look;
+* ``remove`` removes the attachment from both sides (missing on one side is normal);
+* ``locate`` lists where the attachment is on both sides.
+
+A file missing on one side is the normal state of hybrid mode and logs nothing above debug level.
+Encryption, when enabled, wraps each side's store (``build.file_system_area`` and the object area
+are built that way), as the official plugin does.
+"""
+
+import logging
+
+from .area import Area, Location
+from .config import HYBRID_WRITE_TO_FILE_SYSTEM, HYBRID_WRITE_TO_OBJECT_STORAGE
+from .errors import NotFound
+
+log = logging.getLogger(__name__)
+
+FILE_SYSTEM = "file-system"
+OBJECT_STORAGE = "object-storage"
+STORAGE_NAMES = (FILE_SYSTEM, OBJECT_STORAGE)
+
+
+class HybridArea:
+    """Writes to ``primary``; reads from ``primary`` then ``secondary``; removes from both."""
+
+    def __init__(self, primary: Area, secondary: Area, *, file_system: Area, object_storage: Area):
+        self.primary = primary
+        self.secondary = secondary
+        self.sides = {FILE_SYSTEM: file_system, OBJECT_STORAGE: object_storage}
+
+    def __repr__(self) -> str:
+        return f"HybridArea(primary={self.primary!r}, secondary={self.secondary!r})"
+
+    def side(self, name: str) -> Area:
+        """The area of one storage, by its name in ``/move-storage`` (``file-system``, ``object-storage``)."""
+        return self.sides[name]
+
+    def create(self, uuid: str, content_type: int, data: bytes) -> None:
+        self.primary.create(uuid, content_type, data)
+
+    def read(self, uuid: str, content_type: int) -> bytes:
+        return self._with_fallback(uuid, lambda area: area.read(uuid, content_type))
+
+    def read_range(self, uuid: str, content_type: int, start: int, length: int) -> bytes:
+        return self._with_fallback(uuid, lambda area: area.read_range(uuid, content_type, start, length))
+
+    def remove(self, uuid: str, content_type: int) -> None:
+        first_error = None
+        for area in (self.primary, self.secondary):
+            try:
+                area.remove(uuid, content_type)
+            except NotFound:
+                pass
+            except Exception as exc:  # noqa: BLE001 - still remove the other side, then report
+                first_error = first_error or exc
+        if first_error is not None:
+            raise first_error
+
+    def locate(self, uuid: str, content_type: int) -> list[Location]:
+        return self.primary.locate(uuid, content_type) + self.secondary.locate(uuid, content_type)
+
+    def _with_fallback(self, uuid, operation):
+        try:
+            return operation(self.primary)
+        except NotFound:
+            log.debug("attachment %s is not in the primary storage, trying the secondary", uuid)
+        try:
+            return operation(self.secondary)
+        except NotFound as missing:
+            log.debug("attachment %s is in neither storage, asking the primary once more", uuid)
+            try:
+                return operation(self.primary)
+            except NotFound:
+                raise missing from None
+
+
+def build_hybrid_area(objects: Area, file_system: Area, mode: str) -> HybridArea:
+    """The hybrid area for ``HybridMode`` ``mode`` (config.py has already refused unknown modes)."""
+    if mode == HYBRID_WRITE_TO_FILE_SYSTEM:
+        primary, secondary = file_system, objects
+    elif mode == HYBRID_WRITE_TO_OBJECT_STORAGE:
+        primary, secondary = objects, file_system
+    else:
+        raise ValueError(f"not a hybrid mode: {mode!r}")
+    return HybridArea(primary, secondary, file_system=file_system, object_storage=objects)

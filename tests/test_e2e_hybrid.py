@@ -1,0 +1,334 @@
+"""End to end: hybrid mode, POST /move-storage, move jobs under /jobs and storage-location, through Orthanc."""
+
+import json
+import os
+import threading
+
+import pytest
+
+from support.dicom import make_instances
+from support.orthanc import HttpError, wait_for
+
+pytestmark = pytest.mark.orthanc
+
+EXTENSIONS = {1: ".dcm", 2: ".json", 3: ".dcm.head"}
+
+
+def hybrid(backend, mode, **options):
+    return backend.settings(HybridMode=mode, **options)
+
+
+def set_mode(orthanc, backend, mode):
+    orthanc.config[backend.section]["HybridMode"] = mode
+
+
+def storage_files(orthanc) -> list[str]:
+    """Every attachment file in Orthanc's StorageDirectory (aa/bb/uuid), the jobs folder left out."""
+    root = orthanc.config["StorageDirectory"]
+    found = []
+    for folder, subfolders, files in os.walk(root):
+        subfolders[:] = [name for name in subfolders if name != "objstore-jobs"]
+        found += [name for name in files if not name.startswith(".")]
+    return sorted(found)
+
+
+def attachments(orthanc, instance_id):
+    """(uuid, content type) of every attachment of an instance."""
+    full = orthanc.get_json(f"/instances/{instance_id}/attachments?full")
+    return [(orthanc.get_json(f"/instances/{instance_id}/attachments/{kind}/info")["Uuid"], kind)
+            for kind in full.values()]
+
+
+def object_names(uuid_types):
+    return sorted(uuid + EXTENSIONS.get(kind, ".unk") for uuid, kind in uuid_types)
+
+
+def upload_all(orthanc, files) -> dict[str, bytes]:
+    return {orthanc.upload(data)["ID"]: data for data in files}
+
+
+def error_of(call):
+    """The status and JSON body of a request expected to fail."""
+    with pytest.raises(HttpError) as failure:
+        call()
+    body = failure.value.body
+    return failure.value.status, json.loads(body) if body else None
+
+
+def wait_job(orthanc, job_id, timeout=120):
+    final = wait_for(lambda: (lambda job: job if job["State"] in ("Success", "Failure") else None)(
+        orthanc.get_json(f"/jobs/{job_id}")), timeout=timeout)
+    assert final, f"job {job_id} did not finish: {orthanc.get_json(f'/jobs/{job_id}')}"
+    return final
+
+
+def plugin_problems(orthanc) -> list[str]:
+    """Error and warning lines of Orthanc's log written by the plugin."""
+    return [line for line in orthanc.log().splitlines()
+            if line[:1] in ("E", "W") and "orthanc-objstore" in line and "storage area in" not in line]
+
+
+def test_hybrid_reads_from_both_sides(backend, orthanc_factory):
+    files = make_instances(4, studies=2, seed="1.2.826.0.1.3680043.8.498.11")
+    orthanc = orthanc_factory(hybrid(backend, "WriteToFileSystem"))
+    old = upload_all(orthanc, files[:2])
+    old_uuids = [uuid for instance in old for uuid in attachments(orthanc, instance)]
+    assert backend.keys() == []
+    assert storage_files(orthanc) == sorted(uuid for uuid, _ in old_uuids)
+
+    orthanc.stop()
+    set_mode(orthanc, backend, "WriteToObjectStorage")
+    orthanc.start()
+    new = upload_all(orthanc, files[2:])
+    new_uuids = [uuid for instance in new for uuid in attachments(orthanc, instance)]
+    assert backend.keys() == object_names(new_uuids)
+    for instance, data in {**old, **new}.items():
+        assert orthanc.get(f"/instances/{instance}/file") == data
+        assert orthanc.get_json(f"/instances/{instance}/tags?simplify")["SOPInstanceUID"]
+
+    # deleting removes each file wherever it is, and a file missing on one side is not an error
+    for instance in list(old)[:1] + list(new)[:1]:
+        orthanc.delete(f"/instances/{instance}")
+    assert len(storage_files(orthanc)) == 2
+    assert len(backend.keys()) == 2
+    assert plugin_problems(orthanc) == []
+
+
+def test_move_a_study_both_ways(backend, orthanc_factory):
+    files = make_instances(6, series_per_study=2, seed="1.2.826.0.1.3680043.8.498.12")
+    settings = hybrid(backend, "WriteToObjectStorage")
+    settings["UserContentType"] = {"report": [1025, "text/plain"]}
+    orthanc = orthanc_factory(settings)
+    stored = upload_all(orthanc, files)
+    study = orthanc.get_json("/studies")[0]
+    series = orthanc.get_json(f"/studies/{study}")["Series"][0]
+    orthanc.put(f"/studies/{study}/attachments/report", b"study-level attachment")
+    orthanc.put(f"/series/{series}/attachments/report", b"series-level attachment")
+    extra = [(orthanc.get_json(f"/{level}/{rid}/attachments/report/info")["Uuid"], 0)
+             for level, rid in (("studies", study), ("series", series))]
+    uuids = [uuid for instance in stored for uuid in attachments(orthanc, instance)] + extra
+    assert backend.keys() == object_names(uuids)
+    assert storage_files(orthanc) == []
+
+    # object storage -> file system, synchronous: the answer is the job's content
+    content = orthanc.post_json("/move-storage", {"Resources": [study], "TargetStorage": "file-system"})
+    assert content["Studies"] == [study]
+    assert content["MovedFiles"] == len(uuids) == content["TotalFiles"]
+    assert content["MovedBytes"] == content["TotalBytes"] > 0
+    assert (content["SkippedFiles"], content["FailedFiles"], content["MissingFiles"]) == (0, 0, 0)
+    assert backend.keys() == []
+    assert storage_files(orthanc) == sorted(uuid for uuid, _ in uuids)
+    for instance, data in stored.items():
+        assert orthanc.get(f"/instances/{instance}/file") == data
+    assert orthanc.get(f"/studies/{study}/attachments/report/data") == b"study-level attachment"
+
+    where = orthanc.get_json(f"/studies/{study}/storage-location")
+    assert where["Type"] == "Study"
+    assert {item["Storage"] for item in where["Attachments"]} == {"file-system"}
+    assert sorted(item["Uuid"] for item in where["Attachments"]) == sorted(uuid for uuid, _ in uuids)
+    first = where["Attachments"][0]
+    assert first["Locations"][0]["Key"] == f"{first['Uuid'][:2]}/{first['Uuid'][2:4]}/{first['Uuid']}"
+    assert first["Locations"][0]["Where"].endswith(first["Locations"][0]["Key"])
+
+    # and back, asynchronously, the patient given instead of the study: every file goes back
+    patient = orthanc.get_json(f"/studies/{study}")["ParentPatient"]
+    answer = orthanc.post_json("/move-storage", {"Resources": [patient], "TargetStorage": "object-storage",
+                                                 "Asynchronous": True})
+    assert answer["Path"] == f"/jobs/{answer['ID']}"
+    job = wait_job(orthanc, answer["ID"])
+    assert job["State"] == "Success", job
+    assert job["Type"] == "MoveStorage" and job["Progress"] == 100 and job["ErrorCode"] == 0
+    assert job["Content"]["MovedFiles"] == len(uuids)
+    assert backend.keys() == object_names(uuids)
+    assert storage_files(orthanc) == []
+    for instance, data in stored.items():
+        assert orthanc.get(f"/instances/{instance}/file") == data
+    assert orthanc.get(f"/series/{series}/attachments/report/data") == b"series-level attachment"
+
+    # moving again: everything is already on the target
+    again = orthanc.post_json("/move-storage", {"Resources": [study], "TargetStorage": "object-storage"})
+    assert (again["MovedFiles"], again["SkippedFiles"]) == (0, len(uuids))
+    instance = next(iter(stored))
+    where = orthanc.get_json(f"/instances/{instance}/storage-location")
+    assert {item["Storage"] for item in where["Attachments"]} == {"object-storage"}
+    assert where["Attachments"][0]["Locations"][0]["Where"].startswith("s3://")
+    assert plugin_problems(orthanc) == []
+
+
+def test_every_bad_input_is_refused_and_moves_nothing(backend, orthanc_factory):
+    orthanc = orthanc_factory(hybrid(backend, "WriteToFileSystem"))
+    instance = orthanc.upload(make_instances(1, seed="1.2.826.0.1.3680043.8.498.13")[0])["ID"]
+    before = storage_files(orthanc)
+    good = {"Resources": [instance], "TargetStorage": "object-storage"}
+    bad_bodies = [
+        (b"not json", "not JSON"),
+        ([instance], "JSON object"),
+        ({"TargetStorage": "object-storage"}, '"Resources"'),
+        ({**good, "Resources": instance}, '"Resources"'),
+        ({**good, "Resources": []}, '"Resources"'),
+        ({**good, "Resources": [42]}, "non-empty strings"),
+        ({"Resources": [instance]}, '"TargetStorage"'),
+        ({**good, "TargetStorage": "tape"}, '"TargetStorage"'),
+        ({**good, "Asynchronous": "yes"}, '"Asynchronous"'),
+        ({**good, "Synchronous": 1}, '"Synchronous"'),
+        ({**good, "Priority": "high"}, '"Priority"'),
+        ({**good, "Asynchronus": True}, "Asynchronus"),
+    ]
+    for body, expected in bad_bodies:
+        status, answer = error_of(lambda: orthanc.post("/move-storage", body))
+        assert status == 400, (body, answer)
+        assert expected in answer["Message"], (body, answer)
+    for resources in (["0123abcd-not-here"], [instance, "ffffffff-ffffffff-ffffffff-ffffffff-ffffffff"],
+                      ["../tools/shutdown"], [""]):
+        status, answer = error_of(lambda: orthanc.post("/move-storage", {**good, "Resources": resources}))
+        assert status in (400, 404) and "Message" in answer, (resources, answer)
+        if resources != [""]:
+            assert status == 404 and instance not in answer["UnknownResources"]
+    status, _ = error_of(lambda: orthanc.get("/move-storage"))
+    assert status == 405
+    status, answer = error_of(lambda: orthanc.get("/instances/0123abcd-not-here/storage-location"))
+    assert status == 404 and "unknown instance" in answer["Message"]
+    status, answer = error_of(lambda: orthanc.get("/jobs/objstore-0123"))
+    assert status == 404
+    assert storage_files(orthanc) == before and backend.keys() == []
+    assert orthanc.get_json("/jobs") == []
+
+    plain = orthanc_factory(backend.settings(), name="not-hybrid")
+    status, answer = error_of(lambda: plain.post("/move-storage", good))
+    assert status == 400 and "hybrid mode" in answer["Message"]
+
+
+def test_jobs_are_listed_with_core_jobs_and_can_be_cancelled(backend, orthanc_factory):
+    orthanc = orthanc_factory(hybrid(backend, "WriteToFileSystem"))
+    stored = upload_all(orthanc, make_instances(40, seed="1.2.826.0.1.3680043.8.498.14"))
+    study = orthanc.get_json("/studies")[0]
+    core_job = orthanc.post_json(f"/studies/{study}/archive", {"Asynchronous": True})["ID"]
+    wait_job(orthanc, core_job)
+
+    backend.proxy.mode, backend.proxy.delay = "slow", 0.3
+    job_id = orthanc.post_json("/move-storage", {"Resources": [study], "TargetStorage": "object-storage",
+                                                 "Asynchronous": True})["ID"]
+    assert wait_for(lambda: orthanc.get_json(f"/jobs/{job_id}")["Content"]["MovedFiles"] > 0, timeout=60)
+    listed = orthanc.get_json("/jobs")
+    assert core_job in listed and job_id in listed
+    expanded = {job["ID"]: job for job in orthanc.get_json("/jobs?expand")}
+    assert expanded[core_job]["Type"] == "Archive" and expanded[job_id]["Type"] == "MoveStorage"
+    assert expanded[job_id]["State"] == "Running"
+    assert set(expanded[job_id]) >= {"ID", "Type", "State", "Progress", "CreationTime", "ErrorCode",
+                                     "ErrorDescription", "Content"}
+
+    assert orthanc.post_json(f"/jobs/{job_id}/cancel", {}) == {}
+    job = wait_job(orthanc, job_id)
+    backend.proxy.mode = "pass"
+    assert (job["State"], job["ErrorCode"]) == ("Failure", 37)
+    moved = job["Content"]["MovedFiles"]
+    assert 0 < moved < job["Content"]["TotalFiles"]
+    # every file is on exactly one side and readable
+    assert len(backend.keys()) + len(storage_files(orthanc)) == job["Content"]["TotalFiles"]
+    assert len(backend.keys()) == moved
+    for instance, data in stored.items():
+        assert orthanc.get(f"/instances/{instance}/file") == data
+    status, answer = error_of(lambda: orthanc.post(f"/jobs/{job_id}/cancel", {}))
+    assert status == 400 and "finished" in answer["Message"]
+
+
+def test_killed_during_a_move_resumes_without_loss_or_duplicates(backend, orthanc_factory):
+    orthanc = orthanc_factory(hybrid(backend, "WriteToFileSystem"))
+    stored = upload_all(orthanc, make_instances(50, studies=2, seed="1.2.826.0.1.3680043.8.498.15"))
+    uuids = [uuid for instance in stored for uuid in attachments(orthanc, instance)]
+    studies = orthanc.get_json("/studies")
+
+    backend.proxy.mode, backend.proxy.delay = "slow", 0.2
+    job_id = orthanc.post_json("/move-storage", {"Resources": studies, "TargetStorage": "object-storage",
+                                                 "Asynchronous": True})["ID"]
+    assert wait_for(lambda: orthanc.get_json(f"/jobs/{job_id}")["Content"]["MovedFiles"] >= 10, timeout=60)
+    orthanc.kill()
+    backend.proxy.mode = "pass"
+    on_target_at_kill = len(backend.keys())
+    assert 0 < on_target_at_kill < len(uuids)
+
+    orthanc.start()
+    job = wait_job(orthanc, job_id)
+    assert job["State"] == "Success", job
+    content = job["Content"]
+    assert content["TotalFiles"] == len(uuids)
+    assert content["MovedFiles"] + content["SkippedFiles"] == len(uuids)
+    assert content["MovedBytes"] + content["SkippedBytes"] == content["TotalBytes"]
+    assert (content["FailedFiles"], content["MissingFiles"]) == (0, 0)
+    # exactly one copy of each file, on the target
+    assert backend.keys() == object_names(uuids)
+    assert storage_files(orthanc) == []
+    for instance, data in stored.items():
+        assert orthanc.get(f"/instances/{instance}/file") == data
+    assert "resumes" in orthanc.log()
+
+
+def test_uploads_and_reads_during_a_move(backend, orthanc_factory):
+    orthanc = orthanc_factory(hybrid(backend, "WriteToFileSystem"))
+    files = make_instances(50, seed="1.2.826.0.1.3680043.8.498.16")
+    stored = upload_all(orthanc, files[:40])
+    study = orthanc.get_json("/studies")[0]
+    backend.proxy.mode, backend.proxy.delay = "slow", 0.02
+    job_id = orthanc.post_json("/move-storage", {"Resources": [study], "TargetStorage": "object-storage",
+                                                 "Asynchronous": True})["ID"]
+    failures, reads = [], [0]
+
+    def reader():
+        while orthanc.get_json(f"/jobs/{job_id}")["State"] not in ("Success", "Failure"):
+            for instance, data in stored.items():
+                try:
+                    if orthanc.get(f"/instances/{instance}/file") != data:
+                        failures.append(f"{instance}: different bytes")
+                    reads[0] += 1
+                except HttpError as exc:
+                    failures.append(f"{instance}: {exc}")
+
+    threads = [threading.Thread(target=reader) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    new = upload_all(orthanc, files[40:])
+    for thread in threads:
+        thread.join(300)
+    backend.proxy.mode = "pass"
+    job = wait_job(orthanc, job_id)
+    assert job["State"] == "Success", job
+    assert failures == []
+    assert reads[0] >= len(stored)
+    for instance, data in {**stored, **new}.items():
+        assert orthanc.get(f"/instances/{instance}/file") == data
+    # every file is on exactly one side: the job's files on the target, the others where they were written
+    all_uuids = [uuid for instance in {**stored, **new} for uuid, _ in attachments(orthanc, instance)]
+    on_disk, in_bucket = set(storage_files(orthanc)), {key.split(".")[0] for key in backend.keys()}
+    assert sorted(on_disk | in_bucket) == sorted(all_uuids) and not on_disk & in_bucket
+    assert len(backend.keys()) == job["Content"]["MovedFiles"]
+    assert plugin_problems(orthanc) == []
+
+
+def test_stopping_during_a_synchronous_move_answers_503_and_resumes(backend, orthanc_factory):
+    orthanc = orthanc_factory(hybrid(backend, "WriteToFileSystem"))
+    stored = upload_all(orthanc, make_instances(30, seed="1.2.826.0.1.3680043.8.498.17"))
+    study = orthanc.get_json("/studies")[0]
+    backend.proxy.mode, backend.proxy.delay = "slow", 0.3
+    answers = []
+
+    def synchronous_move():
+        try:
+            answers.append(orthanc.post("/move-storage", {"Resources": [study], "TargetStorage": "object-storage"}))
+        except HttpError as exc:
+            answers.append(exc)
+
+    thread = threading.Thread(target=synchronous_move)
+    thread.start()
+    assert wait_for(lambda: len(backend.keys()) > 0, timeout=60)
+    orthanc.stop()  # SIGTERM: Orthanc must not hang on the waiting request
+    thread.join(60)
+    assert len(answers) == 1 and isinstance(answers[0], HttpError) and answers[0].status == 503
+    job_id = json.loads(answers[0].body)["ID"]
+
+    backend.proxy.mode = "pass"
+    orthanc.start()
+    job = wait_job(orthanc, job_id)
+    assert job["State"] == "Success", job
+    assert storage_files(orthanc) == [] and len(backend.keys()) == job["Content"]["TotalFiles"]
+    for instance, data in stored.items():
+        assert orthanc.get(f"/instances/{instance}/file") == data

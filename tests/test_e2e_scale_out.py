@@ -1,0 +1,239 @@
+"""Scale-out, for real and without Docker: two Orthancs sharing one PostgreSQL index and one bucket.
+
+This is the topology of docker/docker-compose.yml (two replicas behind a proxy), built from Debian's
+packages: PostgreSQL on 127.0.0.1, Debian's orthanc-postgresql index plugin (``Lock: false`` so that
+several Orthancs share the database) and this plugin on one moto bucket. Whatever one replica
+writes, the other reads, archives and deletes; the bucket always holds exactly the objects that the
+shared index references.
+"""
+
+import io
+import os
+import socket
+import threading
+import zipfile
+
+import pytest
+
+from support.orthanc import PYTHON_PLUGIN, HttpError
+from support.postgres import INDEX_PLUGIN, PostgresServer
+from test_e2e_storage import attachment_uuids, official_names
+
+pytestmark = pytest.mark.orthanc
+
+
+@pytest.fixture(scope="module")
+def postgres():
+    server = PostgresServer()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def index(postgres):
+    """A fresh, empty database for each test (the server is shared by the module)."""
+    return postgres.settings(Database=postgres.create_database())
+
+
+@pytest.fixture
+def replicas(s3_backend, index, orthanc_factory):
+    """Two Orthanc replicas: same bucket, same PostgreSQL index, nothing else in common."""
+    settings = {**s3_backend.settings(), **index, "Plugins": [PYTHON_PLUGIN, INDEX_PLUGIN]}
+    # Each replica keeps its own jobs and global properties in the shared database under its own name.
+    first = orthanc_factory({**settings, "DatabaseServerIdentifier": "replica-a"}, name="replica-a")
+    second = orthanc_factory({**settings, "DatabaseServerIdentifier": "replica-b"}, name="replica-b")
+    for replica in (first, second):
+        log = replica.log()
+        assert "Registering plugin 'postgresql-index'" in log and "orthanc-objstore" in log, replica.log_tail()
+        assert not os.path.exists(replica.config["IndexDirectory"])  # no SQLite index: PostgreSQL serves it
+    return first, second
+
+
+def distinct_instances(dicom: bytes, count: int, prefix: str) -> list[bytes]:
+    """``count`` copies of one DICOM file, each a different instance of the same study."""
+    import pydicom
+    from pydicom.uid import generate_uid
+
+    copies = []
+    for number in range(count):
+        dataset = pydicom.dcmread(io.BytesIO(dicom))
+        uid = generate_uid(entropy_srcs=[prefix, str(number)])
+        dataset.SOPInstanceUID = uid
+        dataset.file_meta.MediaStorageSOPInstanceUID = uid
+        dataset.InstanceNumber = number + 1
+        buffer = io.BytesIO()
+        dataset.save_as(buffer)
+        copies.append(buffer.getvalue())
+    return copies
+
+
+def expected_keys(orthanc, instances) -> list[str]:
+    return official_names([uuid for instance in instances for uuid in attachment_uuids(orthanc, instance)])
+
+
+def test_upload_on_one_replica_read_archive_delete_on_the_other(replicas, s3_backend, dicom_files):
+    first, second = replicas
+    uploaded = {first.upload(data)["ID"]: data for _, data in dicom_files[:3]}
+
+    assert sorted(second.get_json("/instances")) == sorted(uploaded)
+    for instance, data in uploaded.items():
+        assert second.get(f"/instances/{instance}/file") == data
+        tags = second.get_json(f"/instances/{instance}/tags?simplify")
+        assert tags["SOPInstanceUID"]
+    archived = []
+    for patient in second.get_json("/patients"):
+        archive = zipfile.ZipFile(io.BytesIO(second.get(f"/patients/{patient}/archive")))
+        archived += [archive.read(name) for name in archive.namelist() if not name.endswith("/")]
+    assert sorted(archived) == sorted(uploaded.values())
+    assert s3_backend.keys() == expected_keys(second, uploaded)
+
+    for instance in uploaded:
+        second.delete(f"/instances/{instance}")
+    assert first.get_json("/instances") == []
+    for instance in uploaded:
+        with pytest.raises(HttpError) as missing:
+            first.get(f"/instances/{instance}/file")
+        assert missing.value.status == 404
+    assert s3_backend.keys() == []
+    for replica in replicas:
+        assert "Error in the Python" not in replica.log()
+
+
+def test_concurrent_uploads_through_both_replicas(replicas, s3_backend, dicom_files):
+    copies = distinct_instances(dicom_files[0][1], 24, "concurrent")
+    # Four clients, two per replica, each with its own bounded share of the files.
+    shares = [(replicas[number % 2], copies[number::4]) for number in range(4)]
+    results, failures = {}, []
+
+    def client(replica, share):
+        for data in share:
+            try:
+                results[replica.upload(data)["ID"]] = data
+            except Exception as exc:  # noqa: BLE001 - collected and asserted below
+                failures.append(repr(exc))
+
+    threads = [threading.Thread(target=client, args=share) for share in shares]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(300)
+    assert not any(thread.is_alive() for thread in threads)
+    assert failures == []
+    assert len(results) == len(copies)
+
+    for replica in replicas:
+        assert sorted(replica.get_json("/instances")) == sorted(results)
+    first, second = replicas
+    for number, (instance, data) in enumerate(sorted(results.items())):
+        reader = replicas[number % 2]
+        assert reader.get(f"/instances/{instance}/file") == data
+    keys = s3_backend.keys()
+    assert keys == expected_keys(first, results)
+    assert len(keys) == 2 * len(copies)  # the DICOM file and its header, nothing left over
+    study = second.get_json("/studies")
+    assert len(study) == 1
+    assert len(first.get_json(f"/studies/{study[0]}/instances")) == len(copies)
+
+
+def test_a_replica_that_dies_loses_nothing(replicas, s3_backend, dicom_files):
+    first, second = replicas
+    before = {first.upload(data)["ID"]: data for _, data in dicom_files[:2]}
+    first.kill()  # SIGKILL: no clean shutdown
+
+    for instance, data in before.items():
+        assert second.get(f"/instances/{instance}/file") == data
+    after = {second.upload(data)["ID"]: data for _, data in dicom_files[2:4]}
+
+    first.start()
+    everything = {**before, **after}
+    assert sorted(first.get_json("/instances")) == sorted(everything)
+    for instance, data in everything.items():
+        assert first.get(f"/instances/{instance}/file") == data
+    assert s3_backend.keys() == expected_keys(first, everything)
+
+
+
+class HoldingProxy:
+    """A TCP proxy to the S3 server that, once ``hold`` is set, swallows requests and never forwards them.
+
+    It freezes a replica in the middle of an upload (its write to the bucket never completes), so that
+    the test can kill it exactly there. Checked per chunk, so pooled keep-alive connections are held too.
+    """
+
+    def __init__(self, target_port: int):
+        self.target_port = target_port
+        self.hold = threading.Event()
+        self.held = threading.Event()
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self._listener.getsockname()[1]}"
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def close(self):
+        self._listener.close()
+
+    def _accept(self):
+        while True:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.target_port))
+            threading.Thread(target=self._pipe, args=(client, upstream, True), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(upstream, client, False), daemon=True).start()
+
+    def _pipe(self, source, target, is_request):
+        try:
+            while data := source.recv(65536):
+                if is_request and self.hold.is_set():
+                    self.held.set()
+                    continue
+                target.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for sock in (source, target):
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+
+def test_a_replica_killed_in_the_middle_of_an_upload_loses_nothing(s3_backend, index, orthanc_factory,
+                                                                   dicom_files):
+    """The client's request fails; its retry through the other replica stores the instance completely."""
+    proxy = HoldingProxy(s3_backend.moto.port)
+    try:
+        settings = {**s3_backend.settings(), **index, "Plugins": [PYTHON_PLUGIN, INDEX_PLUGIN]}
+        frozen_settings = {**settings, "DatabaseServerIdentifier": "replica-a"}
+        frozen_settings["AwsS3Storage"] = {**settings["AwsS3Storage"], "Endpoint": proxy.url,
+                                           "RequestTimeout": 60}
+        first = orthanc_factory(frozen_settings, name="replica-a")
+        second = orthanc_factory({**settings, "DatabaseServerIdentifier": "replica-b"}, name="replica-b")
+        data = dicom_files[0][1]
+
+        proxy.hold.set()
+        outcome = []
+        upload = threading.Thread(target=lambda: outcome.append(_attempt(first.upload, data)), daemon=True)
+        upload.start()
+        assert proxy.held.wait(30), "the upload never reached the bucket"
+        first.kill()  # SIGKILL while the plugin is writing the DICOM file
+        upload.join(60)
+        assert outcome and isinstance(outcome[0], Exception), outcome  # the client sees the failure
+
+        instance = second.upload(data)["ID"]  # ... and retries through the other replica
+        assert second.get(f"/instances/{instance}/file") == data
+        assert s3_backend.keys() == expected_keys(second, [instance])
+
+        proxy.hold.clear()
+        first.start()
+        assert first.get_json("/instances") == [instance]
+        assert first.get(f"/instances/{instance}/file") == data
+    finally:
+        proxy.close()
+
+
+def _attempt(call, *arguments):
+    try:
+        return call(*arguments)
+    except Exception as exc:  # noqa: BLE001 - the test inspects it
+        return exc
