@@ -30,6 +30,23 @@ if [ "$what" = all ] && [ ! -e "$ROOT/etc/os-release" ]; then
 fi
 [ -e "$ROOT/etc/os-release" ] || { echo "no chroot in $ROOT: run $0 first" >&2; exit 1; }
 
+# Debian packages the tests need beyond what newest-orthanc-chroot.sh (the verified build, kept as is)
+# installs: the PostgreSQL index plugin of the scale-out tests.
+extra=(orthanc-postgresql)
+missing=()
+for package in "${extra[@]}"; do
+  chroot "$ROOT" dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "== installing into the chroot: ${missing[*]}"
+  mount -t proc proc "$ROOT/proc"
+  trap 'umount "$ROOT/proc" 2>/dev/null || true' EXIT
+  chroot "$ROOT" env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  chroot "$ROOT" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  chroot "$ROOT" apt-get clean
+  umount "$ROOT/proc"; trap - EXIT
+fi
+
 if [ ! -x "$ROOT$VENV/bin/python" ]; then
   echo "== creating $VENV in the chroot with its $(chroot "$ROOT" python3 --version)"
   chroot "$ROOT" python3 -m venv --system-site-packages "$VENV"

@@ -6,13 +6,15 @@ import shutil
 import pytest
 
 from support.backends import S3Backend
-from support.orthanc import VERSIONS, Orthanc
+from support.orthanc import NEWEST_VERSION, VERSIONS, Orthanc
 from support.servers import MotoServer, require
 
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "orthanc_versions(*versions): run only on these Orthanc versions "
                             "(default: all of support.orthanc.VERSIONS)")
+    config.addinivalue_line("markers", "xfail_on_newest(reason): a known failure on Orthanc 1.13 (strict: "
+                            "the suite says so when it starts passing)")
 
 
 def pytest_generate_tests(metafunc):
@@ -24,6 +26,10 @@ def pytest_generate_tests(metafunc):
     if "orthanc_version" in metafunc.fixturenames and not own:
         marker = metafunc.definition.get_closest_marker("orthanc_versions")
         versions = marker.args if marker else VERSIONS
+        known = metafunc.definition.get_closest_marker("xfail_on_newest")
+        if known:
+            versions = [pytest.param(version, marks=pytest.mark.xfail(strict=True, reason=known.args[0]))
+                        if version == NEWEST_VERSION else version for version in versions]
         metafunc.parametrize("orthanc_version", versions, scope="function")
 
 

@@ -15,7 +15,7 @@ import zipfile
 
 import pytest
 
-from support.orthanc import PYTHON_PLUGIN, HttpError
+from support.orthanc import ARCHIVE_GUARD_CRASH, PYTHON_PLUGIN, HttpError
 from support.postgres import INDEX_PLUGIN, PostgresServer
 from test_e2e_storage import attachment_uuids, official_names
 
@@ -45,7 +45,7 @@ def replicas(s3_backend, index, orthanc_factory):
     for replica in (first, second):
         log = replica.log()
         assert "Registering plugin 'postgresql-index'" in log and "orthanc-objstore" in log, replica.log_tail()
-        assert not os.path.exists(replica.config["IndexDirectory"])  # no SQLite index: PostgreSQL serves it
+        assert not os.path.exists(replica.host_path(replica.config["IndexDirectory"]))  # no SQLite index: PostgreSQL serves it
     return first, second
 
 
@@ -71,6 +71,7 @@ def expected_keys(orthanc, instances) -> list[str]:
     return official_names([uuid for instance in instances for uuid in attachment_uuids(orthanc, instance)])
 
 
+@pytest.mark.xfail_on_newest(ARCHIVE_GUARD_CRASH)
 def test_upload_on_one_replica_read_archive_delete_on_the_other(replicas, s3_backend, dicom_files):
     first, second = replicas
     uploaded = {first.upload(data)["ID"]: data for _, data in dicom_files[:3]}
@@ -129,7 +130,8 @@ def test_concurrent_uploads_through_both_replicas(replicas, s3_backend, dicom_fi
         assert reader.get(f"/instances/{instance}/file") == data
     keys = s3_backend.keys()
     assert keys == expected_keys(first, results)
-    assert len(keys) == 2 * len(copies)  # the DICOM file and its header, nothing left over
+    # the DICOM file and, through v1 (1.10.1), its header; nothing left over
+    assert len(keys) == (1 if first.storage_api == "v3" else 2) * len(copies)
     study = second.get_json("/studies")
     assert len(study) == 1
     assert len(first.get_json(f"/studies/{study[0]}/instances")) == len(copies)

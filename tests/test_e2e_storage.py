@@ -9,7 +9,7 @@ import zipfile
 
 import pytest
 
-from support.orthanc import HOST_VERSION, NEWEST_VERSION, HttpError, storescu
+from support.orthanc import ARCHIVE_GUARD_CRASH, HOST_VERSION, NEWEST_VERSION, HttpError, storescu
 
 pytestmark = pytest.mark.orthanc
 
@@ -49,6 +49,7 @@ def test_upload_read_delete_over_rest(backend, orthanc_factory, dicom_files):
     assert "Error in the Python" not in orthanc.log()
 
 
+@pytest.mark.xfail_on_newest(ARCHIVE_GUARD_CRASH)
 def test_c_store_archive_restart(backend, orthanc_factory, dicom_files):
     orthanc = orthanc_factory(backend.settings(), dicom=True)
     result = storescu(orthanc.dicom_port, dicom_files[0][0])
@@ -119,6 +120,8 @@ def test_root_path_and_legacy_layout(backend, orthanc_factory, dicom_files, root
         orthanc.stop()
 
 
+# header attachments exist only through the v1 API (1.10.1); on 1.13 the header is a range of the DICOM file
+@pytest.mark.orthanc_versions(HOST_VERSION)
 def test_legacy_unknown_header_files(backend, orthanc_factory, dicom_files):
     """Header attachments written as <uuid>.unk (plugin 1.2.0 with Orthanc 1.9.3) are read and deleted
     under that name with EnableLegacyUnknownFiles, and are missing without it."""
