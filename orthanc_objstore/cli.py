@@ -1,6 +1,7 @@
 """The ``orthanc-objstore`` command: tools for administrators, usable without Orthanc."""
 
 import argparse
+import base64
 import json
 import os
 import sys
@@ -35,6 +36,33 @@ def _check_config(path: str) -> int:
     return 0
 
 
+def _keygen(path: str) -> int:
+    """Writes a new random master key (base64 of 32 bytes) readable by its owner only; never overwrites."""
+    key = base64.b64encode(os.urandom(config.MASTER_KEY_SIZE)) + b"\n"
+    try:
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        print(f"{path}: already exists; refusing to overwrite a key file (objects encrypted with it would "
+              "become unreadable). Choose another file name.", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"{path}: cannot create the key file: {exc.strerror}", file=sys.stderr)
+        return 1
+    try:
+        os.fchmod(descriptor, 0o600)
+        os.write(descriptor, key)
+        os.fsync(descriptor)
+    except OSError as exc:
+        os.close(descriptor)
+        os.unlink(path)
+        print(f"{path}: cannot write the key file: {exc.strerror}", file=sys.stderr)
+        return 1
+    os.close(descriptor)
+    print(f"wrote a new master key to {path} (mode 0600). Use it as \"MasterKey\": [ID, \"{path}\"] with an id "
+          "never used before, keep a copy in a safe place: without it the objects cannot be decrypted.")
+    return 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="orthanc-objstore", description=__doc__)
     parser.add_argument("--version", action="version", version=__version__)
@@ -42,10 +70,14 @@ def main(argv=None) -> int:
     commands.add_parser("plugin-path", help='print the file to set as Orthanc\'s "PythonScript"')
     check = commands.add_parser("check-config", help="validate an Orthanc configuration file (JSON) offline")
     check.add_argument("file")
+    keygen = commands.add_parser("keygen", help="write a new random master key file for StorageEncryption")
+    keygen.add_argument("file")
     arguments = parser.parse_args(argv)
     if arguments.command == "plugin-path":
         print(plugin_path())
         return 0
+    if arguments.command == "keygen":
+        return _keygen(arguments.file)
     return _check_config(arguments.file)
 
 

@@ -116,6 +116,7 @@ class _Section:
         self.values = values if isinstance(values, dict) else {}
         self.problems = problems
         self.known: set[str] = set()
+        self.children: list[_Section] = []  # nested sections, whose unknown options are reported too
         if not isinstance(values, dict):
             problems.append(f"{name}: must be a JSON object, got {_json_type(values)}")
 
@@ -188,6 +189,8 @@ class _Section:
             close = difflib.get_close_matches(option, sorted(self.known), n=1, cutoff=0.6)
             hint = f'; did you mean "{close[0]}"?' if close else f"; known options: {', '.join(sorted(self.known))}"
             warnings.append(f"{self.name}: unknown option \"{option}\" is ignored{hint}")
+        for child in self.children:
+            warnings += child.unknown_option_warnings()
         return warnings
 
 
@@ -231,8 +234,10 @@ def _master_key(section: _Section, option: str, value) -> MasterKey | None:
         return None
 
 
-def _encryption(parent: str, values, problems) -> EncryptionConfig | None:
-    section = _Section(f"{parent}.StorageEncryption", values, problems)
+def _encryption(parent: _Section, values) -> EncryptionConfig | None:
+    section = _Section(f"{parent.name}.StorageEncryption", values, parent.problems)
+    parent.children.append(section)
+    problems = parent.problems
     enabled = section.boolean("Enable", True)
     present, master = section.raw("MasterKey")
     _, previous = section.raw("PreviousMasterKeys")
@@ -253,7 +258,20 @@ def _encryption(parent: str, values, problems) -> EncryptionConfig | None:
             old = [_master_key(section, f"PreviousMasterKeys[{i}]", item) for i, item in enumerate(previous)]
     if current is None or None in old:
         return None
+    _check_distinct_key_ids(section, current, old)
     return EncryptionConfig(current, tuple(old), max_size, encryption_format)
+
+
+def _check_distinct_key_ids(section: _Section, current: MasterKey, previous: list[MasterKey]) -> None:
+    """Objects only record the key id: one id naming two different keys would make some unreadable."""
+    seen = {current.id: ("MasterKey", current)}
+    for index, key in enumerate(previous):
+        where = f"PreviousMasterKeys[{index}]"
+        first = seen.setdefault(key.id, (where, key))
+        if first[1].key != key.key:
+            section.problems.append(f"{section.name}.{where}: id {key.id} is already used by {first[0]} with a "
+                                    f"different key ({first[1].path!r} and {key.path!r}); every key needs its own "
+                                    "id, the id stored in each object selects the key that decrypts it")
 
 
 def _common(section: _Section, orthanc: _Section) -> CommonConfig:
@@ -267,7 +285,7 @@ def _common(section: _Section, orthanc: _Section) -> CommonConfig:
     if section.boolean("MigrationFromFileSystemEnabled", False) and hybrid == HYBRID_DISABLED:
         hybrid = HYBRID_WRITE_TO_OBJECT_STORAGE
     present, encryption_values = section.raw("StorageEncryption")
-    encryption = _encryption(section.name, encryption_values, section.problems) if present else None
+    encryption = _encryption(section, encryption_values) if present else None
     return CommonConfig(
         storage_structure=structure, root_path=root_path or "", enable_legacy_unknown_files=legacy_unknown,
         hybrid_mode=hybrid, encryption=encryption,

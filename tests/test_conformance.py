@@ -1,7 +1,11 @@
 """Every store and wrapper runs every check of the conformance suite (orthanc_objstore.testing.conformance)."""
 
+import os
+
 import pytest
 
+from orthanc_objstore.config import EncryptionConfig, MasterKey
+from orthanc_objstore.encryption import EncryptedStore
 from orthanc_objstore.stores.filesystem import FileSystemStore
 from orthanc_objstore.stores.memory import MemoryStore
 from orthanc_objstore.testing.conformance import CHECKS
@@ -19,7 +23,16 @@ def _s3(request, tmp_path):
     return request.getfixturevalue("s3_backend").store()
 
 
-STORES = {"memory": _memory, "filesystem": _filesystem, "s3": _s3}
+def _encrypted(inner, encryption_format):
+    def make(request, tmp_path):
+        key = MasterKey(7, "conformance.key", os.urandom(32))
+        return EncryptedStore(inner(request, tmp_path), EncryptionConfig(key, (), 1024, encryption_format))
+    return make
+
+
+STORES = {"memory": _memory, "filesystem": _filesystem, "s3": _s3,
+          "encrypted-a1-memory": _encrypted(_memory, "A1"), "encrypted-a2-memory": _encrypted(_memory, "A2"),
+          "encrypted-a1-s3": _encrypted(_s3, "A1"), "encrypted-a2-s3": _encrypted(_s3, "A2")}
 
 
 @pytest.fixture(params=sorted(STORES))

@@ -1,0 +1,166 @@
+"""Benchmark: throughput with client-side encryption / without, same run, 0.5 MB objects (target >= 0.9).
+
+Two levels, each comparing plain and encrypted (A1 and A2) on the same moto S3 server, in interleaved
+rounds (after a warm-up, in a rotating order) so that all see the same machine load:
+
+- store level: ``put`` + ``get`` of distinct 0.5 MB objects through ``S3Store`` and
+  ``EncryptedStore(S3Store)``, with 1 and 8 threads;
+- through Orthanc: upload of distinct 0.5 MB DICOM instances over REST, then ``/file`` reads (the
+  storage cache off), with 4 clients, one Orthanc per setup.
+
+Run by hand (numbers depend on the machine; only the ratios of one run mean something):
+
+    .venv/bin/python bench/encryption.py [--objects 200] [--rounds 3] [--skip-orthanc]
+"""
+
+import argparse
+import base64
+import concurrent.futures
+import copy
+import io
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "tests"))
+
+from orthanc_objstore.config import EncryptionConfig, MasterKey, S3Config  # noqa: E402
+from orthanc_objstore.encryption import EncryptedStore  # noqa: E402
+from orthanc_objstore.stores.s3 import S3Store  # noqa: E402
+from support.orthanc import Orthanc  # noqa: E402
+from support.servers import MotoServer  # noqa: E402
+
+OBJECT_SIZE = 512 * 1024
+SETUPS = ("plain", "A1", "A2")
+
+
+def timed(function, items, clients):
+    started = time.perf_counter()
+    with concurrent.futures.ThreadPoolExecutor(clients) as pool:
+        list(pool.map(function, items))
+    return time.perf_counter() - started
+
+
+def store_round(store, objects, clients, tag):
+    keys = [f"bench/{tag}/{index}.dcm" for index in range(len(objects))]
+    items = list(zip(keys, objects))
+    put = timed(lambda item: store.put(*item), items, clients)
+
+    def read(item):
+        assert store.get(item[0]) == item[1]
+
+    get = timed(read, items, clients)
+    timed(lambda item: store.delete(item[0]), items, clients)
+    return put + get
+
+
+def make_dicom(count):
+    """``count`` distinct DICOM files of about 0.5 MB (CT_small with 512x512 random pixels and new UIDs)."""
+    import pydicom
+    from pydicom.data import get_testdata_file
+    from pydicom.uid import generate_uid
+    base = pydicom.dcmread(get_testdata_file("CT_small.dcm", download=False))
+    base.Rows = base.Columns = 512
+    study, series = generate_uid(), generate_uid()
+    files = []
+    for _ in range(count):
+        dataset = copy.deepcopy(base)
+        dataset.PixelData = os.urandom(512 * 512 * 2)
+        dataset.StudyInstanceUID, dataset.SeriesInstanceUID = study, series
+        dataset.SOPInstanceUID = dataset.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+        buffer = io.BytesIO()
+        dataset.save_as(buffer)
+        files.append(buffer.getvalue())
+    return files
+
+
+def orthanc_round(orthanc, files, clients):
+    ids = []
+    upload = timed(lambda data: ids.append(orthanc.upload(data)["ID"]), files, clients)
+
+    def read(instance):
+        assert len(orthanc.get(f"/instances/{instance}/file")) > OBJECT_SIZE
+
+    get = timed(read, ids, clients)
+    timed(lambda instance: orthanc.delete(f"/instances/{instance}"), ids, clients)
+    return upload + get
+
+
+def rotated(names, round_number):
+    """The setups in a different order every round, so that none always runs first (or last)."""
+    shift = round_number % len(names)
+    return names[shift:] + names[:shift]
+
+
+def report(title, seconds, count):
+    print(f"\n{title}: {count} objects of ~{OBJECT_SIZE // 1024} KB, put+get, medians in objects/s")
+    for clients in sorted({clients for _, clients in seconds}):
+        plain = statistics.median(2 * count / s for s in seconds[("plain", clients)])
+        cells = [f"plain {plain:7.1f}"]
+        for name in SETUPS[1:]:
+            encrypted = statistics.median(2 * count / s for s in seconds[(name, clients)])
+            cells.append(f"{name} {encrypted:7.1f} (ratio {encrypted / plain:.2f})")
+        print(f"  {clients} client(s): " + ", ".join(cells))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--objects", type=int, default=200)
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved repetitions; medians are reported")
+    parser.add_argument("--skip-orthanc", action="store_true")
+    arguments = parser.parse_args()
+    workdir = tempfile.mkdtemp(prefix="objstore-bench-enc-")
+    key_path = os.path.join(workdir, "bench.key")
+    key = os.urandom(32)
+    with open(key_path, "wb") as file:
+        file.write(base64.b64encode(key))
+    moto = MotoServer()
+    try:
+        moto.client().create_bucket(Bucket="bench-encryption")
+        s3 = S3Store(S3Config(bucket_name="bench-encryption", region="us-east-1", endpoint=moto.url,
+                              access_key="bench", secret_key="bench", virtual_addressing=False))
+        master = MasterKey(1, key_path, key)
+        stores = {"plain": s3, **{name: EncryptedStore(s3, EncryptionConfig(master, (), 1024, name))
+                                  for name in SETUPS[1:]}}
+        objects = [os.urandom(OBJECT_SIZE) for _ in range(arguments.objects)]
+        for name, store in stores.items():
+            store_round(store, objects[:20], 8, f"warm-up-{name}")
+        seconds = {}
+        for round_number in range(arguments.rounds):
+            for clients in (1, 8):
+                for name in rotated(SETUPS, round_number):
+                    seconds.setdefault((name, clients), []).append(
+                        store_round(stores[name], objects, clients, f"{name}-{clients}-{round_number}"))
+        report("store level (S3Store on moto)", seconds, arguments.objects)
+
+        if arguments.skip_orthanc:
+            return
+        files = make_dicom(arguments.objects)
+        section = {"BucketName": "bench-encryption", "Region": "us-east-1", "Endpoint": moto.url,
+                   "VirtualAddressing": False, "AccessKey": "bench", "SecretKey": "bench"}
+        seconds, servers = {}, {}
+        try:
+            for name in SETUPS:
+                settings = {"MaximumStorageCacheSize": 0, "AwsS3Storage": dict(section)}
+                if name != "plain":
+                    settings["AwsS3Storage"]["StorageEncryption"] = {"MasterKey": [1, key_path], "Format": name}
+                servers[name] = Orthanc(os.path.join(workdir, f"orthanc-{name}"), settings).start()
+                orthanc_round(servers[name], files[:10], 4)  # warm-up
+            for round_number in range(arguments.rounds):
+                for name in rotated(SETUPS, round_number):
+                    seconds.setdefault((name, 4), []).append(orthanc_round(servers[name], files, 4))
+        finally:
+            for server in servers.values():
+                server.stop()
+        report("through Orthanc (REST upload + /file read, 4 clients)", seconds, arguments.objects)
+    finally:
+        moto.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,123 @@
+"""The encryption wrapper store: encrypts on put, decrypts on get, around any store (SPEC ENC-1..7).
+
+``EncryptedStore(inner, encryption_config)`` implements the whole store protocol (see ``store``) on
+plaintext, keeping objects in ``inner`` in format A1 or A2 (``crypto`` gives both byte by byte):
+
+- ``put`` encrypts with the configured ``Format`` under the current master key.
+- ``get`` decrypts either format, whatever the configured one, choosing the master key by the id in
+  the object's header among the current and previous keys (key rotation).
+- ``get_range``: an A1 object is one GCM message, so it is read and decrypted whole, then sliced.
+  An A2 object is read in two requests: its 70-byte header, then only the 64 KiB chunks that hold
+  the range (each authenticated on its own). With ``Format: A1`` configured, ranges are read whole
+  in one request (A2 objects included); with ``A2`` the header is read first (A1 objects then cost a
+  second, whole read). A range read authenticates what it returns; bytes appended after the last
+  chunk of an A2 object are only detected by a whole ``get``.
+- ``head`` cannot tell the plaintext size from the object size alone, because the two formats have
+  different overheads: it reads the 70-byte header (one small ranged read). For A2 the header holds
+  the plaintext size (not authenticated by ``head``; ``get`` checks it); for A1 it adds ``inner.head``
+  (size - 86).
+- ``delete`` and ``describe`` delegate.
+
+Every decryption failure is an ``IntegrityError`` naming the object's key (which contains the uuid);
+an unknown master key id is an ``UnknownKeyError`` saying which id is missing. MaxConcurrentInputSize
+bounds the bytes being encrypted or decrypted at once (``crypto.ByteBudget``); the ciphertext is not
+counted while it travels to or from the store. No message contains key material.
+"""
+
+from contextlib import contextmanager
+
+from . import crypto
+from .config import EncryptionConfig
+from .errors import IntegrityError, StoreError, UnknownKeyError
+from .store import check_range
+
+
+class EncryptedStore:
+    """``inner`` holding encrypted objects, seen as a store of plaintext objects."""
+
+    def __init__(self, inner, config: EncryptionConfig):
+        self.inner = inner
+        self.format = config.format
+        self.keyring = crypto.Keyring(config.master_key.id, config.master_key.key,
+                                      [(key.id, key.key) for key in config.previous_master_keys])
+        self.budget = crypto.ByteBudget(config.max_concurrent_input_size_mb * 1024 * 1024)
+
+    def __repr__(self) -> str:
+        return f"EncryptedStore({self.inner!r}, format {self.format}, master key id {self.keyring.current_id})"
+
+    def put(self, key: str, data: bytes) -> None:
+        with _translated(key, "encrypt"), self.budget.hold(len(data), "encrypt"):
+            blob = crypto.encrypt(data, self.keyring, self.format)
+        self.inner.put(key, blob)
+
+    def get(self, key: str) -> bytes:
+        blob = self.inner.get(key)
+        with _translated(key, "decrypt"), self.budget.hold(len(blob), "decrypt"):
+            return crypto.decrypt(blob, self.keyring)
+
+    def get_range(self, key: str, start: int, length: int) -> bytes:
+        check_range(start, length)
+        if self.format == "A1":
+            return _slice(key, self.get(key), start, length)
+        header = self._read_header(key)
+        with _translated(key, "decrypt"):
+            if crypto.version_of(header) == "A1":
+                return _slice(key, self.get(key), start, length)
+            parsed = crypto.parse_a2_header(header)
+            _check_inside(key, parsed.plaintext_size, start, length)
+            data_key = crypto.unwrap_a2_key(parsed, self.keyring)
+            if length == 0:
+                return b""
+            first, offset, stored_length = parsed.chunk_span(start, length)
+        try:
+            stored = self.inner.get_range(key, offset, stored_length)
+        except IntegrityError as exc:
+            raise IntegrityError(f"cannot decrypt {key!r}: it is shorter than its A2 header announces "
+                                 "(truncated)", key) from exc
+        with _translated(key, "decrypt"), self.budget.hold(len(stored), "decrypt"):
+            plaintext = crypto.decrypt_a2_chunks(parsed, data_key, first, stored)
+        skip = start - first * parsed.chunk_size
+        return plaintext[skip:skip + length]
+
+    def head(self, key: str) -> int:
+        header = self._read_header(key)
+        with _translated(key, "decrypt"):
+            if crypto.version_of(header) == "A2":
+                return crypto.parse_a2_header(header).plaintext_size
+            return crypto.a1_plaintext_size(self.inner.head(key))
+
+    def delete(self, key: str) -> None:
+        self.inner.delete(key)
+
+    def describe(self, key: str) -> str:
+        return self.inner.describe(key)
+
+    def _read_header(self, key: str) -> bytes:
+        try:
+            return self.inner.get_range(key, 0, crypto.HEADER_SIZE)
+        except IntegrityError as exc:
+            raise IntegrityError(f"cannot decrypt {key!r}: it is shorter than {crypto.MIN_OBJECT_SIZE} bytes, the "
+                                 "size of any encrypted object (truncated, or not encrypted)", key) from exc
+
+
+@contextmanager
+def _translated(key: str, action: str):
+    """``crypto``'s errors → the plugin's error vocabulary, naming the object."""
+    try:
+        yield
+    except crypto.UnknownMasterKey as exc:
+        raise UnknownKeyError(f"cannot decrypt {key!r}: {exc}", key) from None
+    except crypto.DecryptionError as exc:
+        raise IntegrityError(f"cannot decrypt {key!r}: {exc}", key) from None
+    except crypto.CryptoError as exc:
+        raise StoreError(f"cannot {action} {key!r}: {exc}", key) from None
+
+
+def _check_inside(key: str, size: int, start: int, length: int) -> None:
+    if start + length > size:
+        raise IntegrityError(f"range {start}+{length} is past the end of {key!r} ({size} bytes decrypted)", key)
+
+
+def _slice(key: str, plaintext: bytes, start: int, length: int) -> bytes:
+    _check_inside(key, len(plaintext), start, length)
+    return plaintext[start:start + length]

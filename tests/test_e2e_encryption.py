@@ -1,0 +1,117 @@
+"""End to end: Debian's Orthanc stores encrypted objects (SPEC ENC-1..7), reads them back, survives a key rotation."""
+
+import base64
+import os
+import struct
+
+import pytest
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from support.orthanc import HttpError
+from test_e2e_storage import attachment_uuids, official_names
+
+pytestmark = pytest.mark.orthanc
+
+
+def write_key(folder, name) -> tuple[str, bytes]:
+    key = os.urandom(32)
+    path = os.path.join(folder, name)
+    with open(path, "wb") as file:
+        file.write(base64.b64encode(key) + b"\n")
+    return path, key
+
+
+def official_decrypt(blob: bytes, master: bytes) -> bytes:
+    """The official plugin's A1 decryption, from the published layout (as in test_crypto's vectors)."""
+    ecb = Cipher(algorithms.AES(master), modes.ECB()).encryptor()
+    keystream = ecb.update(bytes(31) + b"\x01") + ecb.finalize()
+    iv = bytes(a ^ b for a, b in zip(blob[6:38], keystream))
+    dek = bytes(a ^ b for a, b in zip(blob[38:70], keystream))
+    return AESGCM(dek).decrypt(iv, blob[70:], blob[:70])
+
+
+def encryption_settings(backend, **encryption):
+    return backend.settings(StorageEncryption=encryption)
+
+
+def test_encrypted_objects_rotation_and_official_format(backend, orthanc_factory, dicom_files, tmp_path):
+    key_1_path, key_1 = write_key(tmp_path, "key-1.key")
+    orthanc = orthanc_factory(encryption_settings(backend, MasterKey=[1, key_1_path]))
+    first = {orthanc.upload(data)["ID"]: data for _, data in dicom_files[:2]}
+
+    uuids = [uuid for instance in first for uuid in attachment_uuids(orthanc, instance)]
+    assert backend.keys() == official_names(uuids, encrypted=True)
+    for instance, dicom in first.items():
+        dicom_uuid = next(uuid for uuid, kind in attachment_uuids(orthanc, instance) if kind == 1)
+        stored = backend.read(f"{dicom_uuid}.dcm.enc")
+        assert stored != dicom and dicom[128:1000] not in stored
+        assert stored[:6] == b"A1" + struct.pack("<I", 1) and len(stored) == len(dicom) + 86
+        assert official_decrypt(stored, key_1) == dicom
+        assert orthanc.get(f"/instances/{instance}/file") == dicom
+        assert orthanc.get_json(f"/instances/{instance}/tags?simplify")["SOPInstanceUID"]
+
+    key_2_path, key_2 = write_key(tmp_path, "key-2.key")
+    orthanc.config[backend.section]["StorageEncryption"] = {"MasterKey": [2, key_2_path],
+                                                            "PreviousMasterKeys": [[1, key_1_path]]}
+    orthanc.restart()
+    for instance, dicom in first.items():
+        assert orthanc.get(f"/instances/{instance}/file") == dicom
+    path, dicom = dicom_files[2]
+    new_instance = orthanc.upload(dicom)["ID"]
+    new_uuid = next(uuid for uuid, kind in attachment_uuids(orthanc, new_instance) if kind == 1)
+    stored = backend.read(f"{new_uuid}.dcm.enc")
+    assert stored[:6] == b"A1" + struct.pack("<I", 2)
+    assert official_decrypt(stored, key_2) == dicom
+    assert orthanc.get(f"/instances/{new_instance}/file") == dicom
+
+    # The previous key forgotten: old objects are refused with the missing id named, never returned wrong.
+    orthanc.config[backend.section]["StorageEncryption"] = {"MasterKey": [2, key_2_path]}
+    orthanc.restart()
+    assert orthanc.get(f"/instances/{new_instance}/file") == dicom
+    old_instance = next(iter(first))
+    with pytest.raises(HttpError):
+        orthanc.get(f"/instances/{old_instance}/file")
+    log = orthanc.log()
+    assert "master key id 1 " in log and "'01000000'" in log
+    for key in (key_1, key_2):
+        assert base64.b64encode(key).decode() not in log and key.hex() not in log
+
+    for instance in list(first) + [new_instance]:
+        orthanc.delete(f"/instances/{instance}")
+    assert backend.keys() == []
+
+
+def test_format_a2_through_orthanc(backend, orthanc_factory, dicom_files, tmp_path):
+    key_path, key = write_key(tmp_path, "a2.key")
+    orthanc = orthanc_factory(encryption_settings(backend, MasterKey=[5, key_path], Format="A2"))
+    _, dicom = dicom_files[1]
+    instance = orthanc.upload(dicom)["ID"]
+    dicom_uuid = next(uuid for uuid, kind in attachment_uuids(orthanc, instance) if kind == 1)
+    stored = backend.read(f"{dicom_uuid}.dcm.enc")
+    assert stored[:6] == b"A2" + struct.pack("<I", 5) and dicom[128:1000] not in stored
+    assert orthanc.get(f"/instances/{instance}/file") == dicom
+
+    # Switching back to A1 keeps A2 objects readable.
+    orthanc.config[backend.section]["StorageEncryption"]["Format"] = "A1"
+    orthanc.restart()
+    assert orthanc.get(f"/instances/{instance}/file") == dicom
+
+
+@pytest.mark.parametrize("content, problem", [(b"c2hvcnQ=\n", "holds 5 bytes"), (b"%%% not base64 %%%", "base64")])
+def test_a_bad_key_file_refuses_start_up(backend, orthanc_factory, tmp_path, content, problem):
+    path = tmp_path / "bad.key"
+    path.write_bytes(content)
+    orthanc = orthanc_factory(encryption_settings(backend, MasterKey=[1, str(path)]), start=False)
+    assert orthanc.start(expect_failure=True) != 0
+    log = orthanc.log()
+    assert str(path) in log and problem in log
+    assert content.decode().strip() not in log
+    assert backend.keys() == []
+
+
+def test_a_missing_key_file_refuses_start_up(backend, orthanc_factory, tmp_path):
+    missing = str(tmp_path / "nowhere.key")
+    orthanc = orthanc_factory(encryption_settings(backend, MasterKey=[1, missing]), start=False)
+    assert orthanc.start(expect_failure=True) != 0
+    assert missing in orthanc.log() and "cannot read the key file" in orthanc.log()
