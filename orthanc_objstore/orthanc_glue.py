@@ -353,9 +353,18 @@ class ArchiveGuard:
     Python plugin 4.0), waits for it, and serves the ZIP only if no file of the archive failed to be
     read meanwhile; otherwise it answers 503 naming the files. Asynchronous requests go to the core
     unchanged. The ZIP is held in memory while it is answered (Python plugin 4.0 cannot stream).
+
+    Only on Orthanc < 1.11 (Debian 12's 1.10.1): Orthanc 1.13.0 crashes (SIGSEGV) as soon as a plugin
+    starts an archive job through ``orthanc.RestApiPost`` (seen with /tools/create-archive and
+    /studies/{id}/archive, with or without this plugin's storage), and 1.11/1.12 are untested, so the
+    guard stays off there rather than risk taking Orthanc down.
     """
 
     ROUTE = "/(patients|studies|series)/([^/]+)/(archive|media)"
+
+    @staticmethod
+    def supported() -> bool:
+        return not orthanc.CheckVersionAdvanced(1, 11, 0)
 
     def __init__(self, failures: ReadFailures, poll_seconds=0.05):
         self.failures = failures
@@ -455,7 +464,11 @@ def install(started=None):
     reaper = OrphanReaper(area, _is_dicom_referenced(area, configuration.get("StorageCompression") is True))
     callbacks = StorageCallbacks(area, reaper)
     api = register_storage(callbacks)
-    orthanc.RegisterRestCallback(ArchiveGuard.ROUTE, ArchiveGuard(callbacks.read_failures))
+    if ArchiveGuard.supported():
+        orthanc.RegisterRestCallback(ArchiveGuard.ROUTE, ArchiveGuard(callbacks.read_failures))
+    else:
+        log.info("archive guard off on this Orthanc (>= 1.11): archives of files the storage cannot read are "
+                 "served by Orthanc's own job, which skips them")
     lifecycle = Lifecycle()
     lifecycle.on_stopped.append(reaper.stop)
     install_move_storage(area, plugin_config, lifecycle)

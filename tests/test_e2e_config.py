@@ -5,7 +5,7 @@ import zipfile
 
 import pytest
 
-from support.orthanc import ARCHIVE_GUARD_CRASH, HttpError
+from support.orthanc import HttpError
 
 pytestmark = pytest.mark.orthanc
 
@@ -49,7 +49,6 @@ def test_no_section_keeps_orthanc_storage(orthanc_factory, dicom_files, tmp_path
     assert "the plugin is disabled and Orthanc keeps its own storage" in orthanc.log()
 
 
-@pytest.mark.xfail_on_newest(ARCHIVE_GUARD_CRASH)
 def test_archive_routes(backend, orthanc_factory, dicom_files):
     orthanc = orthanc_factory(backend.settings())
     instance = orthanc.upload(dicom_files[0][1])["ID"]

@@ -7,7 +7,7 @@ import threading
 import pytest
 
 from support.dicom import make_instances
-from support.orthanc import ARCHIVE_GUARD_CRASH, HttpError, wait_for
+from support.orthanc import HttpError, wait_for
 
 pytestmark = pytest.mark.orthanc
 
@@ -199,7 +199,6 @@ def test_every_bad_input_is_refused_and_moves_nothing(backend, orthanc_factory):
     assert status == 400 and "hybrid mode" in answer["Message"]
 
 
-@pytest.mark.xfail_on_newest(ARCHIVE_GUARD_CRASH)
 def test_jobs_are_listed_with_core_jobs_and_can_be_cancelled(backend, orthanc_factory):
     orthanc = orthanc_factory(hybrid(backend, "WriteToFileSystem"))
     stored = upload_all(orthanc, make_instances(40, seed="1.2.826.0.1.3680043.8.498.14"))

@@ -15,7 +15,7 @@ import zipfile
 
 import pytest
 
-from support.orthanc import ARCHIVE_GUARD_CRASH, PYTHON_PLUGIN, HttpError
+from support.orthanc import PYTHON_PLUGIN, HttpError
 from support.postgres import INDEX_PLUGIN, PostgresServer
 from test_e2e_storage import attachment_uuids, official_names
 
@@ -71,7 +71,6 @@ def expected_keys(orthanc, instances) -> list[str]:
     return official_names([uuid for instance in instances for uuid in attachment_uuids(orthanc, instance)])
 
 
-@pytest.mark.xfail_on_newest(ARCHIVE_GUARD_CRASH)
 def test_upload_on_one_replica_read_archive_delete_on_the_other(replicas, s3_backend, dicom_files):
     first, second = replicas
     uploaded = {first.upload(data)["ID"]: data for _, data in dicom_files[:3]}

@@ -9,7 +9,7 @@ import zipfile
 
 import pytest
 
-from support.orthanc import ARCHIVE_GUARD_CRASH, HOST_VERSION, NEWEST_VERSION, HttpError, storescu
+from support.orthanc import HOST_VERSION, NEWEST_VERSION, HttpError, storescu
 
 pytestmark = pytest.mark.orthanc
 
@@ -49,7 +49,6 @@ def test_upload_read_delete_over_rest(backend, orthanc_factory, dicom_files):
     assert "Error in the Python" not in orthanc.log()
 
 
-@pytest.mark.xfail_on_newest(ARCHIVE_GUARD_CRASH)
 def test_c_store_archive_restart(backend, orthanc_factory, dicom_files):
     orthanc = orthanc_factory(backend.settings(), dicom=True)
     result = storescu(orthanc.dicom_port, dicom_files[0][0])
