@@ -650,7 +650,11 @@ def install_move_storage(area, plugin_config, lifecycle):
     """Registers the move-storage and storage-location routes; in hybrid mode, the move jobs' worker too."""
     manager = None
     if hasattr(area, "side"):
-        folder = os.path.join(os.path.abspath(plugin_config.common.storage_directory), JOBS_FOLDER)
+        # Replicas sharing one StorageDirectory (scale-out with hybrid mode) each keep their own jobs, under
+        # their DatabaseServerIdentifier: a replica never resumes another's job.
+        common = plugin_config.common
+        folder = os.path.join(os.path.abspath(common.storage_directory), JOBS_FOLDER, *(
+            [re.sub(r"[^A-Za-z0-9._-]", "_", common.server_identifier).lstrip(".")] if common.server_identifier else []))
         manager = move.JobManager(RestIndex(), area.side, move.FileJobStore(folder), workers=MOVE_WORKERS)
         lifecycle.on_started.append(manager.start)
         lifecycle.on_stopped.append(manager.stop)
