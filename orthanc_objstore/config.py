@@ -66,6 +66,7 @@ class CommonConfig:
     encryption: EncryptionConfig | None = None
     storage_directory: str = "OrthancStorage"
     sync_storage_area: bool = True
+    server_identifier: str = ""
 
 
 @dataclass(frozen=True)
@@ -306,7 +307,8 @@ def _common(section: _Section, orthanc: _Section) -> CommonConfig:
         storage_structure=structure, root_path=root_path or "", enable_legacy_unknown_files=legacy_unknown,
         hybrid_mode=hybrid, encryption=encryption,
         storage_directory=orthanc.string("StorageDirectory", "OrthancStorage"),
-        sync_storage_area=orthanc.boolean("SyncStorageArea", True))
+        sync_storage_area=orthanc.boolean("SyncStorageArea", True),
+        server_identifier=orthanc.string("DatabaseServerIdentifier", ""))
 
 
 def _s3(section: _Section, orthanc: _Section) -> S3Config:

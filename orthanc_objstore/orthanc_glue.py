@@ -1,12 +1,23 @@
 """The Orthanc glue: the only module that imports ``orthanc``.
 
 It reads the configuration, builds the storage area, registers the storage callbacks at import
-time (``RegisterStorageArea`` on every Orthanc; ``register_storage`` is the seam where
-``RegisterStorageArea3`` is chosen when the Python plugin offers it), maps store errors to what
-Orthanc understands, sends the plugin's logs to Orthanc's log, and dispatches Orthanc's
-started/stopped events to the parts that run background threads.
+time, maps store errors to what Orthanc understands, sends the plugin's logs to Orthanc's log, and
+dispatches Orthanc's started/stopped events to the parts that run background threads.
+
+Two storage APIs, one set of callbacks (``StorageCallbacks``):
+
+* ``RegisterStorageArea3`` (Python plugin >= 7.1 on Orthanc >= 1.12.8): range reads go to the
+  area's ``read_range``; each failure returns an Orthanc error code (missing object: 404
+  UnknownResource; damaged or undecryptable object: CorruptedFile; store unreachable: a plugin error
+  code answered as 503); the attachment's ``Location`` is kept as its custom data.
+* ``RegisterStorageArea`` (v1; Debian 12's Orthanc 1.10.1 with Python plugin 4.0): whole reads, and
+  every failure is an exception, which Orthanc answers as 500.
+
+The environment variable ``ORTHANC_OBJSTORE_STORAGE_API=v1`` forces the v1 API where v3 exists
+(benchmarks, diagnosis).
 """
 
+import inspect
 import json
 import logging
 import os
@@ -18,7 +29,8 @@ import zlib
 import orthanc
 
 from . import __version__, build, config, move
-from .errors import ConfigError, NotFound, StoreError
+from .area import Location
+from .errors import ConfigError, IntegrityError, NotFound, StoreError, StoreUnavailable
 from .naming import CONTENT_TYPE_DICOM
 from .orphans import OrphanReaper
 
@@ -79,49 +91,93 @@ class ReadFailures:
 
 
 class StorageCallbacks:
-    """Orthanc's storage callbacks on top of an area. Every failure is logged once, then re-raised bare."""
+    """Orthanc's storage callbacks on top of an area. Every failure is logged once, then re-raised bare.
 
-    def __init__(self, area, reaper: OrphanReaper):
+    ``create``/``read``/``read_range``/``remove`` hold the logic; ``v1()`` and ``v3()`` adapt them to
+    the two registration APIs (arguments, return values, error codes) and add nothing else.
+    """
+
+    def __init__(self, area, reaper: OrphanReaper, error_codes: "ErrorCodes | None" = None):
         self.area = area
         self.reaper = reaper
+        self.error_codes = error_codes or ErrorCodes()
+        self.takes_hints = _takes_location(area)
         self.read_failures = ReadFailures()
         # The last DICOM file written by each OS thread. Not threading.local(): Orthanc's Python plugin
         # gives each callback a fresh Python thread state, which drops thread-local data in between.
         self._last_dicom: dict[int, tuple[str, float]] = {}
         self._lock = threading.Lock()
 
-    def create(self, uuid, content_type, data):
+    def create(self, uuid, content_type, data) -> Location | None:
         try:
-            self.area.create(uuid, content_type, data)
+            location = self.area.create(uuid, content_type, data)
         except Exception as exc:  # noqa: BLE001 - any failure must fail the upload
             self._after_failed_create(uuid, content_type)
             raise _failure("writing", uuid, content_type, exc) from None
         if content_type == CONTENT_TYPE_DICOM:
             with self._lock:
                 self._last_dicom[threading.get_ident()] = (uuid, time.monotonic())
+        return location if isinstance(location, Location) and self.takes_hints else None
 
-    def read(self, uuid, content_type):
+    def read(self, uuid, content_type, location=None):
         try:
-            return self.area.read(uuid, content_type)
+            return self.area.read(uuid, content_type, **_hint(location))
         except Exception as exc:  # noqa: BLE001
             self.read_failures.record(uuid)
             raise _failure("reading", uuid, content_type, exc) from None
 
-    def read_range(self, uuid, content_type, start, length):
+    def read_range(self, uuid, content_type, start, length, location=None):
         try:
-            return self.area.read_range(uuid, content_type, start, length)
+            data = self.area.read_range(uuid, content_type, start, length, **_hint(location))
         except Exception as exc:  # noqa: BLE001
             self.read_failures.record(uuid)
             raise _failure("reading a range of", uuid, content_type, exc) from None
+        if len(data) != length:  # Orthanc refuses it anyway; say why, and never serve it
+            self.read_failures.record(uuid)
+            raise _failure("reading a range of", uuid, content_type,
+                           IntegrityError(f"{len(data)} bytes instead of the {length} asked for")) from None
+        return data
 
-    def remove(self, uuid, content_type):
+    def remove(self, uuid, content_type, location=None):
         try:
-            self.area.remove(uuid, content_type)
+            self.area.remove(uuid, content_type, **_hint(location))
         except Exception as exc:  # noqa: BLE001
             # Orthanc drops the attachment from its index whatever happens here: retry in the background
             # so the object does not stay behind once the store answers again.
             self.reaper.schedule(uuid, content_type)
             raise _failure("removing", uuid, content_type, exc) from None
+
+    def v1(self):
+        """(create, read, remove) for ``RegisterStorageArea``: whole reads, failures as exceptions."""
+        return self.create, self.read, self.remove
+
+    def v3(self):
+        """(create, read, remove) for ``RegisterStorageArea3``: ranges, error codes, custom data."""
+        codes = self.error_codes
+
+        def create(uuid, content_type, compression_type, content, dicom_instance):
+            try:
+                location = self.create(uuid, content_type, content)
+            except StorageFailure as failure:
+                return codes.for_write(failure.cause), None
+            # None, never b"": Orthanc fails the upload on empty custom data
+            return codes.success, (location.to_custom_data() if location else None)
+
+        def read(uuid, content_type, range_start, size, custom_data):
+            try:
+                return codes.success, self.read_range(uuid, content_type, range_start, size,
+                                                      Location.from_custom_data(custom_data, uuid))
+            except StorageFailure as failure:
+                return codes.for_read(failure.cause), b""  # the wrapper wants bytes even on failure
+
+        def remove(uuid, content_type, custom_data):
+            try:
+                self.remove(uuid, content_type, Location.from_custom_data(custom_data, uuid))
+            except StorageFailure as failure:
+                return codes.for_write(failure.cause)
+            return codes.success
+
+        return create, read, remove
 
     def _after_failed_create(self, uuid, content_type):
         """The failed write's own object, and the upload's DICOM file written just before, are orphans."""
@@ -132,8 +188,87 @@ class StorageCallbacks:
             self.reaper.schedule(recent[0], CONTENT_TYPE_DICOM, verify=True)
 
 
+def _takes_location(area) -> bool:
+    """Whether the area's reads and removes accept a ``location`` hint (the Area protocol says they do)."""
+    try:
+        return all("location" in inspect.signature(getattr(area, name)).parameters
+                   for name in ("read", "read_range", "remove"))
+    except (TypeError, ValueError, AttributeError):
+        return False
+
+
+def _hint(location):
+    """The keyword passing a location hint to the area, only when there is one (areas need not take it)."""
+    return {"location": location} if location is not None else {}
+
+
 class StorageFailure(Exception):
-    """What Orthanc sees when a storage operation fails: a message without SDK internals or secrets."""
+    """What Orthanc sees when a storage operation fails: a message without SDK internals or secrets.
+
+    ``cause`` is the original error (kept for choosing the error code, never shown)."""
+
+    def __init__(self, message, cause=None):
+        super().__init__(message)
+        self.cause = cause
+
+
+class ErrorCodes:
+    """Orthanc error codes for failed storage operations (v3 API only; v1 can only say "plugin error").
+
+    Reads: missing object -> UnknownResource (HTTP 404); damaged, truncated or undecryptable object
+    -> CorruptedFile (500); store unreachable -> a plugin error code of our own answered as 503 with
+    "object storage unavailable"; anything else -> StorageAreaPlugin (500). Writes and removes never
+    answer 404 (a failed upload is not a missing resource).
+    """
+
+    def __init__(self, unavailable=None):
+        codes = getattr(orthanc, "ErrorCode", None)
+
+        def code(name, default):
+            return int(getattr(codes, name, default))
+
+        self.success = code("SUCCESS", 0)
+        self.unknown_resource = code("UNKNOWN_RESOURCE", 17)
+        self.corrupted_file = code("CORRUPTED_FILE", 20)
+        self.storage_plugin = code("STORAGE_AREA_PLUGIN", 32)
+        self.unavailable = unavailable if unavailable is not None else self.storage_plugin
+
+    @classmethod
+    def registered(cls) -> "ErrorCodes":
+        """Registers the plugin's own "store unavailable" code (HTTP 503) with Orthanc, if it can."""
+        return cls(unavailable=_register_error_code(1, 503, "orthanc-objstore: the object storage is "
+                                                    "unavailable (network, timeout or throttling); retry later"))
+
+    def for_read(self, exc) -> int:
+        if isinstance(exc, NotFound):
+            return self.unknown_resource
+        return self.for_write(exc)
+
+    def for_write(self, exc) -> int:
+        if isinstance(exc, IntegrityError):
+            return self.corrupted_file
+        if isinstance(exc, StoreUnavailable):
+            return self.unavailable
+        return self.storage_plugin
+
+
+def _register_error_code(code, http_status, message):
+    """Orthanc's global code for a plugin error code, or None when it cannot be registered.
+
+    The 7.1 wrapper of ``RegisterErrorCode`` treats the (nonzero) code Orthanc hands back as a
+    failure and raises it as ``OrthancException(code, ...)``; a fixed wrapper would return it.
+    Plugin error codes are >= 1000000, so any other outcome means "not registered".
+    """
+    register = getattr(orthanc, "RegisterErrorCode", None)
+    if register is None:
+        return None
+    try:
+        value = register(code, http_status, message)
+    except orthanc.OrthancException as exc:
+        value = exc.args[0] if exc.args else None
+    except Exception:  # noqa: BLE001 - an unknown signature: fall back to the built-in codes
+        return None
+    return int(value) if isinstance(value, int) and value >= 1000000 else None
 
 
 def _failure(action, uuid, content_type, exc) -> StorageFailure:
@@ -145,7 +280,7 @@ def _failure(action, uuid, content_type, exc) -> StorageFailure:
         message = f"{action} attachment {uuid} of type {content_type} failed: {type(exc).__name__}: {exc}"
         log.debug("unexpected failure", exc_info=exc)
     log.error("%s", message)
-    return StorageFailure(message)
+    return StorageFailure(message, exc)
 
 
 def _is_dicom_referenced(area, storage_compression):
@@ -218,9 +353,18 @@ class ArchiveGuard:
     Python plugin 4.0), waits for it, and serves the ZIP only if no file of the archive failed to be
     read meanwhile; otherwise it answers 503 naming the files. Asynchronous requests go to the core
     unchanged. The ZIP is held in memory while it is answered (Python plugin 4.0 cannot stream).
+
+    Only on Orthanc < 1.11 (Debian 12's 1.10.1): Orthanc 1.13.0 crashes (SIGSEGV) as soon as a plugin
+    starts an archive job through ``orthanc.RestApiPost`` (seen with /tools/create-archive and
+    /studies/{id}/archive, with or without this plugin's storage), and 1.11/1.12 are untested, so the
+    guard stays off there rather than risk taking Orthanc down.
     """
 
     ROUTE = "/(patients|studies|series)/([^/]+)/(archive|media)"
+
+    @staticmethod
+    def supported() -> bool:
+        return not orthanc.CheckVersionAdvanced(1, 11, 0)
 
     def __init__(self, failures: ReadFailures, poll_seconds=0.05):
         self.failures = failures
@@ -275,10 +419,29 @@ class ArchiveGuard:
         output.AnswerBuffer(orthanc.RestApiGet(f"/jobs/{job}/archive"), "application/zip")
 
 
+STORAGE_API_VARIABLE = "ORTHANC_OBJSTORE_STORAGE_API"
+
+
 def register_storage(callbacks: StorageCallbacks) -> str:
-    """Registers the callbacks with Orthanc; returns the API used, for the start-up log line."""
-    orthanc.RegisterStorageArea(callbacks.create, callbacks.read, callbacks.remove)
-    return "RegisterStorageArea (v1, whole reads)"
+    """Registers the callbacks with Orthanc; returns the API used, for the start-up log line.
+
+    ``RegisterStorageArea3`` when the Python plugin has it (unless ORTHANC_OBJSTORE_STORAGE_API=v1),
+    else ``RegisterStorageArea``.
+    """
+    forced = os.environ.get(STORAGE_API_VARIABLE, "").strip().lower()
+    if forced not in ("", "auto", "v1", "v3"):
+        log.warning("%s=%r is not one of auto, v1, v3; using auto", STORAGE_API_VARIABLE, forced)
+        forced = ""
+    if hasattr(orthanc, "RegisterStorageArea3") and forced != "v1":
+        callbacks.error_codes = ErrorCodes.registered()
+        orthanc.RegisterStorageArea3(*callbacks.v3())
+        return "RegisterStorageArea3 (v3: range reads, error codes, custom data)"
+    if forced == "v3":
+        log.warning("%s=v3 asked for, but this Python plugin has no RegisterStorageArea3 (needs plugin 7.1 "
+                    "and Orthanc 1.12.8 or newer); using v1", STORAGE_API_VARIABLE)
+    orthanc.RegisterStorageArea(*callbacks.v1())
+    suffix = f", forced by {STORAGE_API_VARIABLE}" if forced == "v1" and hasattr(orthanc, "RegisterStorageArea3") else ""
+    return f"RegisterStorageArea (v1, whole reads{suffix})"
 
 
 def install(started=None):
@@ -301,7 +464,11 @@ def install(started=None):
     reaper = OrphanReaper(area, _is_dicom_referenced(area, configuration.get("StorageCompression") is True))
     callbacks = StorageCallbacks(area, reaper)
     api = register_storage(callbacks)
-    orthanc.RegisterRestCallback(ArchiveGuard.ROUTE, ArchiveGuard(callbacks.read_failures))
+    if ArchiveGuard.supported():
+        orthanc.RegisterRestCallback(ArchiveGuard.ROUTE, ArchiveGuard(callbacks.read_failures))
+    else:
+        log.info("archive guard off on this Orthanc (>= 1.11): archives of files the storage cannot read are "
+                 "served by Orthanc's own job, which skips them")
     lifecycle = Lifecycle()
     lifecycle.on_stopped.append(reaper.stop)
     install_move_storage(area, plugin_config, lifecycle)
@@ -483,7 +650,11 @@ def install_move_storage(area, plugin_config, lifecycle):
     """Registers the move-storage and storage-location routes; in hybrid mode, the move jobs' worker too."""
     manager = None
     if hasattr(area, "side"):
-        folder = os.path.join(os.path.abspath(plugin_config.common.storage_directory), JOBS_FOLDER)
+        # Replicas sharing one StorageDirectory (scale-out with hybrid mode) each keep their own jobs, under
+        # their DatabaseServerIdentifier: a replica never resumes another's job.
+        common = plugin_config.common
+        folder = os.path.join(os.path.abspath(common.storage_directory), JOBS_FOLDER, *(
+            [re.sub(r"[^A-Za-z0-9._-]", "_", common.server_identifier).lstrip(".")] if common.server_identifier else []))
         manager = move.JobManager(RestIndex(), area.side, move.FileJobStore(folder), workers=MOVE_WORKERS)
         lifecycle.on_started.append(manager.start)
         lifecycle.on_stopped.append(manager.stop)

@@ -2,8 +2,10 @@
 # Installs what orthanc-objstore needs on Debian 12, as root: Debian's Orthanc and its Python plugin,
 # DCMTK, and a venv made with the Python that Orthanc embeds (/usr/bin/python3) holding the plugin.
 #   scripts/setup.sh          plugin + the demo's local S3 server (moto)
-#   scripts/setup.sh test     everything the test suite needs as well (incl. Node.js and the Azure
-#                             emulator Azurite from package.json; the GCS emulator comes from pip)
+#   scripts/setup.sh test     everything the test suite needs as well, including Orthanc 1.13 in a
+#                             chroot (scripts/newest-orthanc.sh: built once, about 40 s, then reused)
+#                             and Node.js + the Azure emulator Azurite (package.json); the GCS
+#                             emulator comes from pip
 # Idempotent: what is already there is kept. Mirrors come from the machine's apt and pip configuration.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -56,3 +58,7 @@ if [ "$what" = test ]; then
   echo "== Azurite $version on node $(node --version)"
 fi
 echo "== ready: plugin file $(.venv/bin/orthanc-objstore plugin-path)"
+if [ "$what" = test ]; then
+  # the end-to-end tests also run on the newest Orthanc (1.13), in a Debian forky chroot built once
+  bash scripts/newest-orthanc.sh
+fi

@@ -6,8 +6,31 @@ import shutil
 import pytest
 
 from support.backends import AzureBackend, GcsBackend, S3Backend
-from support.orthanc import Orthanc
+from support.orthanc import NEWEST_VERSION, VERSIONS, Orthanc
 from support.servers import AzuriteServer, MotoServer, require
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "orthanc_versions(*versions): run only on these Orthanc versions "
+                            "(default: all of support.orthanc.VERSIONS)")
+    config.addinivalue_line("markers", "xfail_on_newest(reason): a known failure on Orthanc 1.13 (strict: "
+                            "the suite says so when it starts passing)")
+
+
+def pytest_generate_tests(metafunc):
+    """Every test using an Orthanc (``orthanc_factory``) runs once per Orthanc version: 1.10.1 and 1.13.
+
+    A test narrows that with ``@pytest.mark.orthanc_versions(...)``, or parametrizes ``orthanc_version``
+    itself together with its other parameters (to run fewer combinations on one version)."""
+    own = [m for m in metafunc.definition.iter_markers("parametrize") if "orthanc_version" in str(m.args[0])]
+    if "orthanc_version" in metafunc.fixturenames and not own:
+        marker = metafunc.definition.get_closest_marker("orthanc_versions")
+        versions = marker.args if marker else VERSIONS
+        known = metafunc.definition.get_closest_marker("xfail_on_newest")
+        if known:
+            versions = [pytest.param(version, marks=pytest.mark.xfail(strict=True, reason=known.args[0]))
+                        if version == NEWEST_VERSION else version for version in versions]
+        metafunc.parametrize("orthanc_version", versions, scope="function")
 
 
 @pytest.fixture(scope="session")
@@ -64,19 +87,20 @@ def _backend_environment(request) -> dict:
 
 
 @pytest.fixture
-def orthanc_factory(tmp_path, request):
-    """Creates Orthanc processes in this test's folder; stops every one of them afterwards."""
+def orthanc_factory(tmp_path, orthanc_version, request):
+    """Creates Orthanc processes of this test's version in this test's folder; stops every one afterwards."""
     started = []
 
     def make(settings, name="orthanc", dicom=False, start=True, env=None):
         environment = {**_backend_environment(request), **(env or {})}
-        server = Orthanc(tmp_path / name, settings, dicom=dicom, env=environment)
+        server = Orthanc(tmp_path / name, settings, dicom=dicom, version=orthanc_version, env=environment)
         started.append(server)
         return server.start() if start else server
 
     yield make
     for server in started:
         server.stop()
+        server.cleanup()
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,4 @@
-"""End to end: Debian's Orthanc stores encrypted objects (SPEC ENC-1..7), reads them back, survives a key rotation."""
+"""End to end: Orthanc (1.10.1 and 1.13) stores encrypted objects (SPEC ENC-1..7), reads them back, survives a key rotation."""
 
 import base64
 import os
@@ -14,12 +14,15 @@ from test_e2e_storage import attachment_uuids, official_names
 pytestmark = pytest.mark.orthanc
 
 
-def write_key(folder, name) -> tuple[str, bytes]:
+def write_key(orthanc, name) -> tuple[str, bytes]:
+    """A new key file in Orthanc's work folder; its path as Orthanc sees it (a chroot path on 1.13)."""
     key = os.urandom(32)
-    path = os.path.join(folder, name)
-    with open(path, "wb") as file:
-        file.write(base64.b64encode(key) + b"\n")
-    return path, key
+    return orthanc.write_file(name, base64.b64encode(key) + b"\n"), key
+
+
+def configured(orthanc, settings):
+    orthanc.config.update(settings)
+    return orthanc.start()
 
 
 def official_decrypt(blob: bytes, master: bytes) -> bytes:
@@ -35,9 +38,10 @@ def encryption_settings(backend, **encryption):
     return backend.settings(StorageEncryption=encryption)
 
 
-def test_encrypted_objects_rotation_and_official_format(backend, orthanc_factory, dicom_files, tmp_path):
-    key_1_path, key_1 = write_key(tmp_path, "key-1.key")
-    orthanc = orthanc_factory(encryption_settings(backend, MasterKey=[1, key_1_path]))
+def test_encrypted_objects_rotation_and_official_format(backend, orthanc_factory, dicom_files):
+    orthanc = orthanc_factory({}, start=False)
+    key_1_path, key_1 = write_key(orthanc, "key-1.key")
+    configured(orthanc, encryption_settings(backend, MasterKey=[1, key_1_path]))
     first = {orthanc.upload(data)["ID"]: data for _, data in dicom_files[:2]}
 
     uuids = [uuid for instance in first for uuid in attachment_uuids(orthanc, instance)]
@@ -51,7 +55,7 @@ def test_encrypted_objects_rotation_and_official_format(backend, orthanc_factory
         assert orthanc.get(f"/instances/{instance}/file") == dicom
         assert orthanc.get_json(f"/instances/{instance}/tags?simplify")["SOPInstanceUID"]
 
-    key_2_path, key_2 = write_key(tmp_path, "key-2.key")
+    key_2_path, key_2 = write_key(orthanc, "key-2.key")
     orthanc.config[backend.section]["StorageEncryption"] = {"MasterKey": [2, key_2_path],
                                                             "PreviousMasterKeys": [[1, key_1_path]]}
     orthanc.restart()
@@ -82,9 +86,10 @@ def test_encrypted_objects_rotation_and_official_format(backend, orthanc_factory
     assert backend.keys() == []
 
 
-def test_format_a2_through_orthanc(backend, orthanc_factory, dicom_files, tmp_path):
-    key_path, key = write_key(tmp_path, "a2.key")
-    orthanc = orthanc_factory(encryption_settings(backend, MasterKey=[5, key_path], Format="A2"))
+def test_format_a2_through_orthanc(backend, orthanc_factory, dicom_files):
+    orthanc = orthanc_factory({}, start=False)
+    key_path, key = write_key(orthanc, "a2.key")
+    configured(orthanc, encryption_settings(backend, MasterKey=[5, key_path], Format="A2"))
     _, dicom = dicom_files[1]
     instance = orthanc.upload(dicom)["ID"]
     dicom_uuid = next(uuid for uuid, kind in attachment_uuids(orthanc, instance) if kind == 1)
@@ -99,19 +104,20 @@ def test_format_a2_through_orthanc(backend, orthanc_factory, dicom_files, tmp_pa
 
 
 @pytest.mark.parametrize("content, problem", [(b"c2hvcnQ=\n", "holds 5 bytes"), (b"%%% not base64 %%%", "base64")])
-def test_a_bad_key_file_refuses_start_up(backend, orthanc_factory, tmp_path, content, problem):
-    path = tmp_path / "bad.key"
-    path.write_bytes(content)
-    orthanc = orthanc_factory(encryption_settings(backend, MasterKey=[1, str(path)]), start=False)
+def test_a_bad_key_file_refuses_start_up(backend, orthanc_factory, content, problem):
+    orthanc = orthanc_factory({}, start=False)
+    path = orthanc.write_file("bad.key", content)
+    orthanc.config.update(encryption_settings(backend, MasterKey=[1, path]))
     assert orthanc.start(expect_failure=True) != 0
     log = orthanc.log()
-    assert str(path) in log and problem in log
+    assert path in log and problem in log
     assert content.decode().strip() not in log
     assert backend.keys() == []
 
 
-def test_a_missing_key_file_refuses_start_up(backend, orthanc_factory, tmp_path):
-    missing = str(tmp_path / "nowhere.key")
-    orthanc = orthanc_factory(encryption_settings(backend, MasterKey=[1, missing]), start=False)
+def test_a_missing_key_file_refuses_start_up(backend, orthanc_factory):
+    orthanc = orthanc_factory({}, start=False)
+    missing = os.path.join(orthanc.orthanc_workdir, "nowhere.key")
+    orthanc.config.update(encryption_settings(backend, MasterKey=[1, missing]))
     assert orthanc.start(expect_failure=True) != 0
     assert missing in orthanc.log() and "cannot read the key file" in orthanc.log()

@@ -5,17 +5,17 @@ import zipfile
 
 import pytest
 
-from support.orthanc import HttpError, storescu, wait_for
+from support.orthanc import ARCHIVE_GUARD_OFF, HOST_VERSION, NEWEST_VERSION, HttpError, storescu, wait_for
 
 pytestmark = pytest.mark.orthanc
 
 
-def test_store_down_during_upload(backend, orthanc_factory, dicom_files):
+def test_store_down_during_upload(backend, orthanc_factory, dicom_files, orthanc_version):
     orthanc = orthanc_factory(backend.settings(), dicom=True)
     backend.proxy.mode = "down"
     with pytest.raises(HttpError) as caught:
         orthanc.upload(dicom_files[0][1])
-    assert caught.value.status == 500
+    assert caught.value.status == (503 if orthanc_version == NEWEST_VERSION else 500)  # v3: "unavailable"
     result = storescu(orthanc.dicom_port, dicom_files[1][0])
     assert result.returncode != 0
     assert orthanc.get_json("/instances") == []
@@ -28,6 +28,8 @@ def test_store_down_during_upload(backend, orthanc_factory, dicom_files):
     assert len(backend.keys()) == len(orthanc.get_json(f"/instances/{instance}/attachments"))
 
 
+# an upload writes two attachments only through the v1 API (1.10.1): 1.13 writes no header attachment
+@pytest.mark.orthanc_versions(HOST_VERSION)
 def test_store_fails_between_two_attachments_of_an_upload(backend, orthanc_factory, dicom_files):
     """The DICOM file is written, then the header attachment fails: Orthanc gives up without removing
     the DICOM file. The plugin removes it once Orthanc's index confirms nothing uses it."""
@@ -59,7 +61,6 @@ def test_store_fails_after_upload_keeps_referenced_files(backend, orthanc_factor
 def test_store_down_during_reads_is_an_error_never_bad_data(backend, orthanc_factory, dicom_files):
     orthanc = orthanc_factory(backend.settings())
     ids = [orthanc.upload(data)["ID"] for _, data in dicom_files[:2]]
-    study = orthanc.get_json(f"/instances/{ids[0]}/study")["ID"]
 
     for mode in ("down", "cut_responses"):
         backend.proxy.mode = mode
@@ -69,16 +70,27 @@ def test_store_down_during_reads_is_an_error_never_bad_data(backend, orthanc_fac
             with pytest.raises(HttpError) as caught:
                 orthanc.get(path)
             assert caught.value.status >= 500, (mode, path)
+
+    backend.proxy.mode = "pass"
+    assert orthanc.get(f"/instances/{ids[0]}/file") == dicom_files[0][1]
+    assert "test-secret-do-not-log" not in orthanc.log()
+
+
+@pytest.mark.xfail_on_newest(ARCHIVE_GUARD_OFF)
+def test_store_down_during_an_archive_is_an_error_never_an_incomplete_zip(backend, orthanc_factory, dicom_files):
+    orthanc = orthanc_factory(backend.settings())
+    instance = orthanc.upload(dicom_files[0][1])["ID"]
+    study = orthanc.get_json(f"/instances/{instance}/study")["ID"]
+    for mode in ("down", "cut_responses"):
+        backend.proxy.mode = mode
+        backend.proxy.cut_after = 3000
         with pytest.raises(HttpError) as caught:
             orthanc.get(f"/studies/{study}/archive")
         assert caught.value.status >= 500
         assert b"could not be read" in caught.value.body
-
     backend.proxy.mode = "pass"
-    assert orthanc.get(f"/instances/{ids[0]}/file") == dicom_files[0][1]
     archive = zipfile.ZipFile(io.BytesIO(orthanc.get(f"/studies/{study}/archive")))
     assert [archive.read(name) for name in archive.namelist() if not name.endswith("/")] == [dicom_files[0][1]]
-    assert "test-secret-do-not-log" not in orthanc.log()
 
 
 def test_store_down_during_delete_leaves_no_orphan(backend, orthanc_factory, dicom_files):

@@ -24,7 +24,7 @@ def set_mode(orthanc, backend, mode):
 
 def storage_files(orthanc) -> list[str]:
     """Every attachment file in Orthanc's StorageDirectory (aa/bb/uuid), the jobs folder left out."""
-    root = orthanc.config["StorageDirectory"]
+    root = orthanc.host_path(orthanc.config["StorageDirectory"])
     found = []
     for folder, subfolders, files in os.walk(root):
         subfolders[:] = [name for name in subfolders if name != "objstore-jobs"]
@@ -65,7 +65,7 @@ def wait_job(orthanc, job_id, timeout=120):
 def plugin_problems(orthanc) -> list[str]:
     """Error and warning lines of Orthanc's log written by the plugin."""
     return [line for line in orthanc.log().splitlines()
-            if line[:1] in ("E", "W") and "orthanc-objstore" in line and "storage area in" not in line]
+            if line[:1] in ("E", "W") and "orthanc-objstore:" in line and "storage area in" not in line]
 
 
 def test_hybrid_reads_from_both_sides(backend, orthanc_factory):
@@ -89,8 +89,9 @@ def test_hybrid_reads_from_both_sides(backend, orthanc_factory):
     # deleting removes each file wherever it is, and a file missing on one side is not an error
     for instance in list(old)[:1] + list(new)[:1]:
         orthanc.delete(f"/instances/{instance}")
-    assert len(storage_files(orthanc)) == 2
-    assert len(backend.keys()) == 2
+    per_instance = len(old_uuids) // len(old)  # DICOM file + header through v1 (1.10.1); DICOM file only on 1.13
+    assert len(storage_files(orthanc)) == per_instance
+    assert len(backend.keys()) == per_instance
     assert plugin_problems(orthanc) == []
 
 

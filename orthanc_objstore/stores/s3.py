@@ -49,7 +49,7 @@ def _translate(exc: Exception, key: str, operation: str) -> StoreError:
         return StoreUnavailable(f"{where}: the connection was cut before the whole object arrived", key)
     if isinstance(exc, (botocore.exceptions.EndpointConnectionError, botocore.exceptions.ConnectionError,
                         botocore.exceptions.ReadTimeoutError, botocore.exceptions.ConnectTimeoutError,
-                        botocore.exceptions.ResponseStreamingError)):
+                        botocore.exceptions.ResponseStreamingError, botocore.exceptions.HTTPClientError)):
         return StoreUnavailable(f"{where}: the server is unreachable ({type(exc).__name__})", key)
     if isinstance(exc, botocore.exceptions.NoCredentialsError):
         return PermissionDenied(f"{where}: no credentials found (set AccessKey/SecretKey or the AWS "

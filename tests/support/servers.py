@@ -97,6 +97,9 @@ class FaultProxy:
     headers or first bytes of body (GCS multipart uploads name the object in the body, not the URL);
     ``slow`` forwards everything but waits ``delay`` seconds before forwarding each request (a slow,
     distant store).
+
+    It also counts what goes through: ``requests`` (request lines) and ``bytes_from_server`` (every
+    byte the server sent back, HTTP headers included); ``reset_counts()`` starts over.
     """
 
     def __init__(self, target_port: int):
@@ -106,6 +109,8 @@ class FaultProxy:
         self.match = b""
         self.delay = 0.0
         self.requests = []
+        self.bytes_from_server = 0
+        self._count_lock = threading.Lock()
         self._listener = socket.socket()
         self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._listener.bind(("127.0.0.1", 0))
@@ -114,6 +119,11 @@ class FaultProxy:
         self.url = f"http://127.0.0.1:{self.port}"
         self._closed = False
         threading.Thread(target=self._accept, daemon=True).start()
+
+    def reset_counts(self):
+        with self._count_lock:
+            self.requests = []
+            self.bytes_from_server = 0
 
     def close(self):
         self._closed = True
@@ -161,6 +171,8 @@ class FaultProxy:
                                 time.sleep(self.delay)
                         upstream.sendall(data)
                     else:
+                        with self._count_lock:
+                            self.bytes_from_server += len(data)
                         if self.mode == "cut_responses":
                             allowed = max(0, self.cut_after - sent_back)
                             client.sendall(data[:allowed])
