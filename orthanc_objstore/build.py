@@ -8,6 +8,7 @@ or Google SDKs (and a missing SDK gives an install hint instead of an ImportErro
 import importlib
 import logging
 
+from . import encryption, hybrid
 from .area import ObjectArea
 from .config import (AZURE_SECTION, GCS_SECTION, HYBRID_DISABLED, S3_SECTION, CommonConfig, PluginConfig)
 from .errors import ConfigError, NotFound, StoreError
@@ -57,16 +58,11 @@ def _check_container(store, config: PluginConfig) -> None:
                     "retried against it", config.section, exc)
 
 
-def wrap_encryption(store, common: CommonConfig):
+def wrap_encryption(store, common: CommonConfig, budget=None):
     """The store itself, or the store behind the encryption layer when StorageEncryption is enabled."""
     if common.encryption is None:
         return store
-    try:
-        encryption = importlib.import_module("orthanc_objstore.encryption")
-    except ModuleNotFoundError:
-        raise ConfigError("StorageEncryption is configured but this version cannot encrypt; refusing to "
-                          "store data unencrypted") from None
-    return encryption.EncryptedStore(store, common.encryption)
+    return encryption.EncryptedStore(store, common.encryption, budget)
 
 
 def object_naming(common: CommonConfig) -> Naming:
@@ -75,21 +71,19 @@ def object_naming(common: CommonConfig) -> Naming:
                   legacy_unknown_files=common.enable_legacy_unknown_files)
 
 
-def file_system_area(common: CommonConfig) -> ObjectArea:
+def file_system_area(common: CommonConfig, budget=None) -> ObjectArea:
     """Orthanc's own StorageDirectory layout (``aa/bb/uuid``), as the file-system side of hybrid mode."""
-    store = wrap_encryption(FileSystemStore(common.storage_directory, fsync=common.sync_storage_area), common)
+    store = wrap_encryption(FileSystemStore(common.storage_directory, fsync=common.sync_storage_area), common,
+                            budget)
     return ObjectArea(store, Naming(structure=LEGACY), storage_name="file-system")
 
 
 def build_area(config: PluginConfig, store=None):
     """The area Orthanc's callbacks talk to. ``store`` replaces the provider (tests)."""
     common = config.common
-    objects = ObjectArea(wrap_encryption(store or provider_store(config), common), object_naming(common))
+    # Both sides of hybrid mode share one MaxConcurrentInputSize budget.
+    budget = encryption.shared_budget(common.encryption) if common.encryption else None
+    objects = ObjectArea(wrap_encryption(store or provider_store(config), common, budget), object_naming(common))
     if common.hybrid_mode == HYBRID_DISABLED:
         return objects
-    try:
-        hybrid = importlib.import_module("orthanc_objstore.hybrid")
-    except ModuleNotFoundError:
-        raise ConfigError(f"{config.section}.HybridMode: {common.hybrid_mode!r} is not available in this "
-                          "version; allowed: Disabled") from None
-    return hybrid.build_hybrid_area(objects, file_system_area(common), common.hybrid_mode)
+    return hybrid.build_hybrid_area(objects, file_system_area(common, budget), common.hybrid_mode)

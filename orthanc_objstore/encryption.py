@@ -32,15 +32,22 @@ from .errors import IntegrityError, StoreError, UnknownKeyError
 from .store import check_range
 
 
+def shared_budget(config: EncryptionConfig) -> "crypto.ByteBudget":
+    """The MaxConcurrentInputSize budget, to share between the stores of one deployment."""
+    return crypto.ByteBudget(config.max_concurrent_input_size_mb * 1024 * 1024)
+
+
 class EncryptedStore:
     """``inner`` holding encrypted objects, seen as a store of plaintext objects."""
 
-    def __init__(self, inner, config: EncryptionConfig):
+    def __init__(self, inner, config: EncryptionConfig, budget: "crypto.ByteBudget | None" = None):
+        """``budget`` bounds the bytes being encrypted or decrypted at once; stores that share one
+        (both sides of hybrid mode) share MaxConcurrentInputSize. By default each store has its own."""
         self.inner = inner
         self.format = config.format
         self.keyring = crypto.Keyring(config.master_key.id, config.master_key.key,
                                       [(key.id, key.key) for key in config.previous_master_keys])
-        self.budget = crypto.ByteBudget(config.max_concurrent_input_size_mb * 1024 * 1024)
+        self.budget = budget or shared_budget(config)
 
     def __repr__(self) -> str:
         return f"EncryptedStore({self.inner!r}, format {self.format}, master key id {self.keyring.current_id})"
