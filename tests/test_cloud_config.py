@@ -4,6 +4,8 @@ import json
 
 import pytest
 
+from support.servers import need_module
+
 from orthanc_objstore import build, config
 from orthanc_objstore.errors import ConfigError
 
@@ -101,7 +103,7 @@ def service_account_file(tmp_path):
 
 
 def test_a_service_account_file_gives_a_client_for_its_project(tmp_path, monkeypatch):
-    pytest.importorskip("google.cloud.storage")
+    need_module("google.cloud.storage")
     from orthanc_objstore.stores.gcs import GcsStore
     monkeypatch.delenv("STORAGE_EMULATOR_HOST", raising=False)
     path, pem = service_account_file(tmp_path)
@@ -112,7 +114,7 @@ def test_a_service_account_file_gives_a_client_for_its_project(tmp_path, monkeyp
 
 
 def test_no_credentials_at_all_is_one_clear_start_up_error(tmp_path, monkeypatch):
-    pytest.importorskip("google.cloud.storage")
+    need_module("google.cloud.storage")
     for name in ("STORAGE_EMULATOR_HOST", "GOOGLE_APPLICATION_CREDENTIALS", "GOOGLE_CLOUD_PROJECT"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("HOME", str(tmp_path))  # no gcloud application-default file
@@ -125,7 +127,7 @@ def test_no_credentials_at_all_is_one_clear_start_up_error(tmp_path, monkeypatch
 
 
 def test_an_unusable_connection_string_is_a_config_error_without_the_key():
-    pytest.importorskip("azure.storage.blob")
+    need_module("azure.storage.blob")
     from orthanc_objstore.stores.azure import AzureStore
     broken = config.AzureConfig(connection_string=f"AccountKey={ACCOUNT_KEY};BlobEndpoint=",
                                 container_name="orthanc")
@@ -136,7 +138,7 @@ def test_an_unusable_connection_string_is_a_config_error_without_the_key():
 
 
 def test_azure_store_repr_and_describe_hide_the_account_key():
-    pytest.importorskip("azure.storage.blob")
+    need_module("azure.storage.blob")
     from orthanc_objstore.stores.azure import AzureStore
     store = AzureStore(config.parse(azure())[0].provider)
     assert ACCOUNT_KEY not in repr(store)

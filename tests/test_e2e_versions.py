@@ -8,6 +8,8 @@ import os
 
 import pytest
 
+from support.servers import need_module
+
 from support.orthanc import HOST_VERSION, NEWEST_VERSION, HttpError
 from test_e2e_storage import attachment_uuids
 
@@ -145,7 +147,7 @@ def test_attachments_move_between_v1_and_v3(backend, orthanc_factory, dicom_file
 def test_range_reads_of_encrypted_objects(backend, orthanc_factory, dicom_files, orthanc_version,
                                           encryption_format):
     # the encryption layer comes from its own branch; once merged this test must run (see the report)
-    pytest.importorskip("orthanc_objstore.encryption")
+    need_module("orthanc_objstore.encryption")
     orthanc = orthanc_factory({}, start=False)
     key_path = orthanc.write_file("master.key", base64.b64encode(os.urandom(32)))
     orthanc.config.update(backend.settings(StorageEncryption={"Enable": True, "MasterKey": [1, key_path],

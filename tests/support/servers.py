@@ -26,6 +26,15 @@ def require(condition, reason):
     pytest.skip(reason)
 
 
+def need_module(name: str):
+    """Imports ``name``; like require(), a missing module skips on a dev machine and fails in CI."""
+    import importlib
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        require(False, f"the Python module {name} is not installed")
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
