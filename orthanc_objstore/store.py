@@ -36,7 +36,7 @@ Conveniences built on the protocol are free functions below; they are never over
 
 from typing import Protocol, runtime_checkable
 
-from .errors import NotFound
+from .errors import IntegrityError, NotFound
 
 
 @runtime_checkable
@@ -66,6 +66,15 @@ def exists(store: Store, key: str) -> bool:
     except NotFound:
         return False
     return True
+
+
+def exact_range(data: bytes, key: str, length: int, where: str) -> bytes:
+    """``data`` if a range read returned exactly ``length`` bytes; else the range went past the end of
+    the object: IntegrityError (never a short result passed on as success)."""
+    if len(data) != length:
+        raise IntegrityError(f"{where} range read of {key!r}: {len(data)} bytes instead of {length} "
+                             "(range past the end of the object)", key)
+    return data
 
 
 def check_range(start: int, length: int) -> None:

@@ -18,7 +18,7 @@ from azure.core.exceptions import (AzureError, ClientAuthenticationError, HttpRe
 from azure.storage.blob import BlobServiceClient, ExponentialRetry, StandardBlobTier
 
 from ..errors import ConfigError, IntegrityError, NotFound, PermissionDenied, StoreError, StoreUnavailable
-from ..store import check_range
+from ..store import check_range, exact_range
 
 log = logging.getLogger(__name__)
 
@@ -147,10 +147,7 @@ class AzureStore:
             data = downloader.readall()
         except AzureError as exc:
             raise _translate(exc, key, "range read") from exc
-        if len(data) != length:
-            raise IntegrityError(f"Azure range read of {key!r}: {len(data)} bytes instead of {length} "
-                                 "(range past the end of the blob)", key)
-        return data
+        return exact_range(data, key, length, "Azure")
 
     def head(self, key: str) -> int:
         try:

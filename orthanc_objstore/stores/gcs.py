@@ -19,7 +19,7 @@ from google.cloud.storage.retry import DEFAULT_RETRY
 from requests.adapters import HTTPAdapter
 
 from ..errors import ConfigError, IntegrityError, NotFound, PermissionDenied, StoreError, StoreUnavailable
-from ..store import check_range
+from ..store import check_range, exact_range
 
 CHUNK_SIZE = 32 * 1024 * 1024  # a multiple of 256 KiB, as resumable uploads require
 POOL_SIZE = 64
@@ -132,10 +132,7 @@ class GcsStore:
                                                             timeout=self._timeout, retry=self._retry)
         except _SDK_ERRORS as exc:
             raise _translate(exc, key, "range read") from exc
-        if len(data) != length:
-            raise IntegrityError(f"GCS range read of {key!r}: {len(data)} bytes instead of {length} "
-                                 "(range past the end of the object)", key)
-        return data
+        return exact_range(data, key, length, "GCS")
 
     def head(self, key: str) -> int:
         try:

@@ -19,7 +19,7 @@ import botocore.exceptions
 from boto3.s3.transfer import TransferConfig
 
 from ..errors import IntegrityError, NotFound, PermissionDenied, StoreError, StoreUnavailable
-from ..store import check_range
+from ..store import check_range, exact_range
 
 _NOT_FOUND_CODES = {"NoSuchKey", "404", "NotFound"}
 _DENIED_CODES = {"AccessDenied", "403", "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken",
@@ -145,10 +145,7 @@ class S3Store:
             data = _read_body(response, key)
         except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
             raise _translate(exc, key, "range read") from exc
-        if len(data) != length:
-            raise IntegrityError(f"S3 range read of {key!r}: {len(data)} bytes instead of {length} "
-                                 "(range past the end of the object)", key)
-        return data
+        return exact_range(data, key, length, "S3")
 
     def head(self, key: str) -> int:
         try:
