@@ -422,6 +422,7 @@ class JobManager:
         self._wake = threading.Condition()
         self._stopping = False
         self._thread = None
+        self._loaded = False
 
     # -- REST side
 
@@ -462,7 +463,12 @@ class JobManager:
 
     # -- lifecycle
 
-    def start(self) -> None:
+    def load(self) -> None:
+        """Reloads the persisted jobs, so that they answer over REST as soon as Orthanc does (before
+        Orthanc says it has started); unfinished ones resume when ``start()`` runs. Idempotent."""
+        if self._loaded:
+            return
+        self._loaded = True
         for document, journal in self.job_store.load_all():
             try:
                 job = MoveJob.from_document(document, journal)
@@ -477,6 +483,9 @@ class JobManager:
                 log.warning("move job %s resumes (%d of %s files already done)", job.id, len(job.done),
                             len(job.plan) if job.plan is not None else "?")
         self._prune()
+
+    def start(self) -> None:
+        self.load()
         with self._wake:
             self._stopping = False
             self._thread = threading.Thread(target=self._run, name="objstore-move", daemon=True)

@@ -656,6 +656,7 @@ def install_move_storage(area, plugin_config, lifecycle):
         folder = os.path.join(os.path.abspath(common.storage_directory), JOBS_FOLDER, *(
             [re.sub(r"[^A-Za-z0-9._-]", "_", common.server_identifier).lstrip(".")] if common.server_identifier else []))
         manager = move.JobManager(RestIndex(), area.side, move.FileJobStore(folder), workers=MOVE_WORKERS)
+        manager.load()  # persisted jobs answer over REST at once; their workers start with Orthanc
         lifecycle.on_started.append(manager.start)
         lifecycle.on_stopped.append(manager.stop)
     MoveStorageRoutes(area, manager, plugin_config.common.hybrid_mode).register()
