@@ -10,8 +10,6 @@ Run by hand (numbers depend on the machine; only the ratios of one run mean some
 
 import argparse
 import concurrent.futures
-import copy
-import io
 import os
 import re
 import shutil
@@ -24,26 +22,10 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "tests"))
 
 import pydicom  # noqa: E402
-from pydicom.data import get_testdata_file  # noqa: E402
-from pydicom.uid import generate_uid  # noqa: E402
 
+from support.dicom import make_instances  # noqa: E402
 from support.orthanc import Orthanc  # noqa: E402
 from support.servers import AzuriteServer, FakeGcsServer, MotoServer  # noqa: E402
-
-
-def make_instances(count):
-    """``count`` distinct DICOM files (CT_small with new UIDs), about 39 KB each."""
-    base = pydicom.dcmread(get_testdata_file("CT_small.dcm", download=False))
-    study, series = generate_uid(), generate_uid()
-    files = []
-    for _ in range(count):
-        dataset = copy.deepcopy(base)
-        dataset.StudyInstanceUID, dataset.SeriesInstanceUID = study, series
-        dataset.SOPInstanceUID = dataset.file_meta.MediaStorageSOPInstanceUID = generate_uid()
-        buffer = io.BytesIO()
-        dataset.save_as(buffer)
-        files.append(buffer.getvalue())
-    return files
 
 
 def timed(function, items, clients):
@@ -171,7 +153,7 @@ def main():
     parser.add_argument("--clients", default="1,8")
     parser.add_argument("--providers", default="s3,azure,gcs", help=f"among {','.join(PROVIDERS)}")
     arguments = parser.parse_args()
-    files = make_instances(arguments.instances)
+    files = make_instances(arguments.instances)  # CT_small with distinct UIDs, about 39 KB each
     workdir = tempfile.mkdtemp(prefix="objstore-bench-")
     try:
         for provider in arguments.providers.split(","):
