@@ -45,20 +45,21 @@ class HybridArea:
         """The area of one storage, by its name in ``/move-storage`` (``file-system``, ``object-storage``)."""
         return self.sides[name]
 
-    def create(self, uuid: str, content_type: int, data: bytes) -> None:
-        self.primary.create(uuid, content_type, data)
+    def create(self, uuid: str, content_type: int, data: bytes) -> Location | None:
+        return self.primary.create(uuid, content_type, data)
 
-    def read(self, uuid: str, content_type: int) -> bytes:
-        return self._with_fallback(uuid, lambda area: area.read(uuid, content_type))
+    def read(self, uuid: str, content_type: int, location: Location | None = None) -> bytes:
+        return self._with_fallback(uuid, lambda area: area.read(uuid, content_type, location))
 
-    def read_range(self, uuid: str, content_type: int, start: int, length: int) -> bytes:
-        return self._with_fallback(uuid, lambda area: area.read_range(uuid, content_type, start, length))
+    def read_range(self, uuid: str, content_type: int, start: int, length: int,
+                   location: Location | None = None) -> bytes:
+        return self._with_fallback(uuid, lambda area: area.read_range(uuid, content_type, start, length, location))
 
-    def remove(self, uuid: str, content_type: int) -> None:
+    def remove(self, uuid: str, content_type: int, location: Location | None = None) -> None:
         first_error = None
         for area in (self.primary, self.secondary):
             try:
-                area.remove(uuid, content_type)
+                area.remove(uuid, content_type, location)
             except NotFound:
                 pass
             except Exception as exc:  # noqa: BLE001 - still remove the other side, then report

@@ -6,11 +6,12 @@ Two cases leave an object in the store that Orthanc's index will never reference
   attachment's uuid is fresh for every write and Orthanc never uses a uuid whose write failed, so
   deleting that uuid's object is always safe;
 * Orthanc itself writes the DICOM file, then fails on the next attachment of the same upload and
-  gives up without removing the first one. That object is deleted only after ``is_referenced``
-  (which asks Orthanc's index) says no instance uses it.
+  gives up without removing the first one (``callbacks.StorageCallbacks`` proves that the file
+  belongs to the failed upload before it schedules it).
 
 Work is retried with backoff in one background thread, so a store that is down delays the cleanup
-but never blocks Orthanc's threads.
+but never blocks Orthanc's threads. The reaper never calls Orthanc: deciding needs no index, and a
+background thread waiting on Orthanc's index with the GIL held could freeze Orthanc (SPEC Q-5).
 """
 
 import heapq
@@ -25,24 +26,22 @@ log = logging.getLogger(__name__)
 
 
 class OrphanReaper:
-    def __init__(self, area, is_referenced=None, first_delay=2.0, max_delay=60.0, give_up_after=24 * 3600):
+    def __init__(self, area, first_delay=2.0, max_delay=60.0, give_up_after=24 * 3600):
         self.area = area
-        self.is_referenced = is_referenced
         self.first_delay = first_delay
         self.max_delay = max_delay
         self.give_up_after = give_up_after
-        self._queue = []  # (due, sequence, uuid, content_type, verify, attempts, first_seen)
+        self._queue: list = []  # (due, sequence, uuid, content_type, attempts, first_seen)
         self._sequence = itertools.count()
         self._wake = threading.Condition()
         self._stopping = False
         self._thread = None
 
-    def schedule(self, uuid: str, content_type: int, verify: bool = False) -> None:
-        """Deletes (uuid, content_type) soon; with ``verify``, only if Orthanc's index does not use it."""
+    def schedule(self, uuid: str, content_type: int) -> None:
+        """Deletes (uuid, content_type) soon, retrying until the store answers."""
         now = time.monotonic()
         with self._wake:
-            heapq.heappush(self._queue, (now + self.first_delay, next(self._sequence), uuid, content_type,
-                                         verify, 0, now))
+            heapq.heappush(self._queue, (now + self.first_delay, next(self._sequence), uuid, content_type, 0, now))
             if self._thread is None and not self._stopping:
                 self._thread = threading.Thread(target=self._run, name="objstore-orphans", daemon=True)
                 self._thread.start()
@@ -73,10 +72,8 @@ class OrphanReaper:
                 item = heapq.heappop(self._queue)
             self._process(*item[2:])
 
-    def _process(self, uuid, content_type, verify, attempts, first_seen):
+    def _process(self, uuid, content_type, attempts, first_seen):
         try:
-            if verify and (self.is_referenced is None or self.is_referenced(uuid, content_type)):
-                return
             self.area.remove(uuid, content_type)
             log.info("removed the object left by a failed upload: attachment %s of type %d", uuid, content_type)
         except StoreError as exc:
@@ -87,6 +84,6 @@ class OrphanReaper:
             delay = min(self.max_delay, self.first_delay * 2 ** (attempts + 1))
             with self._wake:
                 heapq.heappush(self._queue, (time.monotonic() + delay, next(self._sequence), uuid, content_type,
-                                             verify, attempts + 1, first_seen))
+                                             attempts + 1, first_seen))
         except Exception:  # noqa: BLE001 - a bug here must not kill the thread
-            log.exception("could not check attachment %s of type %d left by a failed upload", uuid, content_type)
+            log.exception("could not remove attachment %s of type %d left by a failed upload", uuid, content_type)

@@ -77,23 +77,3 @@ def test_reaper_retries_until_the_store_is_back():
     store.down = False
     assert wait_until(lambda: store.keys() == [])
     reaper.stop()
-
-
-def test_reaper_keeps_what_the_index_references():
-    store = MemoryStore()
-    area = ObjectArea(store, Naming())
-    other = "1a1b2c3d-4e5f-6a7b-8c9d-0e1f2a3b4c5d"
-    area.create(U, 1, b"referenced")
-    area.create(other, 1, b"orphan")
-    checked = []
-
-    def is_referenced(uuid, content_type):
-        checked.append(uuid)
-        return uuid == U
-
-    reaper = OrphanReaper(area, is_referenced, first_delay=0.01)
-    reaper.schedule(U, 1, verify=True)
-    reaper.schedule(other, 1, verify=True)
-    assert wait_until(lambda: len(checked) == 2 and store.keys() == [f"{U}.dcm"])
-    assert reaper.pending() == 0
-    reaper.stop()

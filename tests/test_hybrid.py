@@ -86,7 +86,7 @@ def test_a_read_racing_with_a_move_finds_the_file():
     uuid = new_uuid()
 
     class MovedDuringRead(ObjectArea):
-        def read(self, uuid_, content_type):
+        def read(self, uuid_, content_type, location=None):
             data = file_system.read(uuid_, content_type)
             objects.create(uuid_, content_type, data)  # the move job writes the target...
             file_system.remove(uuid_, content_type)  # ...then deletes the source
@@ -102,7 +102,7 @@ def test_remove_tries_both_sides_then_reports():
     objects, file_system = sides()
 
     class FailingRemove(ObjectArea):
-        def remove(self, uuid, content_type):
+        def remove(self, uuid, content_type, location=None):
             raise StoreUnavailable("down")
 
     failing = FailingRemove(objects.store, objects.naming)

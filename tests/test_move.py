@@ -7,7 +7,8 @@ import uuid as uuidlib
 
 import pytest
 
-from orthanc_objstore import move
+from orthanc_objstore import jobs, move, routes
+from orthanc_objstore.index import LEVELS, Attachment
 from orthanc_objstore.area import ObjectArea
 from orthanc_objstore.errors import IntegrityError, StoreUnavailable
 from orthanc_objstore.hybrid import build_hybrid_area
@@ -31,11 +32,14 @@ class FakeIndex:
                 uuid = str(uuidlib.uuid4())
                 area.create(uuid, kind, data)
                 self.records.setdefault(resource_id, []).append(
-                    move.Attachment(f"{move.LEVELS[level][1]}/{resource_id}", uuid, kind, len(data),
+                    Attachment(f"{LEVELS[level].folder}/{resource_id}", uuid, kind, len(data),
                                     hashlib.md5(data).hexdigest()))
 
     def level_of(self, resource_id):
         return self.levels.get(resource_id)
+
+    def exists(self, level, resource_id):
+        return self.levels.get(resource_id) == level
 
     def children(self, level, resource_id):
         return self.tree.get((level, resource_id), [])
@@ -76,16 +80,16 @@ def world():
     (b'{"Resources": ["x"], "TargetStorage": "file-system", "Target": 1}', "unknown field"),
 ])
 def test_bad_requests_say_what_is_wrong(body, problem):
-    with pytest.raises(move.BadRequest, match=problem):
-        move.parse_request(body)
+    with pytest.raises(routes.BadRequest, match=problem):
+        routes.parse_request(body)
 
 
 def test_request_defaults_and_synonyms():
-    parsed = move.parse_request(b'{"Resources": ["a", "b", "a"], "TargetStorage": "object-storage"}')
+    parsed = routes.parse_request(b'{"Resources": ["a", "b", "a"], "TargetStorage": "object-storage"}')
     assert (parsed.resources, parsed.asynchronous, parsed.priority) == (["a", "b"], False, 0)
-    assert move.parse_request(b'{"Resources": ["a"], "TargetStorage": "file-system", "Synchronous": false}'
+    assert routes.parse_request(b'{"Resources": ["a"], "TargetStorage": "file-system", "Synchronous": false}'
                               ).asynchronous
-    assert not move.parse_request(b'{"Resources": ["a"], "TargetStorage": "file-system", "Synchronous": false, '
+    assert not routes.parse_request(b'{"Resources": ["a"], "TargetStorage": "file-system", "Synchronous": false, '
                                   b'"Asynchronous": false}').asynchronous
 
 
@@ -143,7 +147,7 @@ def test_a_damaged_source_or_failed_write_keeps_the_source(world):
 
 
 def manager_for(area, index, tmp_path, workers=4):
-    return move.JobManager(index, area.side, move.FileJobStore(str(tmp_path / "jobs")), workers=workers)
+    return jobs.JobManager(index, area.side, jobs.FileJobStore(str(tmp_path / "jobs")), workers=workers)
 
 
 def copies(objects, file_system, attachment):
@@ -158,7 +162,7 @@ def test_a_job_moves_everything_and_reports_counts(world, tmp_path):
     try:
         job = manager.submit(move.resolve(index, ["p1"]), "object-storage")
         assert job.finished.wait(10)
-        status = job.status()
+        status = routes.job_status(job)
     finally:
         manager.stop()
     assert (status["State"], status["Progress"], status["ErrorCode"], status["Type"]) == ("Success", 100, 0,
@@ -173,14 +177,14 @@ def test_a_job_moves_everything_and_reports_counts(world, tmp_path):
     reloaded = manager_for(area, index, tmp_path)  # a finished job is still listed after a restart
     reloaded.start()
     reloaded.stop()
-    assert reloaded.get(job.id).status()["Content"]["MovedFiles"] == 16
+    assert routes.job_status(reloaded.get(job.id))["Content"]["MovedFiles"] == 16
 
 
 @pytest.mark.parametrize("crash_point", ["after write", "after delete", "after journal", "cut journal line"])
 def test_a_crash_at_any_point_loses_nothing_and_moves_nothing_twice(world, tmp_path, crash_point):
     """Rebuilds what a killed Orthanc leaves behind at each point of a step, then resumes."""
     area, index, objects, file_system = world
-    job_store = move.FileJobStore(str(tmp_path / "jobs"))
+    job_store = jobs.FileJobStore(str(tmp_path / "jobs"))
     job = move.MoveJob("objstore-1", "object-storage", {"Patients": ["p1"]})
     job.plan = move.plan(index, job.groups)
     job.state = move.RUNNING
@@ -188,20 +192,20 @@ def test_a_crash_at_any_point_loses_nothing_and_moves_nothing_twice(world, tmp_p
     for step in range(5):  # five steps fully done and journaled
         attachment = job.plan[step]
         move.move_attachment(attachment, file_system, objects)
-        job_store.append(job.id, {"i": step, "o": move.MOVED, "b": attachment.size})
+        job_store.append(job.id, job.record(step, move.MOVED))
     crashed = job.plan[5]
     data = file_system.read(crashed.uuid, crashed.content_type)
     objects.create(crashed.uuid, crashed.content_type, data)  # written to the target...
     if crash_point != "after write":
         file_system.remove(crashed.uuid, crashed.content_type)  # ...and deleted from the source
     if crash_point == "after journal":
-        job_store.append(job.id, {"i": 5, "o": move.MOVED, "b": crashed.size})
+        job_store.append(job.id, job.record(5, move.MOVED))
     job_store.close(job.id)
     if crash_point == "cut journal line":
         with open(tmp_path / "jobs" / "objstore-1.journal", "a") as journal:
             journal.write('{"i": 5, "o": "mo')
 
-    manager = move.JobManager(index, area.side, job_store, workers=3)
+    manager = jobs.JobManager(index, area.side, job_store, workers=3)
     manager.start()
     try:
         resumed = manager.get("objstore-1")
@@ -235,7 +239,7 @@ def test_cancel_and_stop(world, tmp_path):
     area, index, objects, file_system = world
     gate = Gate(objects)
     sides_ = {"object-storage": gate, "file-system": file_system}
-    manager = move.JobManager(index, sides_.get, move.FileJobStore(str(tmp_path / "jobs")), workers=2)
+    manager = jobs.JobManager(index, sides_.get, jobs.FileJobStore(str(tmp_path / "jobs")), workers=2)
     manager.start()
     try:
         job = manager.submit({"Patients": ["p1"]}, "object-storage")
@@ -260,7 +264,7 @@ def test_cancel_and_stop(world, tmp_path):
     document = json.loads((tmp_path / "jobs" / f"{second.id}.json").read_text())
     assert document["State"] == move.RUNNING
 
-    restarted = move.JobManager(index, area.side, move.FileJobStore(str(tmp_path / "jobs")))
+    restarted = jobs.JobManager(index, area.side, jobs.FileJobStore(str(tmp_path / "jobs")))
     restarted.start()
     try:
         resumed = restarted.get(second.id)
@@ -273,7 +277,7 @@ def test_cancel_and_stop(world, tmp_path):
 def test_storage_locations(world):
     area, index, objects, file_system = world
     move.move_attachment(index.records["i1"][0], file_system, objects)
-    answer = move.storage_locations(index, area, "Series", "se1")
+    answer = routes.storage_locations(index, area, "Series", "se1")
     assert len(answer) == 7  # the series' own attachment and two per instance
     by_uuid = {item["Uuid"]: item for item in answer}
     moved = by_uuid[index.records["i1"][0].uuid]
