@@ -1,0 +1,222 @@
+"""The offline tools on a hand-built Orthanc SQLite index and StorageDirectory, against moto: migrate, verify, re-encrypt."""
+
+import base64
+import hashlib
+import io
+import json
+import os
+import sqlite3
+import struct
+import uuid as uuidlib
+import zlib
+
+import pytest
+
+from orthanc_objstore import cli
+from orthanc_objstore.errors import ConfigError
+from orthanc_objstore.orthanc_index import COMPRESSION_ZLIB, read_sqlite_index
+from orthanc_objstore.progress import Progress
+
+# The two tables the tools read, as Orthanc's PrepareDatabase.sql creates them (schema 6, Orthanc 1.10.1)
+SCHEMA = """
+CREATE TABLE Resources(internalId INTEGER PRIMARY KEY AUTOINCREMENT, resourceType INTEGER, publicId TEXT,
+                       parentId INTEGER REFERENCES Resources(internalId) ON DELETE CASCADE);
+CREATE TABLE AttachedFiles(id INTEGER REFERENCES Resources(internalId) ON DELETE CASCADE, fileType INTEGER,
+                           uuid TEXT, compressedSize INTEGER, uncompressedSize INTEGER, compressionType INTEGER,
+                           uncompressedMD5 TEXT, compressedMD5 TEXT, PRIMARY KEY(id, fileType));
+"""
+
+
+class FakeOrthanc:
+    """An Orthanc's folder as Orthanc leaves it: ``storage/aa/bb/uuid`` files and ``index/index``."""
+
+    def __init__(self, root, compressed=False):
+        self.root = root
+        self.storage = os.path.join(root, "storage")
+        self.index = os.path.join(root, "index")
+        os.makedirs(self.index)
+        self.db = sqlite3.connect(os.path.join(self.index, "index"))
+        self.db.executescript(SCHEMA)
+        self.files = {}  # uuid -> (file type, stored bytes, resource)
+        self.compressed = compressed
+        patient = self.resource(1, "p" * 8, None)
+        self.add(patient, 1025, b"a user-defined attachment of a patient")
+        for number in range(4):
+            instance = self.resource(4, f"instance-{number}", patient)
+            self.add(instance, 1, os.urandom(3000 + number) + b"DICM" * 100)
+            self.add(instance, 3, b"header %d" % number * 40)
+        self.db.commit()
+        self.db.close()
+
+    def resource(self, kind, public_id, parent):
+        return self.db.execute("INSERT INTO Resources VALUES (NULL, ?, ?, ?)", (kind, public_id, parent)).lastrowid
+
+    def add(self, resource, file_type, data):
+        uuid = str(uuidlib.uuid4())
+        stored = zlib.compress(data) if self.compressed else data
+        self.db.execute("INSERT INTO AttachedFiles VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                        (resource, file_type, uuid, len(stored), len(data), 2 if self.compressed else 1,
+                         hashlib.md5(data).hexdigest(), hashlib.md5(stored).hexdigest()))
+        path = self.path(uuid)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "wb") as file:
+            file.write(stored)
+        self.files[uuid] = (file_type, stored)
+
+    def path(self, uuid):
+        return os.path.join(self.storage, uuid[:2], uuid[2:4], uuid)
+
+    def names(self, encrypted=False):
+        extension = {1: ".dcm", 2: ".json", 3: ".dcm.head"}
+        return sorted(uuid + extension.get(kind, ".unk") + (".enc" if encrypted else "")
+                      for uuid, (kind, _) in self.files.items())
+
+    def config(self, backend, **options) -> str:
+        """An Orthanc configuration next to the folders, with relative paths as administrators write them."""
+        configuration = {"StorageDirectory": "storage", "IndexDirectory": "index", **backend.settings(**options)}
+        path = os.path.join(self.root, "orthanc.json")
+        with open(path, "w") as file:
+            json.dump(configuration, file)
+        return path
+
+
+def run(*argv, capsys):
+    status = cli.main(list(argv))
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def write_key(folder, name):
+    path = os.path.join(folder, name)
+    with open(path, "wb") as file:
+        file.write(base64.b64encode(os.urandom(32)))
+    return path
+
+
+def test_sqlite_index_lists_every_attachment(tmp_path):
+    orthanc = FakeOrthanc(str(tmp_path), compressed=True)
+    entries = read_sqlite_index(os.path.join(orthanc.index, "index"))
+    assert sorted(entry.uuid for entry in entries) == sorted(orthanc.files)
+    by_uuid = {entry.uuid: entry for entry in entries}
+    for uuid, (kind, stored) in orthanc.files.items():
+        entry = by_uuid[uuid]
+        assert (entry.file_type, entry.size, entry.md5) == (kind, len(stored), hashlib.md5(stored).hexdigest())
+        assert entry.compression == COMPRESSION_ZLIB and entry.uncompressed_size > 0
+    patient = next(entry for entry in entries if entry.file_type == 1025)
+    assert patient.resource == "patients/pppppppp" and patient.attachment().content_type == 0
+    assert {entry.resource for entry in entries if entry.level == "Instance"} == {
+        f"instances/instance-{n}" for n in range(4)}
+
+
+def test_sqlite_index_locked_or_missing(tmp_path):
+    orthanc = FakeOrthanc(str(tmp_path))
+    path = os.path.join(orthanc.index, "index")
+    holder = sqlite3.connect(path)
+    holder.execute("PRAGMA locking_mode=EXCLUSIVE")
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        with pytest.raises(ConfigError, match="Orthanc is running; stop it first"):
+            read_sqlite_index(path)
+    finally:
+        holder.close()
+    with pytest.raises(ConfigError, match="no Orthanc SQLite index here"):
+        read_sqlite_index(str(tmp_path / "nowhere" / "index"))
+
+
+def test_migrate_resumes_verify_names_problems(tmp_path, s3_backend, capsys):
+    orthanc = FakeOrthanc(str(tmp_path), compressed=True)
+    config = orthanc.config(s3_backend)
+
+    status, out, _ = run("migrate", "--config", config, "--dry-run", capsys=capsys)
+    assert status == 0 and f"{len(orthanc.files)} to copy" in out and s3_backend.keys() == []
+
+    status, out, err = run("migrate", "--config", config, "--workers", "4", capsys=capsys)
+    assert status == 0, out + err
+    assert f"{len(orthanc.files)} copied" in out and "migrate: " in err
+    assert s3_backend.keys() == orthanc.names()
+    for name in s3_backend.keys():  # copied as stored (compressed)
+        assert s3_backend.read(name) == orthanc.files[name[:36]][1]
+    dicom_uuid = next(uuid for uuid, (kind, _) in orthanc.files.items() if kind == 1)
+    assert all(os.path.exists(orthanc.path(uuid)) for uuid in orthanc.files)  # sources kept
+
+    status, out, _ = run("migrate", "--config", config, capsys=capsys)  # resumable: nothing copied again
+    assert status == 0 and f"{len(orthanc.files)} skipped" in out and "copied" not in out
+
+    assert run("verify", "--config", config, "--deep", capsys=capsys)[0] == 0
+    s3_backend.delete(dicom_uuid + ".dcm")
+    s3_backend.write(next(name for name in orthanc.names() if name.endswith(".head")), b"short")
+    status, out, _ = run("verify", "--config", config, capsys=capsys)
+    problems = [line for line in out.splitlines() if not line.startswith("verify:")]
+    assert status == 1 and len(problems) == 2
+    missing = next(line for line in problems if line.startswith("missing:"))
+    assert dicom_uuid in missing and "instances/instance-" in missing
+    assert f"s3://{s3_backend.bucket}/{dicom_uuid}.dcm" in missing
+    assert any(line.startswith("wrong size:") and "holds 5 bytes" in line for line in problems)
+
+
+def test_migrate_refuses_damaged_source_and_deletes_only_verified(tmp_path, s3_backend, capsys):
+    orthanc = FakeOrthanc(str(tmp_path))
+    config = orthanc.config(s3_backend)
+    damaged = next(uuid for uuid, (kind, _) in orthanc.files.items() if kind == 1)
+    stored = orthanc.files[damaged][1]
+    with open(orthanc.path(damaged), "wb") as file:
+        file.write(bytes([stored[0] ^ 1]) + stored[1:])  # same size, other MD5
+
+    status, out, _ = run("migrate", "--config", config, "--delete-source", capsys=capsys)
+    assert status == 1
+    assert f"{damaged} (type 1)" in out and "MD5 differs" in out
+    assert damaged + ".dcm" not in s3_backend.keys()
+    assert os.path.exists(orthanc.path(damaged))  # a damaged source stays where it is
+    others = [uuid for uuid in orthanc.files if uuid != damaged]
+    assert not any(os.path.exists(orthanc.path(uuid)) for uuid in others)
+    assert sorted(s3_backend.keys()) == sorted(name for name in orthanc.names() if not name.startswith(damaged))
+
+
+def test_migrate_encrypted_then_reencrypt_after_rotation(tmp_path, s3_backend, capsys):
+    orthanc = FakeOrthanc(str(tmp_path))
+    key_1 = write_key(str(tmp_path), "1.key")
+    config = orthanc.config(s3_backend, StorageEncryption={"MasterKey": [1, key_1]})
+    assert run("migrate", "--config", config, capsys=capsys)[0] == 0
+    assert s3_backend.keys() == orthanc.names(encrypted=True)
+    assert {s3_backend.read(name)[:6] for name in s3_backend.keys()} == {b"A1" + struct.pack("<I", 1)}
+    assert run("verify", "--config", config, "--deep", capsys=capsys)[0] == 0
+
+    key_2 = write_key(str(tmp_path), "2.key")
+    rotated = orthanc.config(s3_backend, StorageEncryption={"MasterKey": [2, key_2],
+                                                            "PreviousMasterKeys": [[1, key_1]]})
+    status, out, _ = run("re-encrypt", "--config", rotated, capsys=capsys)
+    assert status == 0 and f"{len(orthanc.files)} re-encrypted" in out
+    assert {s3_backend.read(name)[:6] for name in s3_backend.keys()} == {b"A1" + struct.pack("<I", 2)}
+    status, out, _ = run("re-encrypt", "--config", rotated, capsys=capsys)  # resumable: all current now
+    assert status == 0 and f"{len(orthanc.files)} current" in out
+    only_new = orthanc.config(s3_backend, StorageEncryption={"MasterKey": [2, key_2]})
+    assert run("verify", "--config", only_new, "--deep", capsys=capsys)[0] == 0
+
+
+def test_commands_refuse_bad_setup(tmp_path, s3_backend, capsys):
+    orthanc = FakeOrthanc(str(tmp_path))
+    config = orthanc.config(s3_backend)
+    status, _, err = run("re-encrypt", "--config", config, capsys=capsys)
+    assert status == 2 and "needs StorageEncryption" in err
+    os.remove(os.path.join(orthanc.index, "index"))
+    status, _, err = run("verify", "--config", config, capsys=capsys)
+    assert status == 2 and "no Orthanc SQLite index" in err and "--orthanc" in err
+
+
+class Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_progress_lines():
+    plain, out = io.StringIO(), io.StringIO()
+    with Progress("migrate", 2, 2048, stream=plain, out=out) as progress:
+        progress.advance(1024)
+        progress.say("missing: something")
+        progress.advance(1024)
+    assert plain.getvalue().splitlines()[-1].startswith("migrate: 2/2 files, 2.0 KiB/2.0 KiB (100%)")
+    assert "\r" not in plain.getvalue() and out.getvalue() == "missing: something\n"
+    terminal = Terminal()
+    with Progress("verify", 1, 10, stream=terminal, out=io.StringIO()) as progress:
+        progress.advance(10)
+    assert terminal.getvalue().startswith("\r\033[K") and terminal.getvalue().endswith("ETA 0:00\n")
