@@ -12,7 +12,9 @@ its object name, and the size and MD5 of the bytes in the storage area (compress
                     compressionType 1 = none / 2 = zlib, uncompressedMD5, compressedMD5
                     [, revision, customData: Orthanc >= 1.12.8])
 
-  Orthanc keeps its index in WAL mode with an exclusive lock: it must be stopped first.
+  Orthanc keeps its index in WAL mode: while it runs (or after it was killed) ``index-wal`` exists
+  beside ``index``, and the index is refused then (a running Orthanc's index changes under the tools'
+  feet; a killed one's needs the log replayed by Orthanc itself). Orthanc must be stopped first.
 * ``read_rest_index(url, ...)`` asks a running Orthanc (any index back-end: PostgreSQL, MySQL...),
   paging through ``/patients``, ``/studies``, ``/series`` and ``/instances`` and reading each
   resource's ``attachments/<type>/info``.
@@ -77,6 +79,10 @@ def read_sqlite_index(path: str) -> list[IndexEntry]:
     if not os.path.isfile(path):
         raise ConfigError(f"{path}: no Orthanc SQLite index here (IndexDirectory/index); with another index "
                           "back-end (PostgreSQL...), read it through a running Orthanc with --orthanc URL")
+    if os.path.exists(path + "-wal"):
+        raise ConfigError(f"{path}: Orthanc is running, or was not stopped cleanly (its write-ahead log "
+                          f"{os.path.basename(path)}-wal is there); stop Orthanc (start and stop it once after "
+                          "a crash), or read the index through the running Orthanc with --orthanc URL")
     try:
         connection = sqlite3.connect(f"file:{urllib.parse.quote(path)}?mode=ro", uri=True, timeout=1)
         try:

@@ -20,6 +20,7 @@ fine, 1 when any is not, 2 when the command cannot run (configuration, index).
 import concurrent.futures
 import glob
 import json
+import logging
 import os
 import struct
 import sys
@@ -245,6 +246,7 @@ def run_steps(verb: str, entries, step, workers: int, out=None, stream=None) -> 
 
 
 def _command(name: str, arguments) -> int:
+    logging.basicConfig(format="warning: %(message)s", level=logging.WARNING)
     try:
         context = Context(arguments)
     except ConfigError as exc:

@@ -53,6 +53,8 @@ def test_migrate_then_read_back_and_verify(s3_backend, orthanc_factory, compress
         settings[s3_backend.section]["StorageEncryption"] = {"MasterKey": [7, key_path]}
     config = tool_config(orthanc, settings)
     if through_rest:  # any index back-end: read through the running Orthanc (files are immutable)
+        refused = tool("migrate", "--config", config)  # its SQLite index is in use: refused, not read
+        assert refused.returncode == 2 and "Orthanc is running" in refused.stderr and "--orthanc" in refused.stderr
         migrated = tool("migrate", "--config", config, "--orthanc", orthanc.url)
         orthanc.stop()
     else:

@@ -119,6 +119,16 @@ def test_sqlite_index_locked_or_missing(tmp_path):
             read_sqlite_index(path)
     finally:
         holder.close()
+    running = sqlite3.connect(path)  # as Orthanc keeps it open: WAL mode, so index-wal exists
+    running.execute("PRAGMA journal_mode=WAL")
+    running.execute("INSERT INTO Resources VALUES (NULL, 4, 'new', NULL)")
+    running.commit()
+    try:
+        with pytest.raises(ConfigError, match="Orthanc is running, or was not stopped cleanly"):
+            read_sqlite_index(path)
+    finally:
+        running.close()
+    assert len(read_sqlite_index(path)) == len(orthanc.files)  # closed cleanly: readable again
     with pytest.raises(ConfigError, match="no Orthanc SQLite index here"):
         read_sqlite_index(str(tmp_path / "nowhere" / "index"))
 
