@@ -15,6 +15,9 @@ its object name, and the size and MD5 of the bytes in the storage area (compress
   Orthanc keeps its index in WAL mode: while it runs (or after it was killed) ``index-wal`` exists
   beside ``index``, and the index is refused then (a running Orthanc's index changes under the tools'
   feet; a killed one's needs the log replayed by Orthanc itself). Orthanc must be stopped first.
+  The file is opened read-only and ``immutable``: a plain read-only connection to a WAL database
+  leaves ``index-wal`` and ``index-shm`` behind, owned by whoever ran the tool, which could stop
+  Orthanc (running as another user) from opening its index.
 * ``read_rest_index(url, ...)`` asks a running Orthanc (any index back-end: PostgreSQL, MySQL...),
   paging through ``/patients``, ``/studies``, ``/series`` and ``/instances`` and reading each
   resource's ``attachments/<type>/info``.
@@ -75,27 +78,23 @@ _QUERY = ("SELECT r.resourceType, r.publicId, a.uuid, a.fileType, a.compressedSi
 
 def read_sqlite_index(path: str) -> list[IndexEntry]:
     """Every attachment in Orthanc's SQLite index at ``path``, opened read-only; ``ConfigError`` when it
-    cannot be read (missing, locked by a running Orthanc, not an Orthanc index)."""
+    cannot be read (missing, in use by a running Orthanc, not an Orthanc index)."""
     if not os.path.isfile(path):
         raise ConfigError(f"{path}: no Orthanc SQLite index here (IndexDirectory/index); with another index "
                           "back-end (PostgreSQL...), read it through a running Orthanc with --orthanc URL")
-    if os.path.exists(path + "-wal"):
-        raise ConfigError(f"{path}: Orthanc is running, or was not stopped cleanly (its write-ahead log "
-                          f"{os.path.basename(path)}-wal is there); stop Orthanc (start and stop it once after "
-                          "a crash), or read the index through the running Orthanc with --orthanc URL")
+    journals = [path + suffix for suffix in ("-wal", "-journal") if os.path.exists(path + suffix)]
+    if journals:
+        raise ConfigError(f"{path}: Orthanc is running, or was not stopped cleanly (its journal "
+                          f"{os.path.basename(journals[0])} is there); stop Orthanc (start and stop it once "
+                          "after a crash), or read the index through the running Orthanc with --orthanc URL")
     try:
-        connection = sqlite3.connect(f"file:{urllib.parse.quote(path)}?mode=ro", uri=True, timeout=1)
+        connection = sqlite3.connect(f"file:{urllib.parse.quote(path)}?mode=ro&immutable=1", uri=True, timeout=1)
         try:
             rows = connection.execute(_QUERY).fetchall()
         finally:
             connection.close()
-    except sqlite3.OperationalError as exc:
-        if "locked" in str(exc):
-            raise ConfigError(f"{path}: the index is locked, Orthanc is running; stop it first (or read the "
-                              "index through it with --orthanc URL)") from None
-        raise ConfigError(f"{path}: cannot read Orthanc's index: {exc}") from None
     except sqlite3.DatabaseError as exc:
-        raise ConfigError(f"{path}: not an Orthanc SQLite index: {exc}") from None
+        raise ConfigError(f"{path}: cannot read it as Orthanc's SQLite index: {exc}") from None
     return [IndexEntry(RESOURCE_LEVELS.get(kind, "Instance"), public_id, uuid, file_type, int(size), md5 or "",
                        int(compression or COMPRESSION_NONE), int(uncompressed or 0))
             for kind, public_id, uuid, file_type, size, md5, compression, uncompressed in rows]

@@ -111,26 +111,31 @@ def test_sqlite_index_lists_every_attachment(tmp_path):
 def test_sqlite_index_locked_or_missing(tmp_path):
     orthanc = FakeOrthanc(str(tmp_path))
     path = os.path.join(orthanc.index, "index")
-    holder = sqlite3.connect(path)
-    holder.execute("PRAGMA locking_mode=EXCLUSIVE")
-    holder.execute("BEGIN EXCLUSIVE")
+    writing = sqlite3.connect(path)  # a write in progress in rollback-journal mode: index-journal exists
+    writing.execute("BEGIN EXCLUSIVE")
+    writing.execute("INSERT INTO Resources VALUES (NULL, 4, 'new', NULL)")
     try:
-        with pytest.raises(ConfigError, match="Orthanc is running; stop it first"):
+        with pytest.raises(ConfigError, match="Orthanc is running.*index-journal"):
             read_sqlite_index(path)
     finally:
-        holder.close()
+        writing.close()
     running = sqlite3.connect(path)  # as Orthanc keeps it open: WAL mode, so index-wal exists
     running.execute("PRAGMA journal_mode=WAL")
     running.execute("INSERT INTO Resources VALUES (NULL, 4, 'new', NULL)")
     running.commit()
     try:
-        with pytest.raises(ConfigError, match="Orthanc is running, or was not stopped cleanly"):
+        with pytest.raises(ConfigError, match="Orthanc is running, or was not stopped cleanly.*index-wal"):
             read_sqlite_index(path)
     finally:
         running.close()
     assert len(read_sqlite_index(path)) == len(orthanc.files)  # closed cleanly: readable again
+    assert os.listdir(orthanc.index) == ["index"]  # and reading it left nothing beside it
     with pytest.raises(ConfigError, match="no Orthanc SQLite index here"):
         read_sqlite_index(str(tmp_path / "nowhere" / "index"))
+    not_index = tmp_path / "other.db"
+    sqlite3.connect(not_index).execute("CREATE TABLE t(x)").connection.commit()
+    with pytest.raises(ConfigError, match="cannot read it as Orthanc's SQLite index: no such table"):
+        read_sqlite_index(str(not_index))
 
 
 def test_migrate_resumes_verify_names_problems(tmp_path, s3_backend, capsys):
