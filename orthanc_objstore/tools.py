@@ -8,9 +8,9 @@ fine, 1 when any is not, 2 when the command cannot run (configuration, index).
 
 * ``migrate``: Orthanc's own StorageDirectory (``aa/bb/uuid``, plain) → the object storage, under the
   plugin's names. A step is the move job's ``move.move_attachment`` (read, check size and MD5 against
-  the index, write) with a target that checks the size written and a source that is deleted only
-  with ``--delete-source``, after that check. An object already there with the indexed size is
-  skipped (resumable).
+  the index, write under the provider's checksum) with a source that is deleted only with
+  ``--delete-source``, after the copy was read back and compared. An object already there with the
+  indexed size is skipped (resumable).
 * ``verify``: every attachment is where the configuration says (object storage; either side in
   hybrid mode) with the indexed size; ``--deep`` reads it back (decrypting) and checks the MD5.
 * ``re-encrypt``: every encrypted object whose header does not name the current master key (or the
@@ -66,6 +66,7 @@ class Context:
         area = build.build_area(parsed)
         self.sides = ([area.primary, area.secondary] if hasattr(area, "side") else [area])
         self.objects = area.side("object-storage") if hasattr(area, "side") else area
+        self.listings = {}  # id(area) -> listed_sizes(area), taken by the commands that can use one
         if arguments.orthanc:
             user = arguments.user or os.environ.get("ORTHANC_USER")
             password = arguments.password or os.environ.get("ORTHANC_PASSWORD")
@@ -74,13 +75,30 @@ class Context:
             self.entries = read_sqlite_index(index_path(raw, self.base or "."))
 
 
+def listed_sizes(area) -> dict | None:
+    """{key: stored size} of the area's objects under its RootPath, in a few LIST requests, when its provider
+    can list (``list_sizes``); None otherwise. Sizes are the stored ones (ciphertext when encrypted)."""
+    store = getattr(area.store, "inner", area.store)  # the provider under the encryption layer
+    lister = getattr(store, "list_sizes", None)
+    if lister is None:
+        return None
+    root = area.naming.root_path
+    return dict(lister(root if not root or root.endswith("/") else root + "/"))
+
+
 def _where(area, key) -> str:
     return f"{area.storage_name} {area.store.describe(key)}"
 
 
-def _head(area, uuid, content_type):
-    """(key, size) of the attachment's object in ``area`` (primary name first, then legacy names), or None."""
+def _head(area, uuid, content_type, listing=None):
+    """(key, size) of the attachment's object in ``area`` (primary name first, then legacy names), or None.
+    A key missing from ``listing`` (``listed_sizes``, taken before) is missing without a request; a listed
+    size is used as it is when the store holds plaintext."""
     for key in area.naming.candidate_keys(uuid, content_type):
+        if listing is not None and key not in listing:
+            continue
+        if listing is not None and not hasattr(area.store, "inner"):
+            return key, listing[key]
         try:
             return key, area.store.head(key)
         except NotFound:
@@ -107,8 +125,10 @@ class _Source:
 
 
 class _CheckedTarget:
-    """The object area as the move step's target: after each write, the object's size is checked (the
-    providers already check the bytes with Content-MD5 / CRC32C); ``read_back`` also reads it back."""
+    """The object area as the move step's target. Every provider's write is checked by the server against
+    a checksum of the bytes sent (S3 Content-MD5 and botocore's CRC32, Azure's validate_content MD5, GCS's
+    CRC32C), so a write that returns stored exactly those bytes; ``read_back`` also reads each object back
+    and compares it (decrypting: it checks the encryption too)."""
 
     def __init__(self, area, read_back: bool):
         self.area, self.read_back = area, read_back
@@ -119,9 +139,6 @@ class _CheckedTarget:
     def create(self, uuid, content_type, data):
         self.area.create(uuid, content_type, data)
         key = self.area.naming.key(uuid, content_type)
-        size = self.area.store.head(key)
-        if size != len(data):
-            raise IntegrityError(f"{_where(self.area, key)} holds {size} bytes after writing {len(data)}", key)
         if self.read_back and self.area.store.get(key) != data:
             raise IntegrityError(f"{_where(self.area, key)} does not read back as written", key)
 
@@ -136,10 +153,8 @@ def _describe(entry) -> str:
 def migrate_step(context: Context, source: _Source, target: _CheckedTarget, entry):
     attachment, objects = entry.attachment(), context.objects
     key = objects.naming.key(attachment.uuid, attachment.content_type)
-    try:
-        size = objects.store.head(key)
-    except NotFound:
-        size = None
+    found = _head(objects, attachment.uuid, attachment.content_type, context.listings.get(id(objects)))
+    size = found[1] if found is not None and found[0] == key else None
     if size == attachment.size:
         if not source.delete:
             return "skipped", None
@@ -166,7 +181,7 @@ def verify_step(context: Context, entry):
     attachment, deep = entry.attachment(), context.arguments.deep
     problems, good, tried = [], 0, []
     for area in context.sides:
-        found = _head(area, attachment.uuid, attachment.content_type)
+        found = _head(area, attachment.uuid, attachment.content_type, context.listings.get(id(area)))
         tried.append(_where(area, area.naming.key(attachment.uuid, attachment.content_type)))
         if found is None:
             continue
@@ -254,9 +269,16 @@ def _command(name: str, arguments) -> int:
             print(f"error: {problem}", file=sys.stderr)
         return 2
     workers = arguments.workers
+    if name in ("migrate", "verify"):
+        try:
+            context.listings = {id(area): listed_sizes(area) for area in context.sides}
+        except StoreError as exc:
+            print(f"error: cannot list the objects already stored: {exc}", file=sys.stderr)
+            return 2
     if name == "migrate":
         source = _Source(context.storage_directory, arguments.delete_source and not arguments.dry_run)
-        target = _CheckedTarget(context.objects, arguments.read_back)
+        # deleting the only other copy: every copy is read back first
+        target = _CheckedTarget(context.objects, arguments.read_back or arguments.delete_source)
         counts = run_steps("migrate", context.entries, lambda e: migrate_step(context, source, target, e), workers)
     elif name == "verify":
         counts = run_steps("verify", context.entries, lambda e: verify_step(context, e), workers)
@@ -286,8 +308,8 @@ def register(commands) -> None:
         if name == "migrate":
             parser.add_argument("--dry-run", action="store_true", help="say what would be copied, copy nothing")
             parser.add_argument("--delete-source", action="store_true",
-                                help="delete each file from StorageDirectory once its copy is checked")
-            parser.add_argument("--read-back", action="store_true", help="also read every copy back")
+                                help="delete each file from StorageDirectory once its copy is read back and checked")
+            parser.add_argument("--read-back", action="store_true", help="read every copy back and compare it (always with --delete-source)")
         if name == "verify":
             parser.add_argument("--deep", action="store_true", help="read every object back and check its MD5")
         parser.set_defaults(run=lambda arguments, name=name: _command(name, arguments))
