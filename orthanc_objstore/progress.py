@@ -1,8 +1,12 @@
-"""Progress of a long offline command: files, bytes, rate and ETA, redrawn on a terminal, periodic lines elsewhere."""
+"""Running an offline command's steps in parallel, with progress: files, bytes, rate and ETA, redrawn on a
+terminal, periodic lines elsewhere."""
 
+import concurrent.futures
 import sys
 import threading
 import time
+
+from .errors import StoreError
 
 
 def _size(count: float) -> str:
@@ -88,3 +92,32 @@ class Progress:
             else:
                 self.stream.write(text + "\n")
             self.stream.flush()
+
+
+def describe_attachment(entry) -> str:
+    """How problem lines name an attachment (an ``orthanc_index.IndexEntry``)."""
+    return f"attachment {entry.uuid} (type {entry.file_type}) of {entry.resource}"
+
+
+def run_steps(verb: str, entries, step, workers: int, out=None, stream=None) -> dict:
+    """Runs ``step(entry)`` for every entry in a pool of ``workers``; prints problems; returns the counts."""
+    counts: dict[str, list[int]] = {}
+    with Progress(verb, len(entries), sum(entry.size for entry in entries), stream=stream, out=out) as progress:
+        def one(entry):
+            try:
+                outcome, problem = step(entry)
+            except StoreError as exc:
+                outcome, problem = "failed", f"failed: {describe_attachment(entry)}: {exc}"
+            except Exception as exc:  # noqa: BLE001 - one attachment's bug is reported, the others go on
+                outcome, problem = "failed", f"failed: {describe_attachment(entry)}: {type(exc).__name__}: {exc}"
+            if problem:
+                progress.say(problem)
+            progress.advance(entry.size)
+            return outcome, entry.size
+
+        with concurrent.futures.ThreadPoolExecutor(max(1, workers), thread_name_prefix="objstore-tool") as pool:
+            for outcome, size in pool.map(one, entries):
+                total = counts.setdefault(outcome, [0, 0])
+                total[0] += 1
+                total[1] += size
+    return counts

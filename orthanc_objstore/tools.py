@@ -17,7 +17,7 @@ fine, 1 when any is not, 2 when the command cannot run (configuration, index).
   configured format) is read with any configured key, checked, written again and read back.
 """
 
-import concurrent.futures
+import dataclasses
 import glob
 import json
 import logging
@@ -31,7 +31,7 @@ from .errors import ConfigError, IntegrityError, NotFound, StoreError
 from .move import _matches as matches_index  # size and MD5 against the index
 from .naming import LEGACY, Naming
 from .orthanc_index import index_path, read_rest_index, read_sqlite_index
-from .progress import Progress
+from .progress import describe_attachment, run_steps
 from .stores.filesystem import FileSystemStore
 
 DEFAULT_WORKERS = 16  # object stores reward parallel requests; S3's default MaxConnections is 25
@@ -61,8 +61,10 @@ class Context:
         parsed, _ = config.parse(raw)
         if parsed is None:
             raise ConfigError(f"{arguments.config}: no storage section ({', '.join(config.PROVIDERS)})")
-        self.plugin = parsed
+        # a relative StorageDirectory is relative to the configuration's folder, as Orthanc reads it
         self.storage_directory = os.path.join(self.base or ".", raw.get("StorageDirectory", "OrthancStorage"))
+        self.plugin = parsed = dataclasses.replace(parsed, common=dataclasses.replace(
+            parsed.common, storage_directory=self.storage_directory))
         area = build.build_area(parsed)
         self.sides = ([area.primary, area.secondary] if hasattr(area, "side") else [area])
         self.objects = area.side("object-storage") if hasattr(area, "side") else area
@@ -144,7 +146,7 @@ class _CheckedTarget:
 
 
 def _describe(entry) -> str:
-    return f"attachment {entry.uuid} (type {entry.file_type}) of {entry.resource}"
+    return describe_attachment(entry)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -236,30 +238,6 @@ def reencrypt_step(context: Context, entry):
 # ----------------------------------------------------------------------------------------------------
 # Running a command
 
-def run_steps(verb: str, entries, step, workers: int, out=None, stream=None) -> dict:
-    """Runs ``step(entry)`` for every entry in a pool of ``workers``; prints problems; returns the counts."""
-    counts: dict[str, list[int]] = {}
-    with Progress(verb, len(entries), sum(entry.size for entry in entries), stream=stream, out=out) as progress:
-        def one(entry):
-            try:
-                outcome, problem = step(entry)
-            except StoreError as exc:
-                outcome, problem = "failed", f"failed: {_describe(entry)}: {exc}"
-            except Exception as exc:  # noqa: BLE001 - one attachment's bug is reported, the others go on
-                outcome, problem = "failed", f"failed: {_describe(entry)}: {type(exc).__name__}: {exc}"
-            if problem:
-                progress.say(problem)
-            progress.advance(entry.size)
-            return outcome, entry.size
-
-        with concurrent.futures.ThreadPoolExecutor(max(1, workers), thread_name_prefix="objstore-tool") as pool:
-            for outcome, size in pool.map(one, entries):
-                total = counts.setdefault(outcome, [0, 0])
-                total[0] += 1
-                total[1] += size
-    return counts
-
-
 def _command(name: str, arguments) -> int:
     logging.basicConfig(format="warning: %(message)s", level=logging.WARNING)
     try:
@@ -309,7 +287,8 @@ def register(commands) -> None:
             parser.add_argument("--dry-run", action="store_true", help="say what would be copied, copy nothing")
             parser.add_argument("--delete-source", action="store_true",
                                 help="delete each file from StorageDirectory once its copy is read back and checked")
-            parser.add_argument("--read-back", action="store_true", help="read every copy back and compare it (always with --delete-source)")
+            parser.add_argument("--read-back", action="store_true",
+                                help="read every copy back and compare it (always with --delete-source)")
         if name == "verify":
             parser.add_argument("--deep", action="store_true", help="read every object back and check its MD5")
         parser.set_defaults(run=lambda arguments, name=name: _command(name, arguments))
