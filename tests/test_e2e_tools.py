@@ -88,6 +88,21 @@ def test_migrate_then_read_back_and_verify(s3_backend, orthanc_factory, compress
     assert verified.returncode == 0, verified.stdout + verified.stderr
     assert f"{len(uuids) + 1} ok" in verified.stdout
 
+    if encrypted:  # key rotation, then re-encrypt: Orthanc reads everything with the new key alone
+        new_key = orthanc.write_file("new.key", base64.b64encode(os.urandom(32)))
+        settings[s3_backend.section]["StorageEncryption"] = {"MasterKey": [8, new_key],
+                                                             "PreviousMasterKeys": [[7, key_path]]}
+        rewritten = tool("re-encrypt", "--config", tool_config(orthanc, settings))
+        assert rewritten.returncode == 0 and f"{len(expected)} re-encrypted" in rewritten.stdout, rewritten.stdout
+        assert {s3_backend.read(key)[:6] for key in expected} == {b"A1" + struct.pack("<I", 8)}
+        settings[s3_backend.section]["StorageEncryption"] = {"MasterKey": [8, new_key]}
+        config = tool_config(orthanc, settings)
+        orthanc.config.update(settings)
+        orthanc.start()
+        for instance, dicom in originals.items():
+            assert orthanc.get(f"/instances/{instance}/file") == dicom
+        orthanc.stop()
+
     victim = next(uuid for uuid, (_, kind) in uuids.items() if kind == 1)
     s3_backend.delete(victim + ".dcm" + suffix)
     broken = tool("verify", "--config", config)
