@@ -6,7 +6,7 @@ import json
 import os
 import sys
 
-from . import __version__, config
+from . import __version__, config, tools
 from .errors import ConfigError
 
 
@@ -72,7 +72,10 @@ def main(argv=None) -> int:
     check.add_argument("file")
     keygen = commands.add_parser("keygen", help="write a new random master key file for StorageEncryption")
     keygen.add_argument("file")
+    tools.register(commands)
     arguments = parser.parse_args(argv)
+    if hasattr(arguments, "run"):
+        return arguments.run(arguments)
     if arguments.command == "plugin-path":
         print(plugin_path())
         return 0

@@ -79,7 +79,7 @@ def plan(index: OrthancIndex, groups: dict[str, list[str]]) -> list[Attachment]:
     return planned
 
 
-def _matches(data: bytes, attachment: Attachment) -> str | None:
+def matches_index(data: bytes, attachment: Attachment) -> str | None:
     """None when ``data`` is what the index records, else what differs."""
     if len(data) != attachment.size:
         return f"size {len(data)} differs from the {attachment.size} bytes in Orthanc's index"
@@ -102,7 +102,7 @@ def move_attachment(attachment: Attachment, source: Area, target: Area) -> str:
         data = source.read(uuid, content_type)
     except NotFound:
         return SKIPPED if target.locate(uuid, content_type) else MISSING
-    problem = _matches(data, attachment)
+    problem = matches_index(data, attachment)
     if problem:
         raise IntegrityError(f"the source copy is damaged ({problem}); left where it is", uuid)
     target.create(uuid, content_type, data)

@@ -1,0 +1,112 @@
+"""End to end: an Orthanc that kept its own files is migrated into S3 (moto) by the offline tool, then reads
+everything back through the plugin; verify passes, then names an object deleted behind its back."""
+
+import base64
+import json
+import os
+import shutil
+import struct
+import subprocess
+
+import pytest
+
+from support.dicom import make_instances
+from support.orthanc import HOST_VERSION
+from support.servers import require, venv_bin
+
+pytestmark = [pytest.mark.orthanc, pytest.mark.orthanc_versions(HOST_VERSION)]
+
+PATIENT_ATTACHMENT = b"a user-defined attachment of the patient, type 1025"
+
+
+def tool(*arguments) -> subprocess.CompletedProcess:
+    command = venv_bin("orthanc-objstore")
+    require(command is not None, "the orthanc-objstore command is not installed in this venv (pip install .)")
+    return subprocess.run([command, *arguments], capture_output=True, text=True, timeout=300)
+
+
+def tool_config(orthanc, settings) -> str:
+    """The configuration an administrator would give the tool: Orthanc's own, plus the storage section."""
+    path = os.path.join(orthanc.workdir, "migrate.json")
+    with open(path, "w") as file:
+        json.dump({**orthanc.config, **settings}, file)
+    return path
+
+
+@pytest.mark.parametrize("compressed, encrypted, through_rest", [
+    (False, False, False), (True, False, True), (True, True, False)],
+    ids=["plain", "compressed-rest-index", "compressed-encrypted-A1"])
+def test_migrate_then_read_back_and_verify(s3_backend, orthanc_factory, compressed, encrypted, through_rest):
+    orthanc = orthanc_factory({"StorageCompression": compressed})  # no storage section: Orthanc's own storage
+    originals = {orthanc.upload(dicom)["ID"]: dicom for dicom in make_instances(6, studies=2)}
+    patient = orthanc.get_json("/patients")[0]
+    orthanc.put(f"/patients/{patient}/attachments/1025", PATIENT_ATTACHMENT)
+    uuids = {}
+    for instance in originals:
+        for kind in orthanc.get_json(f"/instances/{instance}/attachments?full").values():
+            uuids[orthanc.get_json(f"/instances/{instance}/attachments/{kind}/info")["Uuid"]] = (instance, kind)
+    patient_uuid = orthanc.get_json(f"/patients/{patient}/attachments/1025/info")["Uuid"]
+
+    settings = s3_backend.settings(HybridMode="Disabled")
+    if encrypted:
+        key_path = orthanc.write_file("master.key", base64.b64encode(os.urandom(32)))
+        settings[s3_backend.section]["StorageEncryption"] = {"MasterKey": [7, key_path]}
+    config = tool_config(orthanc, settings)
+    if through_rest:  # any index back-end: read through the running Orthanc (files are immutable)
+        refused = tool("migrate", "--config", config)  # its SQLite index is in use: refused, not read
+        assert refused.returncode == 2 and "Orthanc is running" in refused.stderr and "--orthanc" in refused.stderr
+        migrated = tool("migrate", "--config", config, "--orthanc", orthanc.url)
+        orthanc.stop()
+    else:
+        orthanc.stop()
+        migrated = tool("migrate", "--config", config)
+    assert migrated.returncode == 0, migrated.stdout + migrated.stderr
+    assert f"{len(uuids) + 1} copied" in migrated.stdout and "files/s" in migrated.stderr
+
+    suffix = ".enc" if encrypted else ""
+    extension = {1: ".dcm", 3: ".dcm.head"}
+    expected = sorted([uuid + extension[kind] + suffix for uuid, (_, kind) in uuids.items()]
+                      + [patient_uuid + ".unk" + suffix])
+    assert s3_backend.keys() == expected
+    if encrypted:
+        assert {s3_backend.read(key)[:6] for key in expected} == {b"A1" + struct.pack("<I", 7)}
+
+    again = tool("migrate", "--config", config)  # resumable: a rerun finds everything in place
+    assert again.returncode == 0 and f"{len(uuids) + 1} skipped" in again.stdout and "copied" not in again.stdout
+
+    # Orthanc restarted with the plugin, its old StorageDirectory out of the way: every read comes from S3
+    shutil.move(orthanc.host_path(orthanc.config["StorageDirectory"]), os.path.join(orthanc.workdir, "old-storage"))
+    orthanc.config.update(settings)
+    orthanc.start()
+    for instance, dicom in originals.items():
+        assert orthanc.get(f"/instances/{instance}/file") == dicom
+        assert orthanc.get_json(f"/instances/{instance}/tags?simplify")["SOPInstanceUID"]
+    assert orthanc.get(f"/patients/{patient}/attachments/1025/data") == PATIENT_ATTACHMENT
+    orthanc.stop()
+
+    verified = tool("verify", "--config", config, "--deep")
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    assert f"{len(uuids) + 1} ok" in verified.stdout
+
+    if encrypted:  # key rotation, then re-encrypt: Orthanc reads everything with the new key alone
+        new_key = orthanc.write_file("new.key", base64.b64encode(os.urandom(32)))
+        settings[s3_backend.section]["StorageEncryption"] = {"MasterKey": [8, new_key],
+                                                             "PreviousMasterKeys": [[7, key_path]]}
+        rewritten = tool("re-encrypt", "--config", tool_config(orthanc, settings))
+        assert rewritten.returncode == 0 and f"{len(expected)} re-encrypted" in rewritten.stdout, rewritten.stdout
+        assert {s3_backend.read(key)[:6] for key in expected} == {b"A1" + struct.pack("<I", 8)}
+        settings[s3_backend.section]["StorageEncryption"] = {"MasterKey": [8, new_key]}
+        config = tool_config(orthanc, settings)
+        orthanc.config.update(settings)
+        orthanc.start()
+        for instance, dicom in originals.items():
+            assert orthanc.get(f"/instances/{instance}/file") == dicom
+        orthanc.stop()
+
+    victim = next(uuid for uuid, (_, kind) in uuids.items() if kind == 1)
+    s3_backend.delete(victim + ".dcm" + suffix)
+    broken = tool("verify", "--config", config)
+    problems = [line for line in broken.stdout.splitlines() if not line.startswith("verify:")]
+    assert broken.returncode == 1 and len(problems) == 1
+    assert problems[0].startswith(f"missing: attachment {victim} (type 1) of instances/{uuids[victim][0]}")
+    assert f"object-storage s3://{s3_backend.bucket}/{victim}.dcm{suffix}" in problems[0]

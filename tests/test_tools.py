@@ -1,0 +1,176 @@
+"""The offline tools on a hand-built Orthanc SQLite index and StorageDirectory, against moto: migrate, verify, re-encrypt."""
+
+import base64
+import hashlib
+import io
+import os
+import sqlite3
+import struct
+
+import pytest
+
+from orthanc_objstore import cli
+from orthanc_objstore.errors import ConfigError
+from orthanc_objstore.offline_index import COMPRESSION_ZLIB, read_sqlite_index
+from orthanc_objstore.progress import Progress
+from support.orthanc_files import FakeOrthanc
+
+def run(*argv, capsys):
+    status = cli.main(list(argv))
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def write_key(folder, name):
+    path = os.path.join(folder, name)
+    with open(path, "wb") as file:
+        file.write(base64.b64encode(os.urandom(32)))
+    return path
+
+
+def test_sqlite_index_lists_every_attachment(tmp_path):
+    orthanc = FakeOrthanc(str(tmp_path), compressed=True)
+    entries = read_sqlite_index(os.path.join(orthanc.index, "index"))
+    assert sorted(entry.uuid for entry in entries) == sorted(orthanc.files)
+    by_uuid = {entry.uuid: entry for entry in entries}
+    for uuid, (kind, stored) in orthanc.files.items():
+        entry = by_uuid[uuid]
+        assert (entry.file_type, entry.size, entry.md5) == (kind, len(stored), hashlib.md5(stored).hexdigest())
+        assert entry.compression == COMPRESSION_ZLIB and entry.uncompressed_size > 0
+    patient = next(entry for entry in entries if entry.file_type == 1025)
+    assert patient.resource == "patients/pppppppp" and patient.attachment().content_type == 0
+    assert {entry.resource for entry in entries if entry.level == "Instance"} == {
+        f"instances/instance-{n}" for n in range(4)}
+
+
+def test_sqlite_index_locked_or_missing(tmp_path):
+    orthanc = FakeOrthanc(str(tmp_path))
+    path = os.path.join(orthanc.index, "index")
+    writing = sqlite3.connect(path)  # a write in progress in rollback-journal mode: index-journal exists
+    writing.execute("BEGIN EXCLUSIVE")
+    writing.execute("INSERT INTO Resources VALUES (NULL, 4, 'new', NULL)")
+    try:
+        with pytest.raises(ConfigError, match="Orthanc is running.*index-journal"):
+            read_sqlite_index(path)
+    finally:
+        writing.close()
+    running = sqlite3.connect(path)  # as Orthanc keeps it open: WAL mode, so index-wal exists
+    running.execute("PRAGMA journal_mode=WAL")
+    running.execute("INSERT INTO Resources VALUES (NULL, 4, 'new', NULL)")
+    running.commit()
+    try:
+        with pytest.raises(ConfigError, match="Orthanc is running, or was not stopped cleanly.*index-wal"):
+            read_sqlite_index(path)
+    finally:
+        running.close()
+    assert len(read_sqlite_index(path)) == len(orthanc.files)  # closed cleanly: readable again
+    assert os.listdir(orthanc.index) == ["index"]  # and reading it left nothing beside it
+    with pytest.raises(ConfigError, match="no Orthanc SQLite index here"):
+        read_sqlite_index(str(tmp_path / "nowhere" / "index"))
+    not_index = tmp_path / "other.db"
+    sqlite3.connect(not_index).execute("CREATE TABLE t(x)").connection.commit()
+    with pytest.raises(ConfigError, match="cannot read it as Orthanc's SQLite index: no such table"):
+        read_sqlite_index(str(not_index))
+
+
+def test_migrate_resumes_verify_names_problems(tmp_path, s3_backend, capsys):
+    orthanc = FakeOrthanc(str(tmp_path), compressed=True)
+    config = orthanc.config(s3_backend)
+
+    status, out, _ = run("migrate", "--config", config, "--dry-run", capsys=capsys)
+    assert status == 0 and f"{len(orthanc.files)} to copy" in out and s3_backend.keys() == []
+
+    status, out, err = run("migrate", "--config", config, "--workers", "4", capsys=capsys)
+    assert status == 0, out + err
+    assert f"{len(orthanc.files)} copied" in out and "migrate: " in err
+    assert s3_backend.keys() == orthanc.names()
+    for name in s3_backend.keys():  # copied as stored (compressed)
+        assert s3_backend.read(name) == orthanc.files[name[:36]][1]
+    dicom_uuid = next(uuid for uuid, (kind, _) in orthanc.files.items() if kind == 1)
+    assert all(os.path.exists(orthanc.path(uuid)) for uuid in orthanc.files)  # sources kept
+
+    status, out, _ = run("migrate", "--config", config, capsys=capsys)  # resumable: nothing copied again
+    assert status == 0 and f"{len(orthanc.files)} skipped" in out and "copied" not in out
+    s3_backend.write(dicom_uuid + ".dcm", b"cut short by an interrupted copy")
+    status, out, _ = run("migrate", "--config", config, capsys=capsys)  # a wrong-sized copy is replaced
+    assert status == 0 and "1 copied" in out and f"{len(orthanc.files) - 1} skipped" in out
+    assert s3_backend.read(dicom_uuid + ".dcm") == orthanc.files[dicom_uuid][1]
+
+    assert run("verify", "--config", config, "--deep", capsys=capsys)[0] == 0
+    s3_backend.delete(dicom_uuid + ".dcm")
+    s3_backend.write(next(name for name in orthanc.names() if name.endswith(".head")), b"short")
+    status, out, _ = run("verify", "--config", config, capsys=capsys)
+    problems = [line for line in out.splitlines() if not line.startswith("verify:")]
+    assert status == 1 and len(problems) == 2
+    missing = next(line for line in problems if line.startswith("missing:"))
+    assert dicom_uuid in missing and "instances/instance-" in missing
+    assert f"s3://{s3_backend.bucket}/{dicom_uuid}.dcm" in missing
+    assert any(line.startswith("wrong size:") and "holds 5 bytes" in line for line in problems)
+
+
+def test_migrate_refuses_damaged_source_and_deletes_only_verified(tmp_path, s3_backend, capsys):
+    orthanc = FakeOrthanc(str(tmp_path))
+    config = orthanc.config(s3_backend)
+    damaged = next(uuid for uuid, (kind, _) in orthanc.files.items() if kind == 1)
+    stored = orthanc.files[damaged][1]
+    with open(orthanc.path(damaged), "wb") as file:
+        file.write(bytes([stored[0] ^ 1]) + stored[1:])  # same size, other MD5
+
+    status, out, _ = run("migrate", "--config", config, "--delete-source", capsys=capsys)
+    assert status == 1
+    assert f"{damaged} (type 1)" in out and "MD5 differs" in out
+    assert damaged + ".dcm" not in s3_backend.keys()
+    assert os.path.exists(orthanc.path(damaged))  # a damaged source stays where it is
+    others = [uuid for uuid in orthanc.files if uuid != damaged]
+    assert not any(os.path.exists(orthanc.path(uuid)) for uuid in others)
+    assert sorted(s3_backend.keys()) == sorted(name for name in orthanc.names() if not name.startswith(damaged))
+
+
+def test_migrate_encrypted_then_reencrypt_after_rotation(tmp_path, s3_backend, capsys):
+    orthanc = FakeOrthanc(str(tmp_path))
+    key_1 = write_key(str(tmp_path), "1.key")
+    config = orthanc.config(s3_backend, StorageEncryption={"MasterKey": [1, key_1]})
+    assert run("migrate", "--config", config, capsys=capsys)[0] == 0
+    assert s3_backend.keys() == orthanc.names(encrypted=True)
+    assert {s3_backend.read(name)[:6] for name in s3_backend.keys()} == {b"A1" + struct.pack("<I", 1)}
+    assert run("verify", "--config", config, "--deep", capsys=capsys)[0] == 0
+
+    key_2 = write_key(str(tmp_path), "2.key")
+    rotated = orthanc.config(s3_backend, StorageEncryption={"MasterKey": [2, key_2],
+                                                            "PreviousMasterKeys": [[1, key_1]]})
+    status, out, _ = run("re-encrypt", "--config", rotated, capsys=capsys)
+    assert status == 0 and f"{len(orthanc.files)} re-encrypted" in out
+    assert {s3_backend.read(name)[:6] for name in s3_backend.keys()} == {b"A1" + struct.pack("<I", 2)}
+    status, out, _ = run("re-encrypt", "--config", rotated, capsys=capsys)  # resumable: all current now
+    assert status == 0 and f"{len(orthanc.files)} current" in out
+    only_new = orthanc.config(s3_backend, StorageEncryption={"MasterKey": [2, key_2]})
+    assert run("verify", "--config", only_new, "--deep", capsys=capsys)[0] == 0
+
+
+def test_commands_refuse_bad_setup(tmp_path, s3_backend, capsys):
+    orthanc = FakeOrthanc(str(tmp_path))
+    config = orthanc.config(s3_backend)
+    status, _, err = run("re-encrypt", "--config", config, capsys=capsys)
+    assert status == 2 and "needs StorageEncryption" in err
+    os.remove(os.path.join(orthanc.index, "index"))
+    status, _, err = run("verify", "--config", config, capsys=capsys)
+    assert status == 2 and "no Orthanc SQLite index" in err and "--orthanc" in err
+
+
+class Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_progress_lines():
+    plain, out = io.StringIO(), io.StringIO()
+    with Progress("migrate", 2, 2048, stream=plain, out=out) as progress:
+        progress.advance(1024)
+        progress.say("missing: something")
+        progress.advance(1024)
+    assert plain.getvalue().splitlines()[-1].startswith("migrate: 2/2 files, 2.0 KiB/2.0 KiB (100%)")
+    assert "\r" not in plain.getvalue() and out.getvalue() == "missing: something\n"
+    terminal = Terminal()
+    with Progress("verify", 1, 10, stream=terminal, out=io.StringIO()) as progress:
+        progress.advance(10)
+    assert terminal.getvalue().startswith("\r\033[K") and terminal.getvalue().endswith("ETA 0:00\n")
