@@ -49,8 +49,9 @@ MIGRATION_FROM_FILE_SYSTEM = Option("MigrationFromFileSystemEnabled", False, "bo
 
 @dataclass(frozen=True)
 class EncryptionConfig:
-    master_key: MasterKey = option("MasterKey", kind="raw")
-    previous_master_keys: tuple[MasterKey, ...] = option("PreviousMasterKeys", (), kind="raw")
+    master_key: MasterKey = option("MasterKey", kind="raw", note='required while Enable is true: [id, "/path/to/key"]')
+    previous_master_keys: tuple[MasterKey, ...] = option("PreviousMasterKeys", (), kind="raw",
+                                                         note='[[id, "/path/to/key"], ...], to read older objects')
     max_concurrent_input_size_mb: int = option("MaxConcurrentInputSize", 1024, minimum=1, maximum=1024 * 1024)
     format: str = option("Format", "A1", choices=ENCRYPTION_FORMATS)
 
@@ -63,7 +64,8 @@ class CommonConfig:
     root_path: str = option("RootPath", "")
     enable_legacy_unknown_files: bool = option("EnableLegacyUnknownFiles", False)
     hybrid_mode: str = option("HybridMode", HYBRID_DISABLED, choices=HYBRID_MODES)
-    encryption: EncryptionConfig | None = option(ENCRYPTION_SECTION, None, kind="raw")
+    encryption: EncryptionConfig | None = option(ENCRYPTION_SECTION, None, kind="raw",
+                                                 note="client-side encryption, a section (below)")
     storage_directory: str = option("StorageDirectory", "OrthancStorage", scope=GLOBAL)
     sync_storage_area: bool = option("SyncStorageArea", True, scope=GLOBAL)
     server_identifier: str = option("DatabaseServerIdentifier", "", scope=GLOBAL)

@@ -45,6 +45,7 @@ class Option:
     secret: bool = False
     strip: bool = False
     scope: str = "section"
+    note: str = ""  # for check-config --list-options, when the default alone says too little
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -53,7 +54,7 @@ class Option:
 
 def option(name: str, default: Any = dataclasses.MISSING, *, kind: str | None = None, required: bool = False,
            minimum: int = 0, maximum: int = MAX_UINT32, choices: Iterable[str] = (), aliases: Iterable[str] = (),
-           secret: bool = False, strip: bool = False, scope: str = "section") -> Any:
+           secret: bool = False, strip: bool = False, scope: str = "section", note: str = "") -> Any:
     """A dataclass field that is the configuration option ``name``. Without a default the field is
     positional (required options, and raw values the rules turn into something else). ``kind`` is
     guessed from the default (bool, int, str/None) or ``choices`` when not given. Secret options stay
@@ -63,7 +64,7 @@ def option(name: str, default: Any = dataclasses.MISSING, *, kind: str | None = 
         kind = ("choice" if choices else "boolean" if isinstance(default, bool)
                 else "unsigned" if isinstance(default, int) else "string")
     spec = Option(name, None if default is dataclasses.MISSING else default, kind, required, minimum, maximum,
-                  choices, tuple(aliases), secret, strip, scope)
+                  choices, tuple(aliases), secret, strip, scope, note)
     if default is dataclasses.MISSING:
         return dataclasses.field(metadata={_KEY: spec}, repr=not secret)
     return dataclasses.field(default=default, metadata={_KEY: spec}, repr=not secret)
