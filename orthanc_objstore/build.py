@@ -24,17 +24,23 @@ _PROVIDERS = {
 }
 
 
-def provider_store(config: PluginConfig):
-    """The provider's store, created once and shared by every thread."""
-    module_name, class_name, package = _PROVIDERS[config.section]
+def provider_class(section: str):
+    """The store class of a provider section; ConfigError (with an install hint) when its SDK is missing.
+    No network: ``check-config`` calls it too."""
+    module_name, class_name, package = _PROVIDERS[section]
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
         if exc.name and exc.name.startswith("orthanc_objstore"):
-            raise ConfigError(f"{config.section}: this provider is not available in this version") from None
-        raise ConfigError(f"{config.section}: the Python package {package!r} is missing from the plugin's "
+            raise ConfigError(f"{section}: this provider is not available in this version") from None
+        raise ConfigError(f"{section}: the Python package {package!r} is missing from the plugin's "
                           f"environment ({exc.name}); install it with pip next to orthanc-objstore") from None
-    store = getattr(module, class_name)(config.provider)
+    return getattr(module, class_name)
+
+
+def provider_store(config: PluginConfig):
+    """The provider's store, created once and shared by every thread."""
+    store = provider_class(config.section)(config.provider)
     _check_container(store, config)
     return store
 

@@ -6,7 +6,7 @@ import json
 import os
 import sys
 
-from . import __version__, config, tools
+from . import __version__, build, config, configfile, tools
 from .errors import ConfigError
 
 
@@ -16,14 +16,18 @@ def plugin_path() -> str:
 
 
 def _check_config(path: str) -> int:
+    """Reads ``path`` (a file or a folder) as Orthanc does, then reports what the plugin would report at
+    start-up: 0 when the plugin would start (or is disabled), 1 when it would stop Orthanc, 2 when Orthanc
+    itself would refuse the configuration."""
     try:
-        with open(path, encoding="utf-8") as file:
-            configuration = json.load(file)
-    except (OSError, ValueError) as exc:
-        print(f"{path}: cannot read the configuration: {exc}", file=sys.stderr)
+        configuration = configfile.read(path)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
         return 2
     try:
         parsed, warnings = config.parse(configuration)
+        if parsed is not None:
+            build.provider_class(parsed.section)  # the provider's SDK is installed
     except ConfigError as exc:
         for problem in exc.problems:
             print(f"error: {problem}", file=sys.stderr)
@@ -33,6 +37,30 @@ def _check_config(path: str) -> int:
     if parsed is not None:
         print(f"ok: {parsed.section}, {parsed.common.storage_structure} layout, hybrid mode "
               f"{parsed.common.hybrid_mode}, encryption {'on' if parsed.common.encryption else 'off'}")
+    return 0
+
+
+def _default(spec) -> str:
+    if spec.required:
+        return "required"
+    if spec.default is None:
+        return "absent"
+    if spec.kind == "string_map":
+        return json.dumps(dict(spec.default))
+    return json.dumps(list(spec.default) if isinstance(spec.default, tuple) else spec.default)
+
+
+def _list_options() -> int:
+    """Every option the plugin reads, by section, with its default (from config's option table)."""
+    titles = {section: section for section in config.PROVIDERS}
+    titles[config.ENCRYPTION_SECTION] = f"{config.ENCRYPTION_SECTION} (inside any of the sections above)"
+    titles[config.GLOBAL_SECTION] = "Orthanc's own options the plugin reads (top level)"
+    for section, title in titles.items():
+        print(f"{title}:")
+        for spec in config.options(section):
+            notes = [f"one of {', '.join(spec.choices)}"] if spec.choices else []
+            notes += [f"also spelt {alias}" for alias in spec.aliases] + ([spec.note] if spec.note else [])
+            print(f"  {spec.name:<32} {_default(spec):<16} {'; '.join(notes)}".rstrip())
     return 0
 
 
@@ -68,8 +96,11 @@ def main(argv=None) -> int:
     parser.add_argument("--version", action="version", version=__version__)
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("plugin-path", help='print the file to set as Orthanc\'s "PythonScript"')
-    check = commands.add_parser("check-config", help="validate an Orthanc configuration file (JSON) offline")
-    check.add_argument("file")
+    check = commands.add_parser("check-config", help="validate an Orthanc configuration offline, read as Orthanc "
+                                "reads it (a file or a folder of *.json, comments, ${VARIABLES})")
+    check.add_argument("file", nargs="?", metavar="FILE_OR_FOLDER")
+    check.add_argument("--list-options", action="store_true", help="print every option the plugin reads, with "
+                       "its default")
     keygen = commands.add_parser("keygen", help="write a new random master key file for StorageEncryption")
     keygen.add_argument("file")
     tools.register(commands)
@@ -81,6 +112,10 @@ def main(argv=None) -> int:
         return 0
     if arguments.command == "keygen":
         return _keygen(arguments.file)
+    if arguments.list_options:
+        return _list_options()
+    if arguments.file is None:
+        check.error("give FILE_OR_FOLDER (the argument Orthanc is started with), or --list-options")
     return _check_config(arguments.file)
 
 

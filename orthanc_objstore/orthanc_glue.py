@@ -231,7 +231,7 @@ def install(started=None):
     read_failures = ReadFailures()
     version = storage_api()
     callbacks = StorageCallbacks(area, reaper, error_codes() if version == "v3" else ErrorCodes(),
-                                 storage_compression=configuration.get("StorageCompression") is True,
+                                 storage_compression=plugin_config.common.storage_compression,
                                  on_read_failure=read_failures.record)
     registered = register_storage(callbacks, version)
     if not orthanc.CheckVersionAdvanced(1, 11, 0):

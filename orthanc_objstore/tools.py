@@ -18,14 +18,12 @@ fine, 1 when any is not, 2 when the command cannot run (configuration, index).
 """
 
 import dataclasses
-import glob
-import json
 import logging
 import os
 import struct
 import sys
 
-from . import build, config, move
+from . import build, config, configfile, move
 from .area import ObjectArea
 from .errors import ConfigError, IntegrityError, NotFound, StoreError
 from .move import matches_index  # size and MD5 against the index
@@ -37,26 +35,12 @@ from .stores.filesystem import FileSystemStore
 DEFAULT_WORKERS = 16  # object stores reward parallel requests; S3's default MaxConnections is 25
 
 
-def load_configuration(path: str) -> dict:
-    """Orthanc's configuration from a file or a folder of ``*.json`` files merged at the top level.
-    (Stand-in with one name, to be replaced by the CLI's shared reader.)"""
-    files = sorted(glob.glob(os.path.join(path, "*.json"))) if os.path.isdir(path) else [path]
-    merged = {}
-    for name in files:
-        try:
-            with open(name, encoding="utf-8") as file:
-                merged.update(json.load(file))
-        except (OSError, ValueError) as exc:
-            raise ConfigError(f"{name}: cannot read the configuration: {exc}") from None
-    return merged
-
-
 class Context:
     """What every command needs: the parsed configuration, the plugin's area and the index's attachments."""
 
     def __init__(self, arguments):
         self.arguments = arguments
-        raw = load_configuration(arguments.config)
+        raw = configfile.read(arguments.config)
         self.base = arguments.config if os.path.isdir(arguments.config) else os.path.dirname(arguments.config)
         parsed, _ = config.parse(raw)
         if parsed is None:

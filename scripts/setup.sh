@@ -46,6 +46,11 @@ echo "== installing orthanc-objstore[$extra] into .venv"
 # Always reinstall the package itself from this checkout (same version number, new code).
 .venv/bin/python -m pip install -q --disable-pip-version-check --no-deps --force-reinstall .
 if [ "$what" = test ]; then
+  # tests/test_e2e_install.py installs a freshly built wheel into a new venv while the tests run without
+  # network: the wheels of the runtime dependencies are gathered now, while the network is there.
+  echo "== gathering the runtime dependencies' wheels into build/wheelhouse"
+  .venv/bin/python -m pip wheel -q --disable-pip-version-check -w build/wheelhouse .
+  rm -f build/wheelhouse/orthanc_objstore-*.whl
   if [ ! -x node_modules/.bin/azurite-blob ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
     echo "== installing the Azure emulator (Azurite, pinned in package.json) with npm ci"
     npm ci --no-audit --no-fund --loglevel=error

@@ -174,3 +174,51 @@ def test_missing_key_file_and_missing_master_key(tmp_path):
     assert "StorageEncryption.MasterKey: missing" in problems[0]
     problems = problems_of(s3(StorageEncryption={"MasterKey": "file.key"}))
     assert "StorageEncryption.MasterKey: 'file.key' is invalid; allowed: [id," in problems[0]
+
+
+# --- the option table ----------------------------------------------------------------------------------
+
+MINIMAL = {"AwsS3Storage": {"BucketName": "bucket", "Region": "eu-west-1"},
+           "AzureBlobStorage": {"ConnectionString": "AccountName=a;AccountKey=k", "ContainerName": "orthanc"},
+           "GoogleCloudStorage": {"BucketName": "bucket"}}
+
+
+@pytest.mark.parametrize("section", sorted(MINIMAL))
+def test_every_default_comes_from_the_option_table(section):
+    from orthanc_objstore.options import declared
+    parsed, warnings = config.parse({section: MINIMAL[section]}, environ={})
+    assert warnings == []
+    for holder in (parsed.common, parsed.provider):
+        for name, spec in declared(type(holder)):
+            if not spec.required and spec.kind != "raw":
+                assert getattr(holder, name) == spec.default, (section, spec.name)
+
+
+@pytest.mark.parametrize("section", sorted(MINIMAL))
+def test_the_unknown_option_warning_lists_the_tables_options(section):
+    _, warnings = config.parse({section: {**MINIMAL[section], "Zq9": 1}}, environ={})
+    listed = warnings[0].split("known options: ")[1].split(", ")
+    assert listed == sorted(name for spec in config.options(section) for name in spec.names)
+    assert ("ConnectionTimeout" in listed) == (section == "AwsS3Storage")
+
+
+def test_options_of_the_nested_and_global_sections():
+    assert [spec.name for spec in config.options(config.ENCRYPTION_SECTION)] == \
+        ["Enable", "MasterKey", "PreviousMasterKeys", "MaxConcurrentInputSize", "Format"]
+    assert {spec.name for spec in config.options(config.GLOBAL_SECTION)} == \
+        {"StorageDirectory", "SyncStorageArea", "DatabaseServerIdentifier", "StorageCompression", "HttpsCACertificates"}
+    with pytest.raises(ValueError, match="unknown section 'Nope'"):
+        config.options("Nope")
+
+
+def test_the_environment_is_passed_in():
+    provider = config.parse({"GoogleCloudStorage": {"BucketName": "bucket"}},
+                            environ={"STORAGE_EMULATOR_HOST": "127.0.0.1:4443", "GOOGLE_CLOUD_PROJECT": "p"})[0].provider
+    assert (provider.emulator_host, provider.project) == ("http://127.0.0.1:4443", "p")
+    provider = config.parse({"GoogleCloudStorage": {"BucketName": "bucket"}}, environ={})[0].provider
+    assert (provider.emulator_host, provider.project) == (None, None)
+
+
+def test_encryption_constants_have_one_source():
+    from orthanc_objstore import crypto
+    assert config.ENCRYPTION_FORMATS is crypto.FORMATS and config.MASTER_KEY_SIZE == crypto.KEY_SIZE

@@ -28,8 +28,6 @@ DOCKER = os.path.join(ROOT, "docker")
 # Where pip puts the package in the image (Ubuntu's layout for root pip installs, docker-image.md §2).
 IMAGE_PLUGIN_PATH = "/usr/local/lib/python3.14/dist-packages/orthanc_objstore/plugin.py"
 SECTIONS = (config.S3_SECTION, config.AZURE_SECTION, config.GCS_SECTION)
-ENCRYPTION_OPTIONS = ("Enable", "MasterKey", "PreviousMasterKeys", "MaxConcurrentInputSize", "Format")
-GLOBAL_OPTIONS = ("StorageDirectory", "SyncStorageArea", "HttpsCACertificates", "StorageCompression")
 
 
 # --- the Dockerfile, read as the build reads it --------------------------------------------------------
@@ -203,13 +201,8 @@ def test_without_the_dockerfile_switch_the_images_own_s3_plugin_would_start_too(
 # --- every option has a variable -------------------------------------------------------------------------
 
 def known_options(section: str) -> list[str]:
-    """The options config.parse knows in a section, as its "unknown option" warning lists them."""
-    minimal = {config.S3_SECTION: {"BucketName": "b", "Region": "r"},
-               config.AZURE_SECTION: {"ConnectionString": "AccountName=a;AccountKey=k", "ContainerName": "orthanc"},
-               config.GCS_SECTION: {"BucketName": "bucket"}}[section]
-    _, warnings = config.parse({section: {**minimal, "Zq9": 1}})
-    listed = re.search(r"known options: (.*)$", warnings[0]).group(1)
-    return listed.split(", ")
+    """The option names (aliases included) config.parse knows in a section, from its option table."""
+    return [name for spec in config.options(section) for name in spec.names]
 
 
 def natural_variable(path: list[str]) -> str:
@@ -226,9 +219,9 @@ def every_option_path():
     for section in SECTIONS:
         for option in known_options(section):
             yield (section, option)
-        for option in ENCRYPTION_OPTIONS:
+        for option in known_options(config.ENCRYPTION_SECTION):
             yield (section, "StorageEncryption", option)
-    for option in GLOBAL_OPTIONS:
+    for option in known_options(config.GLOBAL_SECTION):
         yield (option,)
 
 

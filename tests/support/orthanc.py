@@ -146,11 +146,25 @@ class Orthanc:
         lines = [line for line in self.log().splitlines() if ": storage area in " in line]
         return "v3" if lines and "through RegisterStorageArea3" in lines[-1] else "v1"
 
-    def start(self, expect_failure=False, timeout=60):
-        config_path = os.path.join(self.workdir, "orthanc.json")
-        with open(config_path, "w") as file:
-            json.dump(self.config, file, indent=2)
-        command = [ORTHANC, "--verbose", os.path.join(self.orthanc_workdir, "orthanc.json")]
+    def write_configuration(self, files: dict[str, str]) -> str:
+        """Writes configuration files (name → text) into a folder of their own; returns what to give Orthanc
+        as its argument, as Orthanc sees it: the one file, or the folder of several."""
+        folder = os.path.join(self.workdir, "configuration")
+        os.makedirs(folder)
+        for name, text in files.items():
+            with open(os.path.join(folder, name), "w", encoding="utf-8") as file:
+                file.write(text)
+        name = next(iter(files)) if len(files) == 1 else ""
+        return os.path.join(self.orthanc_workdir, "configuration", name).rstrip("/")
+
+    def start(self, expect_failure=False, timeout=60, configuration=None):
+        """``configuration`` is Orthanc's argument (from write_configuration); by default orthanc.json
+        written from ``self.config``."""
+        if configuration is None:
+            with open(os.path.join(self.workdir, "orthanc.json"), "w") as file:
+                json.dump(self.config, file, indent=2)
+            configuration = os.path.join(self.orthanc_workdir, "orthanc.json")
+        command = [ORTHANC, "--verbose", configuration]
         if self.root:
             command = ["chroot", self.root, *command]  # chroot execs Orthanc: the PID is Orthanc's own
         log = open(self.log_path, "a")
