@@ -44,7 +44,8 @@ def pytest_runtest_makereport(item, call):
         return
     text = "\n\n".join(freeze.report() for freeze in freezes)
     if report.longrepr is not None and report.failed:
-        text += f"\n\n----- the test's own failure -----\n{report.longrepr}"
+        own = str(report.longrepr).splitlines()
+        text += "\n\n----- the test's own failure (end) -----\n" + "\n".join(own[-25:])
     report.outcome = "failed"
     report.longrepr = text
     if hasattr(report, "wasxfail"):  # a freeze is never the known failure an xfail expects

@@ -1,4 +1,4 @@
-"""A watchdog for every Orthanc the tests start: no answer to GET /system for FREEZE_AFTER seconds is a freeze.
+"""A watchdog for every Orthanc the tests start: no answer to GET /system + /statistics for FREEZE_AFTER s: frozen.
 
 On a freeze it captures, once, the Python stacks (py-spy, which reads the interpreter embedded in Orthanc)
 and the native stacks (gdb) of the Orthanc process into a file next to the test's Orthanc folder, aborts
@@ -22,6 +22,9 @@ from .servers import venv_bin
 
 FREEZE_AFTER = 15.0    # seconds without any answer to GET /system: a freeze
 POLL_INTERVAL = 0.5    # one poll twice a second
+# GET /system alone answers on 1.10.1 while the index is deadlocked (it reads no table): /statistics reads
+# the index, so an Orthanc answers a poll only when its HTTP server and its index both work
+PROBES = ("/system", "/statistics")
 POLL_TIMEOUT = 2.0     # each poll's own timeout
 DUMP_TIMEOUT = 60.0    # each dumping tool's time limit
 REPORT_LINES = 120     # lines of the dump quoted in the test's report (the file has everything)
@@ -46,7 +49,7 @@ class Freeze:
 
     def verdict(self) -> str:
         missing = f" (not installed: {', '.join(self.missing_tools)})" if self.missing_tools else ""
-        return (f"Orthanc {self.version} (PID {self.pid}) FROZE: no answer to GET /system for "
+        return (f"Orthanc {self.version} (PID {self.pid}) FROZE: no answer to GET {' + '.join(PROBES)} for "
                 f"{self.silent_for:.0f} s (watchdog threshold {FREEZE_AFTER:.0f} s); stack dump in "
                 f"{self.dump_path}{missing}")
 
@@ -58,20 +61,30 @@ class Freeze:
         return f"{self.verdict()}\n{excerpt}{more}\n[the whole dump: {self.dump_path}]"
 
 
-def summarize(dump: str) -> str:
-    """A dump made short: py-spy's sections as they are; gdb's threads grouped by their innermost named
-    functions (futex internals and the unnamed frames of the stripped Orthanc left out), the busiest group last."""
-    out, threads, in_gdb = [], [], False
+def summarize(dump: str, frames: int = 3) -> str:
+    """A dump made short: py-spy's Python stacks (per thread the innermost ``frames`` and the plugin's; the --native one,
+    and py-spy's own backtrace on an error, only in the file); gdb's threads grouped by their innermost named
+    functions (futex internals and the unnamed frames of the stripped Orthanc left out), the biggest group last."""
+    out, threads, section, depth = [], [], "", 0
     for line in dump.splitlines():
         if line.startswith("====="):
-            in_gdb = line.startswith("===== gdb")
-            out.append(line)
-        elif not in_gdb:
-            if line.strip() and not line.startswith("   ") and line != "Stack backtrace:" or line.startswith("    "):
-                out.append(line)  # py-spy's frames (4 spaces); its own Rust backtrace on an error left out
-        elif line.startswith("Thread "):
+            section = "gdb" if line.startswith("===== gdb") else "native" if "--native" in line else "py-spy"
+            out.append(line + (" (in the file)" if section == "native" else ""))
+        elif section == "py-spy":
+            if line.startswith("Thread "):
+                depth = 0
+                out.append(line)
+            elif line.startswith("    ") and not line.startswith("     "):
+                depth += 1
+                if depth <= frames or "orthanc_objstore/" in line:
+                    out.append(line)
+                elif out[-1] != "    ...":
+                    out.append("    ...")
+            elif line.strip() and not line.startswith(" ") and line != "Stack backtrace:":
+                out.append(line)
+        elif section == "gdb" and line.startswith("Thread "):
             threads.append((line.split(" (")[0], []))
-        elif line.startswith("#") and threads:
+        elif section == "gdb" and line.startswith("#") and threads:
             words = line.split()
             function = (words[3] if len(words) > 3 and words[2] == "in" else words[1]).lstrip("_")
             function = function.removeprefix("GI_").lstrip("_")
@@ -193,9 +206,10 @@ class Watchdog:
     def _poll(self) -> bool:
         connection = http.client.HTTPConnection(self.host, self.port, timeout=POLL_TIMEOUT)
         try:
-            connection.request("GET", "/system")
-            connection.getresponse().read()
-            return True  # any HTTP answer: Orthanc's HTTP server and index answered
+            for path in PROBES:
+                connection.request("GET", path)
+                connection.getresponse().read()
+            return True  # any HTTP answers: Orthanc's HTTP server and its index work
         except (OSError, http.client.HTTPException):
             return False
         finally:
