@@ -175,7 +175,7 @@ def test_move_while_deleting_uploading_and_reading(s3_backend, orthanc_factory, 
 # ---------------------------------------------------------------- (2) store outages during mixed traffic
 
 CLIENTS = 6
-PER_CLIENT = 60              # distinct instances each client may upload
+PER_CLIENT = 150             # distinct instances each client may upload
 FAULT_SECONDS = 30.0         # the proxy drops every connection for 1-3 s every 2-4 s during this phase
 CALM_SECONDS = 6.0           # then the store is back, and the clients go on for this long
 ORPHAN_WAIT = 75.0           # the orphan reaper retries with backoff up to 60 s
