@@ -8,6 +8,7 @@ import pytest
 from support.backends import AzureBackend, GcsBackend, S3Backend
 from support.orthanc import NEWEST_VERSION, VERSIONS, Orthanc
 from support.servers import AzuriteServer, MotoServer, require
+from support.watchdog import take_unreported
 
 
 def pytest_configure(config):
@@ -31,6 +32,25 @@ def pytest_generate_tests(metafunc):
             versions = [pytest.param(version, marks=pytest.mark.xfail(strict=True, reason=known.args[0]))
                         if version == NEWEST_VERSION else version for version in versions]
         metafunc.parametrize("orthanc_version", versions, scope="function")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A test during which an Orthanc froze FAILS, whatever it asserted, with the watchdog's stack dump."""
+    outcome = yield
+    report = outcome.get_result()
+    freezes = take_unreported()
+    if not freezes:
+        return
+    text = "\n\n".join(freeze.report() for freeze in freezes)
+    if report.longrepr is not None and report.failed:
+        own = str(report.longrepr).splitlines()
+        text += "\n\n----- the test's own failure (end) -----\n" + "\n".join(own[-25:])
+    report.outcome = "failed"
+    report.longrepr = text
+    if hasattr(report, "wasxfail"):  # a freeze is never the known failure an xfail expects
+        del report.wasxfail
+    report.sections.append(("Orthanc watchdog", "\n".join(freeze.verdict() for freeze in freezes)))
 
 
 @pytest.fixture(scope="session")

@@ -7,6 +7,7 @@ in the chroot's own venv (Python 3.14). Its network is the host's, so the emulat
 are reachable from both.
 """
 
+import http.client
 import json
 import os
 import shutil
@@ -16,6 +17,7 @@ import urllib.error
 import urllib.request
 
 from .servers import free_port, require, stop_process, venv_bin, wait_http
+from .watchdog import OrthancFrozen, Watchdog
 
 ORTHANC = "/usr/sbin/Orthanc"
 PYTHON_PLUGIN = "/usr/share/orthanc/plugins/libOrthancPython.so"
@@ -103,6 +105,8 @@ class Orthanc:
             self.orthanc_workdir = str(workdir)
             self.root = None
         self.version = version
+        self.test_folder = str(workdir)  # on the host, in the test's tmp_path (the watchdog's dumps go here)
+        self.watchdog = None  # watches from a successful start() to stop()/kill()
         self.env = dict(env or {})
         self.workdir = self.host_path(self.orthanc_workdir)
         os.makedirs(self.workdir, exist_ok=True)
@@ -181,11 +185,20 @@ class Orthanc:
             wait_http(f"{self.url}/system", self.process, timeout)
         except RuntimeError as exc:
             raise RuntimeError(f"{exc}\n--- Orthanc log (tail) ---\n{self.log_tail()}") from None
+        self.watchdog = Watchdog(self.url, self.process, self.version, self.test_folder, root=self.root).start()
         return self
 
+    def _stop_watching(self) -> bool:
+        """Stops the watchdog (a normal stop is no freeze); True if it had found this Orthanc frozen."""
+        if self.watchdog is None:
+            return False
+        self.watchdog.stop()
+        return self.watchdog.tripped
+
     def stop(self):
+        frozen = self._stop_watching()
         if self.process is not None:
-            stop_process(self.process, timeout=30)
+            stop_process(self.process, timeout=5 if frozen else 30)  # a frozen Orthanc ignores SIGTERM
             self.process = None
 
     def cleanup(self):
@@ -194,6 +207,7 @@ class Orthanc:
             shutil.rmtree(os.path.dirname(self.workdir), ignore_errors=True)
 
     def kill(self):
+        self._stop_watching()
         if self.process is not None:
             self.process.kill()
             self.process.wait(10)
@@ -211,15 +225,35 @@ class Orthanc:
         return "\n".join(self.log().splitlines()[-lines:])
 
     def request(self, method, path, body=None, headers=None, timeout=120):
+        """(status, body); HttpError for an error status; OrthancFrozen (with the watchdog's verdict and
+        at once, without waiting for ``timeout``) when the watchdog finds this Orthanc frozen."""
         data = body
         if isinstance(body, (dict, list)):
             data = json.dumps(body).encode()
         request = urllib.request.Request(self.url + path, data=data, method=method, headers=headers or {})
+        watchdog = self.watchdog if self.process is not None else None
+        if watchdog is not None and watchdog.freeze is not None:
+            raise OrthancFrozen(f"{method} {path} not sent: {watchdog.freeze.verdict()}")
+        sockets = []
+        opener = urllib.request.build_opener(_TrackedHandler(watchdog, sockets))
         try:
-            with urllib.request.urlopen(request, timeout=timeout) as response:
+            with opener.open(request, timeout=timeout) as response:
                 return response.status, response.read()
         except urllib.error.HTTPError as exc:
             raise HttpError(exc.code, exc.read()) from None
+        except (OSError, http.client.HTTPException) as exc:
+            if watchdog is None:
+                raise
+            if watchdog.freeze is not None:
+                raise OrthancFrozen(f"{method} {path} aborted: {watchdog.freeze.verdict()}") from exc
+            if isinstance(exc, TimeoutError) or isinstance(getattr(exc, "reason", None), TimeoutError):
+                raise TimeoutError(f"no answer to {method} {path} within {timeout} s; watchdog: "
+                                   f"{watchdog.status()}") from exc
+            raise
+        finally:
+            for sock in sockets:
+                if watchdog is not None:
+                    watchdog.untrack(sock)
 
     def get(self, path, **kwargs) -> bytes:
         return self.request("GET", path, **kwargs)[1]
@@ -241,6 +275,32 @@ class Orthanc:
 
     def upload(self, dicom: bytes) -> dict:
         return self.post_json("/instances", dicom)
+
+
+class _TrackedConnection(http.client.HTTPConnection):
+    """An HTTP connection whose socket the watchdog can shut down (the waiting request then ends at once)."""
+
+    def __init__(self, *args, watchdog=None, sockets=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._watchdog = watchdog
+        self._sockets = sockets
+
+    def connect(self):
+        super().connect()
+        self._sockets.append(self.sock)
+        if self._watchdog is not None:
+            self._watchdog.track(self.sock)
+
+
+class _TrackedHandler(urllib.request.HTTPHandler):
+    def __init__(self, watchdog, sockets):
+        super().__init__()
+        self._watchdog = watchdog
+        self._sockets = sockets
+
+    def http_open(self, req):
+        return self.do_open(lambda *args, **kwargs: _TrackedConnection(
+            *args, watchdog=self._watchdog, sockets=self._sockets, **kwargs), req)
 
 
 def storescu(port: int, *files) -> subprocess.CompletedProcess:
