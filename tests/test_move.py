@@ -10,7 +10,7 @@ import pytest
 from orthanc_objstore import move
 from orthanc_objstore.area import ObjectArea
 from orthanc_objstore.errors import IntegrityError, StoreUnavailable
-from orthanc_objstore.hybrid import build_hybrid_area
+from orthanc_objstore.build import build_hybrid_area
 from orthanc_objstore.naming import LEGACY, Naming
 from orthanc_objstore.stores.memory import MemoryStore
 
