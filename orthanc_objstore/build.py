@@ -13,10 +13,10 @@ from .area import FILE_SYSTEM, Area, ObjectArea
 from .config import (AZURE_SECTION, GCS_SECTION, HYBRID_DISABLED, HYBRID_WRITE_TO_FILE_SYSTEM,
                      HYBRID_WRITE_TO_OBJECT_STORAGE, S3_SECTION, CommonConfig, PluginConfig)
 from .crypto import ByteBudget
-from .errors import ConfigError, NotFound, StoreError
+from .errors import BucketNotFound, ConfigError, StoreError
 from .hybrid import HybridArea
 from .naming import LEGACY, Naming
-from .store import Store
+from .store import StartupCheck, Store
 from .stores.filesystem import FileSystemStore
 
 log = logging.getLogger(__name__)
@@ -46,15 +46,15 @@ def provider_store(config: PluginConfig) -> Store:
 def _check_container(store: Store, config: PluginConfig) -> None:
     """Refuses to start when the bucket/container is known to be missing; tolerates a store that is down.
 
-    ``check_bucket()`` is the providers' one start-up hook: S3 and GCS check that the bucket exists;
-    Azure creates its container there when CreateContainerIfNotExists is true (the official behaviour).
+    ``StartupCheck.check_bucket()`` is the providers' one start-up hook: S3 and GCS check that the bucket
+    exists; Azure creates its container there when CreateContainerIfNotExists is true (the official
+    behaviour). Stores without a bucket (memory, file system, a test's) have no such check.
     """
-    check = getattr(store, "check_bucket", None)
-    if check is None:
+    if not isinstance(store, StartupCheck):
         return
     try:
-        check()
-    except NotFound:
+        store.check_bucket()
+    except BucketNotFound:
         raise ConfigError(f"{config.section}: the bucket/container {store!r} does not exist; create it "
                           "first (the plugin creates none, except an Azure container with CreateContainerIfNotExists)") from None
     except StoreError as exc:
