@@ -4,8 +4,7 @@
 place where the legacy-name fallback happens. Cross-cutting layers that work per attachment rather
 than per key (the hybrid router) implement the same ``Area`` protocol around other areas.
 
-Contract: ``create`` stores the attachment and returns its ``Location`` (or None when it cannot
-say); ``read`` returns it whole; ``read_range`` returns exactly ``length`` bytes from ``start``;
+Contract: ``create`` stores the attachment and returns its ``Location``; ``read`` returns it whole; ``read_range`` returns exactly ``length`` bytes from ``start``;
 ``remove`` deletes it wherever it is, and removing a missing attachment is not an error;
 ``locate`` lists where it is now. Missing attachments raise ``NotFound``; any other failure another
 ``StoreError``.
@@ -15,6 +14,11 @@ went (Orthanc keeps it as the attachment's custom data, see ``Location.to_custom
 hint, never the truth: an area tries it first and then searches as usual, so an attachment that was
 moved since, or a hint that does not fit this area, still works. Hints naming another storage are
 ignored.
+
+Every area keeps its attachments in one of two storages, named as in ``/move-storage`` and in the
+``storage`` field of a ``Location``: ``FILE_SYSTEM`` (Orthanc's StorageDirectory, the file-system side
+of hybrid mode) and ``OBJECT_STORAGE`` (the provider's bucket or container). ``testing.area_conformance``
+checks the contract; every area runs it.
 """
 
 import json
@@ -24,6 +28,10 @@ from typing import Protocol
 from .errors import NotFound
 from .naming import Naming
 from .store import Store
+
+FILE_SYSTEM = "file-system"
+OBJECT_STORAGE = "object-storage"
+STORAGE_NAMES = (FILE_SYSTEM, OBJECT_STORAGE)
 
 
 @dataclass(frozen=True)
@@ -67,7 +75,9 @@ class Location:
 
 
 class Area(Protocol):
-    def create(self, uuid: str, content_type: int, data: bytes) -> Location | None: ...
+    """Attachments by (uuid, content type). See the module docstring for the contract."""
+
+    def create(self, uuid: str, content_type: int, data: bytes) -> Location: ...
 
     def read(self, uuid: str, content_type: int, location: Location | None = None) -> bytes: ...
 
@@ -82,7 +92,7 @@ class Area(Protocol):
 class ObjectArea:
     """Attachments kept in one store under the names given by ``naming``."""
 
-    def __init__(self, store: Store, naming: Naming, storage_name: str = "object-storage"):
+    def __init__(self, store: Store, naming: Naming, storage_name: str = OBJECT_STORAGE):
         self.store = store
         self.naming = naming
         self.storage_name = storage_name

@@ -8,11 +8,15 @@ or Google SDKs (and a missing SDK gives an install hint instead of an ImportErro
 import importlib
 import logging
 
-from . import encryption, hybrid
-from .area import ObjectArea
-from .config import (AZURE_SECTION, GCS_SECTION, HYBRID_DISABLED, S3_SECTION, CommonConfig, PluginConfig)
-from .errors import ConfigError, NotFound, StoreError
+from . import encryption
+from .area import FILE_SYSTEM, Area, ObjectArea
+from .config import (AZURE_SECTION, GCS_SECTION, HYBRID_DISABLED, HYBRID_WRITE_TO_FILE_SYSTEM,
+                     HYBRID_WRITE_TO_OBJECT_STORAGE, S3_SECTION, CommonConfig, PluginConfig)
+from .crypto import ByteBudget
+from .errors import BucketNotFound, ConfigError, StoreError
+from .hybrid import HybridArea
 from .naming import LEGACY, Naming
+from .store import StartupCheck, Store
 from .stores.filesystem import FileSystemStore
 
 log = logging.getLogger(__name__)
@@ -38,25 +42,25 @@ def provider_class(section: str):
     return getattr(module, class_name)
 
 
-def provider_store(config: PluginConfig):
+def provider_store(config: PluginConfig) -> Store:
     """The provider's store, created once and shared by every thread."""
     store = provider_class(config.section)(config.provider)
     _check_container(store, config)
     return store
 
 
-def _check_container(store, config: PluginConfig) -> None:
+def _check_container(store: Store, config: PluginConfig) -> None:
     """Refuses to start when the bucket/container is known to be missing; tolerates a store that is down.
 
-    ``check_bucket()`` is the providers' one start-up hook: S3 and GCS check that the bucket exists;
-    Azure creates its container there when CreateContainerIfNotExists is true (the official behaviour).
+    ``StartupCheck.check_bucket()`` is the providers' one start-up hook: S3 and GCS check that the bucket
+    exists; Azure creates its container there when CreateContainerIfNotExists is true (the official
+    behaviour). Stores without a bucket (memory, file system, a test's) have no such check.
     """
-    check = getattr(store, "check_bucket", None)
-    if check is None:
+    if not isinstance(store, StartupCheck):
         return
     try:
-        check()
-    except NotFound:
+        store.check_bucket()
+    except BucketNotFound:
         raise ConfigError(f"{config.section}: the bucket/container {store!r} does not exist; create it "
                           "first (the plugin creates none, except an Azure container with CreateContainerIfNotExists)") from None
     except StoreError as exc:
@@ -64,7 +68,7 @@ def _check_container(store, config: PluginConfig) -> None:
                     "retried against it", config.section, exc)
 
 
-def wrap_encryption(store, common: CommonConfig, budget=None):
+def wrap_encryption(store: Store, common: CommonConfig, budget: ByteBudget | None = None) -> Store:
     """The store itself, or the store behind the encryption layer when StorageEncryption is enabled."""
     if common.encryption is None:
         return store
@@ -77,14 +81,25 @@ def object_naming(common: CommonConfig) -> Naming:
                   legacy_unknown_files=common.enable_legacy_unknown_files)
 
 
-def file_system_area(common: CommonConfig, budget=None) -> ObjectArea:
+def file_system_area(common: CommonConfig, budget: ByteBudget | None = None) -> ObjectArea:
     """Orthanc's own StorageDirectory layout (``aa/bb/uuid``), as the file-system side of hybrid mode."""
     store = wrap_encryption(FileSystemStore(common.storage_directory, fsync=common.sync_storage_area), common,
                             budget)
-    return ObjectArea(store, Naming(structure=LEGACY), storage_name="file-system")
+    return ObjectArea(store, Naming(structure=LEGACY), storage_name=FILE_SYSTEM)
 
 
-def build_area(config: PluginConfig, store=None):
+def build_hybrid_area(objects: Area, file_system: Area, mode: str) -> HybridArea:
+    """The hybrid area for ``HybridMode`` ``mode`` (config.py has already refused unknown modes)."""
+    if mode == HYBRID_WRITE_TO_FILE_SYSTEM:
+        primary, secondary = file_system, objects
+    elif mode == HYBRID_WRITE_TO_OBJECT_STORAGE:
+        primary, secondary = objects, file_system
+    else:
+        raise ValueError(f"not a hybrid mode: {mode!r}")
+    return HybridArea(primary, secondary, file_system=file_system, object_storage=objects)
+
+
+def build_area(config: PluginConfig, store: Store | None = None) -> Area:
     """The area Orthanc's callbacks talk to. ``store`` replaces the provider (tests)."""
     common = config.common
     # Both sides of hybrid mode share one MaxConcurrentInputSize budget.
@@ -92,4 +107,4 @@ def build_area(config: PluginConfig, store=None):
     objects = ObjectArea(wrap_encryption(store or provider_store(config), common, budget), object_naming(common))
     if common.hybrid_mode == HYBRID_DISABLED:
         return objects
-    return hybrid.build_hybrid_area(objects, file_system_area(common, budget), common.hybrid_mode)
+    return build_hybrid_area(objects, file_system_area(common, budget), common.hybrid_mode)

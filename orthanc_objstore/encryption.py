@@ -29,7 +29,7 @@ from contextlib import contextmanager
 from . import crypto
 from .config import EncryptionConfig
 from .errors import IntegrityError, StoreError, UnknownKeyError
-from .store import check_range
+from .store import Store, check_range
 
 
 def shared_budget(config: EncryptionConfig) -> "crypto.ByteBudget":
@@ -40,7 +40,7 @@ def shared_budget(config: EncryptionConfig) -> "crypto.ByteBudget":
 class EncryptedStore:
     """``inner`` holding encrypted objects, seen as a store of plaintext objects."""
 
-    def __init__(self, inner, config: EncryptionConfig, budget: "crypto.ByteBudget | None" = None):
+    def __init__(self, inner: Store, config: EncryptionConfig, budget: "crypto.ByteBudget | None" = None):
         """``budget`` bounds the bytes being encrypted or decrypted at once; stores that share one
         (both sides of hybrid mode) share MaxConcurrentInputSize. By default each store has its own."""
         self.inner = inner

@@ -8,6 +8,7 @@ The hierarchy::
 
     StoreError                      any failure of a storage operation
     ├── NotFound                    the object does not exist (and is also a FileNotFoundError)
+    ├── BucketNotFound              the bucket/container itself does not exist (never a NotFound)
     ├── IntegrityError              the object exists but its bytes are not what was written
     │   └── UnknownKeyError         encrypted with a master key id that is not configured
     ├── PermissionDenied            credentials refused for this operation
@@ -15,7 +16,9 @@ The hierarchy::
     ConfigError                     invalid configuration; stops Orthanc at start-up
 
 Only ``NotFound`` is ever used as control flow (hybrid fallback, move job, legacy names): any other
-error must surface to Orthanc so that a failed read is never mistaken for a missing file.
+error must surface to Orthanc so that a failed read is never mistaken for a missing file. A missing
+bucket or container is therefore ``BucketNotFound``, on every provider: every object in it is
+unreadable, and hybrid mode must not take that for "this file is on the other side".
 """
 
 
@@ -29,6 +32,10 @@ class StoreError(Exception):
 
 class NotFound(StoreError, FileNotFoundError):
     """The object does not exist in this store."""
+
+
+class BucketNotFound(StoreError):
+    """The bucket or container does not exist (deleted, misspelt, or another account's): not a missing object."""
 
 
 class IntegrityError(StoreError):

@@ -26,7 +26,7 @@ import threading
 import time
 from dataclasses import asdict
 
-from .area import Area
+from .area import FILE_SYSTEM, OBJECT_STORAGE, Area
 from .errors import IntegrityError, NotFound
 from .index import LEVEL_BY_GROUP, LEVELS, Attachment, OrthancIndex
 
@@ -40,7 +40,6 @@ ERROR_CANCELED = (37, "This job was canceled")
 JOB_ID_PREFIX = "objstore-"
 MOVED, SKIPPED, MISSING, FAILED = "moved", "skipped", "missing", "failed"
 MAX_REPORTED_ERRORS = 100
-FILE_SYSTEM, OBJECT_STORAGE = "file-system", "object-storage"
 
 
 def other_storage(storage: str) -> str:

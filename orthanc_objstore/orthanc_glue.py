@@ -26,6 +26,7 @@ from .archive_guard import ROUTE as ARCHIVE_ROUTE
 from .archive_guard import ArchiveGuard, ReadFailures
 from .callbacks import ErrorCodes, StorageCallbacks
 from .errors import ConfigError
+from .hybrid import HybridArea
 from .index import OrthancApi, OrthancCallError, RestIndex
 from .jobs import FileJobStore, JobManager
 from .loopback import LoopbackApi, LoopbackSettings
@@ -240,9 +241,8 @@ def install(started=None):
         log.info("archive guard off on this Orthanc (>= 1.11): archives of files the storage cannot read are "
                  "served by Orthanc's own job, which skips them")
     manager = None
-    side = getattr(area, "side", None)
-    if side is not None:  # hybrid mode: move jobs
-        manager = JobManager(RestIndex(api), side, FileJobStore(jobs_folder(plugin_config.common)),
+    if isinstance(area, HybridArea):  # hybrid mode: move jobs
+        manager = JobManager(RestIndex(api), area.side, FileJobStore(jobs_folder(plugin_config.common)),
                              workers=MOVE_WORKERS)
         manager.load()  # persisted jobs answer over REST at once; their workers start with Orthanc
         lifecycle.on_started.append(manager.start)

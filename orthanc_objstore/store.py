@@ -31,12 +31,17 @@ Implementations are shared by all of Orthanc's threads at once: they must be thr
 not hold a lock across network I/O. ``describe(key)`` returns a human-readable location for logs
 and the "where is my file" route (for example ``s3://bucket/key``); it never contains a secret.
 
+Providers with a bucket or container also implement ``StartupCheck``; every operation of theirs on a
+missing bucket raises ``BucketNotFound``, never ``NotFound``.
+
 Conveniences built on the protocol are free functions below; they are never overridden.
+``read_exact_range`` is the part of ``get_range`` that every provider shares.
 """
 
+from collections.abc import Callable
 from typing import Protocol, runtime_checkable
 
-from .errors import IntegrityError, NotFound
+from .errors import IntegrityError, NotFound, StoreError
 
 
 @runtime_checkable
@@ -59,6 +64,15 @@ class Store(Protocol):
 PROTOCOL_METHODS = ("put", "get", "get_range", "head", "delete", "describe")
 
 
+@runtime_checkable
+class StartupCheck(Protocol):
+    """A store whose bucket/container can be checked once at start-up (the cloud providers)."""
+
+    def check_bucket(self) -> None:
+        """Returns when the bucket/container exists (Azure creates it here when allowed to). Raises
+        ``BucketNotFound`` when it does not exist, any other ``StoreError`` when it cannot tell."""
+
+
 def exists(store: Store, key: str) -> bool:
     """True when ``key`` exists in ``store``; errors other than ``NotFound`` propagate."""
     try:
@@ -75,6 +89,23 @@ def exact_range(data: bytes, key: str, length: int, where: str) -> bytes:
         raise IntegrityError(f"{where} range read of {key!r}: {len(data)} bytes instead of {length} "
                              "(range past the end of the object)", key)
     return data
+
+
+def read_exact_range(key: str, start: int, length: int, *, fetch: Callable[[], bytes],
+                     head: Callable[[str], int], sdk_errors: tuple[type[Exception], ...],
+                     translate: Callable[[Exception, str, str], StoreError], where: str) -> bytes:
+    """``get_range`` for a provider: the range checked, ``length == 0`` answered by ``head`` (the object
+    must exist), else ``fetch()`` (one ranged request of the SDK), its ``sdk_errors`` translated, and
+    a result shorter than ``length`` refused (``exact_range``)."""
+    check_range(start, length)
+    if length == 0:
+        head(key)
+        return b""
+    try:
+        data = fetch()
+    except sdk_errors as exc:
+        raise translate(exc, key, "range read") from exc
+    return exact_range(data, key, length, where)
 
 
 def check_range(start: int, length: int) -> None:

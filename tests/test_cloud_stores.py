@@ -83,3 +83,22 @@ def test_azure_with_a_container_sas_starts_and_works(azure_backend, caplog):
     store.put("sas/object.dcm", b"written with a SAS")
     assert store.get("sas/object.dcm") == b"written with a SAS"
     assert azure_backend.read("sas/object.dcm") == b"written with a SAS"
+
+
+@pytest.mark.parametrize("answer, expected, asks_the_bucket", [
+    ("GET https://storage.googleapis.com/download/storage/v1/b/b/o/k?alt=media: No such object: b/k", "NotFound", False),
+    ("GET https://storage.googleapis.com/storage/v1/b/b/o/k: The specified bucket does not exist.", "BucketNotFound",
+     False),
+    ("GET http://127.0.0.1:4443/storage/v1/b/b/o/k: Not Found", "NotFound", True),  # fake-gcs-server, bucket there
+])
+def test_gcs_tells_a_missing_bucket_from_a_missing_object(answer, expected, asks_the_bucket):
+    """By Google's wording when there is one, else by asking the bucket (fake-gcs-server words both "Not Found")."""
+    from google.api_core import exceptions as api_exceptions
+
+    from orthanc_objstore.stores.gcs import _translate
+    asked = []
+    error = _translate(api_exceptions.NotFound(answer), "k", "read", bucket_exists=lambda: asked.append(1) or True)
+    assert type(error).__name__ == expected and bool(asked) == asks_the_bucket
+    missing = _translate(api_exceptions.NotFound("Not Found"), "k", "read", bucket_exists=lambda: False)
+    assert type(missing).__name__ == "BucketNotFound"
+

@@ -8,7 +8,7 @@ from orthanc_objstore.config import EncryptionConfig, MasterKey
 from orthanc_objstore.encryption import EncryptedStore
 from orthanc_objstore.stores.filesystem import FileSystemStore
 from orthanc_objstore.stores.memory import MemoryStore
-from orthanc_objstore.testing.conformance import CHECKS
+from orthanc_objstore.testing.conformance import BUCKET_CHECKS, CHECKS
 
 
 def _memory(request, tmp_path):
@@ -40,7 +40,22 @@ def _encrypted(inner, encryption_format):
 
 STORES = {"memory": _memory, "filesystem": _filesystem, "s3": _s3, "azure": _azure, "gcs": _gcs,
           "encrypted-a1-memory": _encrypted(_memory, "A1"), "encrypted-a2-memory": _encrypted(_memory, "A2"),
+          "encrypted-a1-filesystem": _encrypted(_filesystem, "A1"),
+          "encrypted-a2-filesystem": _encrypted(_filesystem, "A2"),
           "encrypted-a1-s3": _encrypted(_s3, "A1"), "encrypted-a2-s3": _encrypted(_s3, "A2")}
+
+
+def _missing_bucket(backend_fixture):
+    def make(request, tmp_path):
+        return request.getfixturevalue(backend_fixture).missing_bucket_store()
+    return make
+
+
+# Stores over a bucket/container that does not exist: every store that has one.
+MISSING_BUCKET_STORES = {"s3": _missing_bucket("s3_backend"), "azure": _missing_bucket("azure_backend"),
+                         "gcs": _missing_bucket("gcs_backend"),
+                         "encrypted-a1-s3": _encrypted(_missing_bucket("s3_backend"), "A1"),
+                         "encrypted-a2-gcs": _encrypted(_missing_bucket("gcs_backend"), "A2")}
 
 
 @pytest.fixture(params=sorted(STORES))
@@ -51,3 +66,9 @@ def store(request, tmp_path):
 @pytest.mark.parametrize("check", CHECKS, ids=lambda check: check.__name__[len("check_"):])
 def test_conformance(store, check):
     check(store)
+
+
+@pytest.mark.parametrize("check", BUCKET_CHECKS, ids=lambda check: check.__name__[len("check_"):])
+@pytest.mark.parametrize("kind", sorted(MISSING_BUCKET_STORES))
+def test_missing_bucket_conformance(kind, check, request, tmp_path):
+    check(MISSING_BUCKET_STORES[kind](request, tmp_path))

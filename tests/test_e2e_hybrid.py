@@ -333,3 +333,58 @@ def test_stopping_during_a_synchronous_move_answers_503_and_resumes(backend, ort
     assert storage_files(orthanc) == [] and len(backend.keys()) == job["Content"]["TotalFiles"]
     for instance, data in stored.items():
         assert orthanc.get(f"/instances/{instance}/file") == data
+
+
+def test_switching_hybrid_mode_keeps_every_file_readable(backend, orthanc_factory):
+    """Disabled → WriteToFileSystem → WriteToObjectStorage → move everything → Disabled, one Orthanc, its
+    files read after every step. On Orthanc ≥ 1.12.8 the files written in each mode carry custom data
+    naming where they went, which Orthanc hands back on every later read and remove, whatever the mode."""
+    files = make_instances(9, studies=3, seed="1.2.826.0.1.3680043.8.498.18")
+    orthanc = orthanc_factory(hybrid(backend, "Disabled"))
+    stored = upload_all(orthanc, files[:3])
+    in_bucket = [uuid for instance in stored for uuid in attachments(orthanc, instance)]
+    assert backend.keys() == object_names(in_bucket) and storage_files(orthanc) == []
+
+    def restart_and_read_everything(mode):
+        orthanc.stop()
+        set_mode(orthanc, backend, mode)
+        orthanc.start()
+        read_everything()
+
+    def read_everything():
+        for instance, data in stored.items():
+            assert orthanc.get(f"/instances/{instance}/file") == data, instance
+            assert orthanc.get_json(f"/instances/{instance}/tags?simplify")["SOPInstanceUID"], instance
+
+    restart_and_read_everything("WriteToFileSystem")
+    on_disk = upload_all(orthanc, files[3:6])
+    stored.update(on_disk)
+    read_everything()
+    assert storage_files(orthanc) == sorted(uuid for instance in on_disk for uuid, _ in attachments(orthanc, instance))
+    assert backend.keys() == object_names(in_bucket)
+
+    restart_and_read_everything("WriteToObjectStorage")
+    newest = upload_all(orthanc, files[6:])
+    stored.update(newest)
+    read_everything()
+    in_bucket += [uuid for instance in newest for uuid in attachments(orthanc, instance)]
+    assert backend.keys() == object_names(in_bucket)
+
+    everything = [uuid for instance in stored for uuid in attachments(orthanc, instance)]
+    content = orthanc.post_json("/move-storage", {"Resources": orthanc.get_json("/patients"),
+                                                  "TargetStorage": "object-storage"})
+    assert (content["MovedFiles"], content["SkippedFiles"]) == (len(everything) - len(in_bucket), len(in_bucket))
+    assert (content["FailedFiles"], content["MissingFiles"]) == (0, 0)
+    assert backend.keys() == object_names(everything) and storage_files(orthanc) == []
+    read_everything()
+
+    restart_and_read_everything("Disabled")
+    # still removable wherever they were written: one instance of each mode
+    for instance in (list(stored)[0], list(on_disk)[0], list(newest)[0]):
+        gone = attachments(orthanc, instance)
+        orthanc.delete(f"/instances/{instance}")
+        del stored[instance]
+        everything = [item for item in everything if item not in gone]
+    assert backend.keys() == object_names(everything)
+    read_everything()
+    assert plugin_problems(orthanc) == []

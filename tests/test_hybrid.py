@@ -1,18 +1,18 @@
-"""HybridArea on memory stores: routing, NotFound-only fallback, quiet misses, and the area contract."""
+"""HybridArea on memory stores: routing, NotFound-only fallback, quiet misses, location hints.
 
-import concurrent.futures
+The Area contract itself (every area, hybrid included) is tests/test_area_conformance.py."""
+
 import logging
-import os
 import uuid as uuidlib
 
 import pytest
 
 from orthanc_objstore import build, config
-from orthanc_objstore.area import ObjectArea
-from orthanc_objstore.errors import IntegrityError, NotFound, StoreUnavailable
-from orthanc_objstore.hybrid import HybridArea, build_hybrid_area
+from orthanc_objstore.area import FILE_SYSTEM, OBJECT_STORAGE, Location, ObjectArea
+from orthanc_objstore.build import build_hybrid_area
+from orthanc_objstore.errors import NotFound, StoreUnavailable
+from orthanc_objstore.hybrid import HybridArea
 from orthanc_objstore.naming import LEGACY, Naming
-from orthanc_objstore.stores.filesystem import FileSystemStore
 from orthanc_objstore.stores.memory import MemoryStore
 
 
@@ -90,7 +90,7 @@ def test_a_read_racing_with_a_move_finds_the_file():
             data = file_system.read(uuid_, content_type)
             objects.create(uuid_, content_type, data)  # the move job writes the target...
             file_system.remove(uuid_, content_type)  # ...then deletes the source
-            return super().read(uuid_, content_type)
+            return super().read(uuid_, content_type, location)
 
     file_system.create(uuid, 1, b"moving")
     racing_fs = MovedDuringRead(file_system.store, file_system.naming, "file-system")
@@ -114,65 +114,26 @@ def test_remove_tries_both_sides_then_reports():
     assert file_system.store.keys() == []
 
 
-AREAS = ["object", "WriteToFileSystem", "WriteToObjectStorage", "real-WriteToFileSystem", "real-WriteToObjectStorage"]
-
-
-@pytest.fixture
-def area_of(request, tmp_path):
-    """Builds the area named by a test parameter: memory stores, or a real folder and S3 (moto)."""
-
-    def make(kind):
-        if kind.startswith("real-"):
-            objects = ObjectArea(request.getfixturevalue("s3_backend").store(), Naming())
-            file_system = ObjectArea(FileSystemStore(str(tmp_path / "storage"), fsync=False),
-                                     Naming(structure=LEGACY), storage_name="file-system")
-            return build_hybrid_area(objects, file_system, kind[len("real-"):])
-        objects, file_system = sides()
-        return objects if kind == "object" else build_hybrid_area(objects, file_system, kind)
-
-    return make
-
-
-@pytest.mark.parametrize("kind", AREAS)
-def test_area_contract(kind, area_of):
-    """The Area contract, the same for a plain object area and both hybrid modes."""
-    area = area_of(kind)
-    uuid, data = new_uuid(), os.urandom(10_000)
-    area.create(uuid, 1, data)
-    assert area.read(uuid, 1) == data
-    assert area.read_range(uuid, 1, 1000, 10) == data[1000:1010]
-    with pytest.raises(IntegrityError):
-        area.read_range(uuid, 1, 9_995, 10)
-    empty = new_uuid()
-    area.create(empty, 2, b"")
-    assert area.read(empty, 2) == b""
-    missing = new_uuid()
-    for operation in (lambda: area.read(missing, 1), lambda: area.read_range(missing, 1, 0, 1)):
+@pytest.mark.parametrize("mode", ["WriteToFileSystem", "WriteToObjectStorage"])
+def test_create_returns_the_primary_location_and_hints_reach_both_sides(mode):
+    """create answers the primary's Location; objects written under another RootPath (so not where the
+    names say) are found on either side through their hint only."""
+    objects, file_system = sides()
+    area = build_hybrid_area(objects, file_system, mode)
+    uuid = new_uuid()
+    location = area.create(uuid, 1, b"new")
+    assert location == Location(area.primary.storage_name, area.primary.naming.key(uuid, 1))
+    assert location.storage == (FILE_SYSTEM if mode == "WriteToFileSystem" else OBJECT_STORAGE)
+    for side in (objects, file_system):
+        elsewhere = ObjectArea(side.store, Naming(root_path="old"), storage_name=side.storage_name)
+        moved = new_uuid()
+        hint = elsewhere.create(moved, 1, b"0123456789")
         with pytest.raises(NotFound):
-            operation()
-    assert area.locate(missing, 1) == []
-    assert len(area.locate(uuid, 1)) == 1
-    area.remove(uuid, 1)
-    area.remove(uuid, 1)
-    with pytest.raises(NotFound):
-        area.read(uuid, 1)
-
-
-@pytest.mark.parametrize("kind", AREAS)
-def test_area_concurrent_use(kind, area_of):
-    area = area_of(kind)
-    items = {new_uuid(): os.urandom(20_000 + i) for i in range(32)}
-
-    def round_trip(item):
-        uuid, data = item
-        area.create(uuid, 1, data)
-        assert area.read(uuid, 1) == data
-        assert area.read_range(uuid, 1, 10, 100) == data[10:110]
-        area.remove(uuid, 1)
-        return uuid
-
-    with concurrent.futures.ThreadPoolExecutor(8) as pool:
-        assert sorted(pool.map(round_trip, items.items())) == sorted(items)
+            area.read(moved, 1)
+        assert area.read(moved, 1, location=hint) == b"0123456789"
+        assert area.read_range(moved, 1, 2, 3, location=hint) == b"234"
+        area.remove(moved, 1, location=hint)
+        assert side.store.keys() == ([location.key] if side is area.primary else [])
 
 
 def test_build_area_assembles_hybrid_with_orthanc_layout(tmp_path):

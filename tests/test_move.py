@@ -11,7 +11,7 @@ from orthanc_objstore import jobs, move, routes
 from orthanc_objstore.index import LEVELS, Attachment
 from orthanc_objstore.area import ObjectArea
 from orthanc_objstore.errors import IntegrityError, StoreUnavailable
-from orthanc_objstore.hybrid import build_hybrid_area
+from orthanc_objstore.build import build_hybrid_area
 from orthanc_objstore.naming import LEGACY, Naming
 from orthanc_objstore.stores.memory import MemoryStore
 

@@ -11,7 +11,7 @@ from support.fake_orthanc import FakeOrthancApi, RecordingOutput
 from orthanc_objstore import jobs, routes
 from orthanc_objstore.area import ObjectArea
 from orthanc_objstore.errors import StoreUnavailable
-from orthanc_objstore.hybrid import build_hybrid_area
+from orthanc_objstore.build import build_hybrid_area
 from orthanc_objstore.naming import LEGACY, Naming
 from orthanc_objstore.stores.memory import MemoryStore
 

@@ -17,8 +17,9 @@ from azure.core.exceptions import (AzureError, ClientAuthenticationError, HttpRe
                                    ServiceResponseError)
 from azure.storage.blob import BlobServiceClient, ExponentialRetry, StandardBlobTier
 
-from ..errors import ConfigError, IntegrityError, NotFound, PermissionDenied, StoreError, StoreUnavailable
-from ..store import check_range, exact_range
+from ..errors import (BucketNotFound, ConfigError, IntegrityError, NotFound, PermissionDenied, StoreError,
+                      StoreUnavailable)
+from ..store import read_exact_range
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +41,7 @@ def _translate(exc: Exception, key: str, operation: str) -> StoreError:
     status = getattr(exc, "status_code", None)
     if isinstance(exc, ResourceNotFoundError) or code in _NOT_FOUND_CODES:
         if code == "ContainerNotFound":
-            return StoreError(f"{where}: the container does not exist", key)
+            return BucketNotFound(f"{where}: the container does not exist", key)
         return NotFound(f"{where}: no such blob", key)
     if isinstance(exc, ClientAuthenticationError) or code in _DENIED_CODES or status in (401, 403):
         return PermissionDenied(f"{where}: access denied ({code or status}); check the ConnectionString's "
@@ -103,7 +104,7 @@ class AzureStore:
     def check_bucket(self) -> None:
         """Start-up check: creates the container when CreateContainerIfNotExists, else requires it.
 
-        Raises NotFound when the container is missing and may not be created; other errors translated.
+        Raises BucketNotFound when the container is missing and may not be created; other errors translated.
         """
         where = f"container {self.container_name!r}"
         try:
@@ -116,8 +117,8 @@ class AzureStore:
                             "private (no anonymous public access)", self.container_name, self.account)
             else:
                 self._container.get_container_properties()
-        except ResourceNotFoundError as exc:
-            raise NotFound(f"the {where} does not exist", self.container_name) from exc
+        except ResourceNotFoundError as exc:  # a 404 to a container request is about the container
+            raise BucketNotFound(f"the {where} does not exist", self.container_name) from exc
         except AzureError as exc:
             raise _translate(exc, self.container_name, "container check") from exc
 
@@ -138,16 +139,11 @@ class AzureStore:
         return data
 
     def get_range(self, key: str, start: int, length: int) -> bytes:
-        check_range(start, length)
-        if length == 0:
-            self.head(key)
-            return b""
-        try:
-            downloader = self._container.download_blob(key, offset=start, length=length, max_concurrency=1)
-            data = downloader.readall()
-        except AzureError as exc:
-            raise _translate(exc, key, "range read") from exc
-        return exact_range(data, key, length, "Azure")
+        def fetch() -> bytes:
+            return self._container.download_blob(key, offset=start, length=length, max_concurrency=1).readall()
+
+        return read_exact_range(key, start, length, fetch=fetch, head=self.head, sdk_errors=(AzureError,),
+                                translate=_translate, where="Azure")
 
     def head(self, key: str) -> int:
         try:
@@ -158,11 +154,10 @@ class AzureStore:
     def delete(self, key: str) -> None:
         try:
             self._container.delete_blob(key)
-        except ResourceNotFoundError as exc:
-            if getattr(exc, "error_code", None) == "ContainerNotFound":
-                raise _translate(exc, key, "delete") from exc
         except AzureError as exc:
-            raise _translate(exc, key, "delete") from exc
+            error = _translate(exc, key, "delete")
+            if not isinstance(error, NotFound):  # a missing blob is already deleted; a missing container is not
+                raise error from exc
 
     def describe(self, key: str) -> str:
         return f"azure://{self.account}/{self.container_name}/{key}"

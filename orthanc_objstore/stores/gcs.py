@@ -7,7 +7,15 @@ Retries and timeouts are the SDK's own: ``DEFAULT_RETRY`` bounded by ``RetryTime
 ``(ConnectTimeout, RequestTimeout)`` on every request. Objects up to 8 MiB are one multipart upload,
 larger ones a resumable upload in 32 MiB chunks; an object becomes visible only once complete.
 A whole read is one GET whose CRC32C/MD5 the SDK checks; a range read checks its length.
+
+A 404 does not always say whether the object or the bucket is missing. Google Cloud Storage's answers
+usually say "No such object: …" or "The specified bucket does not exist." (not documented: its
+status-code page shows only "Not Found"); fake-gcs-server says "Not Found" for both. When the words do
+not tell, the bucket is asked (one object listing, which object-level roles allow), so an unexpected
+wording costs a request, never a wrong answer.
 """
+
+from collections.abc import Callable
 
 import requests
 from google.api_core import exceptions as api_exceptions
@@ -18,23 +26,34 @@ from google.cloud.storage import exceptions as storage_exceptions
 from google.cloud.storage.retry import DEFAULT_RETRY
 from requests.adapters import HTTPAdapter
 
-from ..errors import ConfigError, IntegrityError, NotFound, PermissionDenied, StoreError, StoreUnavailable
-from ..store import check_range, exact_range
+from ..errors import (BucketNotFound, ConfigError, IntegrityError, NotFound, PermissionDenied, StoreError,
+                      StoreUnavailable)
+from ..store import read_exact_range
 
 CHUNK_SIZE = 32 * 1024 * 1024  # a multiple of 256 KiB, as resumable uploads require
 POOL_SIZE = 64
 _EMULATOR_PROJECT = "orthanc-objstore"
 
 
-def _translate(exc: Exception, key: str, operation: str) -> StoreError:
-    """The one table from google-cloud's exceptions to the store's errors (messages never quote the SDK)."""
+def _not_found(exc: Exception, key: str, where: str, bucket_exists: Callable[[], bool]) -> StoreError:
+    """A 404: NotFound for a missing object, BucketNotFound for a missing bucket (see the module docstring)."""
+    words = str(exc).lower()
+    if "bucket does not exist" in words or ("no such object" not in words and not bucket_exists()):
+        return BucketNotFound(f"{where}: the bucket does not exist", key)
+    return NotFound(f"{where}: no such object", key)
+
+
+def _translate(exc: Exception, key: str, operation: str,
+               bucket_exists: Callable[[], bool] = lambda: True) -> StoreError:
+    """The one table from google-cloud's exceptions to the store's errors (messages never quote the SDK).
+    ``bucket_exists`` is asked only when a 404 does not say what is missing."""
     where = f"GCS {operation} of {key!r}"
     if isinstance(exc, api_exceptions.RetryError):
         cause = exc.cause if isinstance(exc.cause, Exception) else None
         detail = f" ({type(cause).__name__})" if cause else ""
         return StoreUnavailable(f"{where}: still failing when the retries ran out{detail}", key)
     if isinstance(exc, api_exceptions.NotFound):
-        return NotFound(f"{where}: no such object (or no such bucket)", key)
+        return _not_found(exc, key, where, bucket_exists)
     if isinstance(exc, (api_exceptions.Forbidden, api_exceptions.Unauthorized, auth_exceptions.RefreshError,
                         auth_exceptions.DefaultCredentialsError)):
         return PermissionDenied(f"{where}: access denied ({type(exc).__name__}); check the credentials and "
@@ -46,7 +65,7 @@ def _translate(exc: Exception, key: str, operation: str) -> StoreError:
     if isinstance(exc, storage_exceptions.InvalidResponse):
         status = getattr(getattr(exc, "response", None), "status_code", None)
         if status == 404:
-            return NotFound(f"{where}: no such object", key)
+            return _not_found(exc, key, where, bucket_exists)
         if status == 416:
             return IntegrityError(f"{where}: range past the end of the object", key)
         if status in (401, 403):
@@ -99,12 +118,28 @@ class GcsStore:
         return f"GcsStore(bucket={self.bucket_name!r}, endpoint={where!r})"
 
     def check_bucket(self) -> None:
-        """Raises NotFound when the bucket does not exist; other errors propagate translated."""
+        """Raises BucketNotFound when the bucket does not exist; other errors propagate translated."""
         try:
-            if not self._bucket.exists(timeout=self._timeout, retry=self._retry):
-                raise NotFound(f"the bucket {self.bucket_name!r} does not exist", self.bucket_name)
+            exists = self._bucket.exists(timeout=self._timeout, retry=self._retry)
         except _SDK_ERRORS as exc:
             raise _translate(exc, self.bucket_name, "bucket check") from exc
+        if not exists:
+            raise BucketNotFound(f"the bucket {self.bucket_name!r} does not exist", self.bucket_name)
+
+    def _bucket_exists(self) -> bool:
+        """Whether the bucket exists, asked after a 404 that does not say. When it cannot be checked the
+        answer is yes: the 404 stays a NotFound, as the object's request said."""
+        try:
+            list(self._client.list_blobs(self.bucket_name, max_results=1, timeout=self._timeout, retry=self._retry))
+        except api_exceptions.NotFound:
+            return False
+        except _SDK_ERRORS:
+            return True
+        return True
+
+    def _error(self, exc: Exception, key: str, operation: str) -> StoreError:
+        """``_translate``, with this store's bucket to ask when a 404 is ambiguous."""
+        return _translate(exc, key, operation, self._bucket_exists)
 
     def _blob(self, key: str):
         return self._bucket.blob(key, chunk_size=CHUNK_SIZE)
@@ -114,42 +149,37 @@ class GcsStore:
             self._blob(key).upload_from_string(data, content_type="application/octet-stream",
                                                timeout=self._timeout, retry=self._retry)
         except _SDK_ERRORS as exc:
-            raise _translate(exc, key, "write") from exc
+            raise self._error(exc, key, "write") from exc
 
     def get(self, key: str) -> bytes:
         try:
             return self._bucket.blob(key).download_as_bytes(timeout=self._timeout, retry=self._retry)
         except _SDK_ERRORS as exc:
-            raise _translate(exc, key, "read") from exc
+            raise self._error(exc, key, "read") from exc
 
     def get_range(self, key: str, start: int, length: int) -> bytes:
-        check_range(start, length)
-        if length == 0:
-            self.head(key)
-            return b""
-        try:
-            data = self._bucket.blob(key).download_as_bytes(start=start, end=start + length - 1,
+        def fetch() -> bytes:
+            return self._bucket.blob(key).download_as_bytes(start=start, end=start + length - 1,
                                                             timeout=self._timeout, retry=self._retry)
-        except _SDK_ERRORS as exc:
-            raise _translate(exc, key, "range read") from exc
-        return exact_range(data, key, length, "GCS")
+
+        return read_exact_range(key, start, length, fetch=fetch, head=self.head, sdk_errors=_SDK_ERRORS,
+                                translate=self._error, where="GCS")
 
     def head(self, key: str) -> int:
+        blob = self._bucket.blob(key)
         try:
-            blob = self._bucket.get_blob(key, timeout=self._timeout, retry=self._retry)
+            blob.reload(timeout=self._timeout, retry=self._retry)  # not get_blob(): it hides which 404
         except _SDK_ERRORS as exc:
-            raise _translate(exc, key, "size check") from exc
-        if blob is None:
-            raise NotFound(f"GCS size check of {key!r}: no such object", key)
+            raise self._error(exc, key, "size check") from exc
         return blob.size
 
     def delete(self, key: str) -> None:
         try:
             self._bucket.delete_blob(key, timeout=self._timeout, retry=self._retry)
-        except api_exceptions.NotFound:
-            return
         except _SDK_ERRORS as exc:
-            raise _translate(exc, key, "delete") from exc
+            error = self._error(exc, key, "delete")
+            if not isinstance(error, NotFound):  # a missing object is already deleted; a missing bucket is not
+                raise error from exc
 
     def describe(self, key: str) -> str:
         return f"gs://{self.bucket_name}/{key}"

@@ -12,32 +12,37 @@ import hashlib
 import io
 import logging
 import urllib.parse
+from collections.abc import Callable
 
 import boto3
 import botocore.config
 import botocore.exceptions
 from boto3.s3.transfer import TransferConfig
 
-from ..errors import IntegrityError, NotFound, PermissionDenied, StoreError, StoreUnavailable
-from ..store import check_range, exact_range
+from ..errors import BucketNotFound, IntegrityError, NotFound, PermissionDenied, StoreError, StoreUnavailable
+from ..store import read_exact_range
 
-_NOT_FOUND_CODES = {"NoSuchKey", "404", "NotFound"}
+# A HEAD answer has no body, so a 404 to HEAD object does not say whether the object or the bucket is
+# missing: the bucket is asked (``S3Store._bucket_exists``). GET, PUT and DELETE say NoSuchKey/NoSuchBucket.
+_BODILESS_NOT_FOUND_CODES = {"404", "NotFound"}
 _DENIED_CODES = {"AccessDenied", "403", "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken",
                  "InvalidToken", "AllAccessDisabled"}
 _UNAVAILABLE_CODES = {"SlowDown", "ServiceUnavailable", "InternalError", "RequestTimeout", "Throttling",
                       "ThrottlingException", "500", "502", "503", "504"}
 
 
-def _translate(exc: Exception, key: str, operation: str) -> StoreError:
-    """The one table from botocore's exceptions to the store's errors."""
+def _translate(exc: Exception, key: str, operation: str,
+               bucket_exists: Callable[[], bool] = lambda: True) -> StoreError:
+    """The one table from botocore's exceptions to the store's errors. ``bucket_exists`` is asked only
+    when a bodiless 404 cannot tell a missing object from a missing bucket."""
     where = f"S3 {operation} of {key!r}"
     if isinstance(exc, botocore.exceptions.ClientError):
         code = str(exc.response.get("Error", {}).get("Code", ""))
         status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-        if code in _NOT_FOUND_CODES:
+        if code == "NoSuchBucket" or (code in _BODILESS_NOT_FOUND_CODES and not bucket_exists()):
+            return BucketNotFound(f"{where}: the bucket does not exist", key)
+        if code == "NoSuchKey" or code in _BODILESS_NOT_FOUND_CODES:
             return NotFound(f"{where}: no such object", key)
-        if code == "NoSuchBucket":
-            return StoreError(f"{where}: the bucket does not exist", key)
         if code in _DENIED_CODES:
             return PermissionDenied(f"{where}: access denied ({code})", key)
         if code == "InvalidRange":
@@ -57,6 +62,9 @@ def _translate(exc: Exception, key: str, operation: str) -> StoreError:
     if isinstance(exc, botocore.exceptions.BotoCoreError):
         return StoreError(f"{where}: {type(exc).__name__}", key)
     return StoreError(f"{where}: {type(exc).__name__}", key)
+
+
+_SDK_ERRORS = (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError)
 
 
 def _endpoint_url(endpoint: str) -> str | None:
@@ -101,16 +109,24 @@ class S3Store:
         return f"S3Store(bucket={self.bucket!r}, endpoint={self._config.endpoint or 'AWS'!r})"
 
     def check_bucket(self) -> None:
-        """Raises NotFound when the bucket does not exist; other errors propagate translated."""
+        """Raises BucketNotFound when the bucket does not exist; other errors propagate translated."""
+        try:
+            self._client.head_bucket(Bucket=self.bucket)
+        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError, OSError) as exc:
+            # a 404 to HEAD bucket is about the bucket itself
+            raise _translate(exc, self.bucket, "bucket check", bucket_exists=lambda: False) from exc
+
+    def _bucket_exists(self) -> bool:
+        """Whether the bucket exists, asked after a bodiless 404. When it cannot be checked the answer is
+        yes: the 404 stays a NotFound, as the object's request said."""
         try:
             self._client.head_bucket(Bucket=self.bucket)
         except botocore.exceptions.ClientError as exc:
             code = str(exc.response.get("Error", {}).get("Code", ""))
-            if code in ("404", "NoSuchBucket", "NotFound"):
-                raise NotFound(f"the bucket {self.bucket!r} does not exist", self.bucket) from exc
-            raise _translate(exc, self.bucket, "bucket check") from exc
-        except (botocore.exceptions.BotoCoreError, OSError) as exc:
-            raise _translate(exc, self.bucket, "bucket check") from exc
+            return code not in _BODILESS_NOT_FOUND_CODES and code != "NoSuchBucket"
+        except botocore.exceptions.BotoCoreError:
+            return True
+        return True
 
     def put(self, key: str, data: bytes) -> None:
         try:
@@ -120,8 +136,8 @@ class S3Store:
             else:
                 md5 = base64.b64encode(hashlib.md5(data).digest()).decode()
                 self._client.put_object(Bucket=self.bucket, Key=key, Body=data, ContentMD5=md5, **self._extra)
-        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
-            raise _translate(exc, key, "write") from exc
+        except _SDK_ERRORS as exc:
+            raise self._error(exc, key, "write") from exc
 
     def get(self, key: str) -> bytes:
         try:
@@ -131,33 +147,28 @@ class S3Store:
                 return buffer.getvalue()
             response = self._client.get_object(Bucket=self.bucket, Key=key)
             return _read_body(response, key)
-        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
-            raise _translate(exc, key, "read") from exc
+        except _SDK_ERRORS as exc:
+            raise self._error(exc, key, "read") from exc
 
     def get_range(self, key: str, start: int, length: int) -> bytes:
-        check_range(start, length)
-        if length == 0:
-            self.head(key)
-            return b""
-        try:
-            response = self._client.get_object(Bucket=self.bucket, Key=key,
-                                               Range=f"bytes={start}-{start + length - 1}")
-            data = _read_body(response, key)
-        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
-            raise _translate(exc, key, "range read") from exc
-        return exact_range(data, key, length, "S3")
+        def fetch():
+            range_header = f"bytes={start}-{start + length - 1}"
+            return _read_body(self._client.get_object(Bucket=self.bucket, Key=key, Range=range_header), key)
+
+        return read_exact_range(key, start, length, fetch=fetch, head=self.head, sdk_errors=_SDK_ERRORS,
+                                translate=self._error, where="S3")
 
     def head(self, key: str) -> int:
         try:
             return self._client.head_object(Bucket=self.bucket, Key=key)["ContentLength"]
-        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
-            raise _translate(exc, key, "size check") from exc
+        except _SDK_ERRORS as exc:
+            raise self._error(exc, key, "size check") from exc
 
     def delete(self, key: str) -> None:
         try:
             self._client.delete_object(Bucket=self.bucket, Key=key)
-        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
-            raise _translate(exc, key, "delete") from exc
+        except _SDK_ERRORS as exc:
+            raise self._error(exc, key, "delete") from exc
 
     def describe(self, key: str) -> str:
         return f"s3://{self.bucket}/{key}"
@@ -170,7 +181,11 @@ class S3Store:
                 for item in page.get("Contents", []):
                     yield item["Key"], item["Size"]
         except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
-            raise _translate(exc, prefix, "listing") from exc
+            raise self._error(exc, prefix, "listing") from exc
+
+    def _error(self, exc: Exception, key: str, operation: str) -> StoreError:
+        """``_translate``, with this store's bucket to ask when a 404 is ambiguous."""
+        return _translate(exc, key, operation, self._bucket_exists)
 
 
 def _read_body(response, key) -> bytes:

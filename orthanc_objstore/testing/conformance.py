@@ -3,15 +3,16 @@
 Each ``check_*`` function takes a store (empty or not: keys are unique per call) and raises
 ``AssertionError`` on a violation. ``CHECKS`` lists them all; ``tests/test_conformance.py`` runs
 every check against every store, providers and wrappers alike, so that no store gets a
-hand-picked subset.
+hand-picked subset. ``BUCKET_CHECKS`` take instead a store over a bucket/container that does not
+exist; every store with a bucket (the providers, and wrappers around them) runs them.
 """
 
 import concurrent.futures
 import os
 import uuid as uuidlib
 
-from ..errors import IntegrityError, NotFound
-from ..store import PROTOCOL_METHODS, exists
+from ..errors import BucketNotFound, IntegrityError, NotFound
+from ..store import PROTOCOL_METHODS, StartupCheck, exists
 
 LARGE_SIZE = 50 * 1024 * 1024
 
@@ -147,4 +148,25 @@ def check_large_object(store):
         store.delete(key)
 
 
-CHECKS = [value for name, value in sorted(globals().items()) if name.startswith("check_")]
+def check_missing_bucket_is_not_not_found(store):
+    """Every operation on a missing bucket raises BucketNotFound: a NotFound would send hybrid mode and the
+    move job to "the file is elsewhere", and a delete that returned would hide the missing bucket."""
+    key = _key("no-bucket")
+    operations = {"put": lambda: store.put(key, b"x"), "get": lambda: store.get(key),
+                  "get_range": lambda: store.get_range(key, 0, 1), "empty get_range": lambda: store.get_range(key, 0, 0),
+                  "head": lambda: store.head(key), "delete": lambda: store.delete(key)}
+    if isinstance(store, StartupCheck):
+        operations["check_bucket"] = store.check_bucket
+    for name, operation in operations.items():
+        try:
+            operation()
+        except BucketNotFound:
+            continue
+        except NotFound as exc:
+            raise AssertionError(f"{name} on a missing bucket raised NotFound ({exc})") from exc
+        raise AssertionError(f"{name} on a missing bucket did not fail")
+
+
+BUCKET_CHECKS = [check_missing_bucket_is_not_not_found]
+CHECKS = [value for name, value in sorted(globals().items())
+          if name.startswith("check_") and value not in BUCKET_CHECKS]

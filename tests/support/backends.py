@@ -57,9 +57,13 @@ class S3Backend:
     def missing_container_settings(self) -> dict:
         return self.settings(BucketName="no-such-bucket-here")
 
-    def store(self):
-        return S3Store(S3Config(bucket_name=self.bucket, region="us-east-1", endpoint=self.moto.url,
+    def store(self, bucket=None):
+        return S3Store(S3Config(bucket_name=bucket or self.bucket, region="us-east-1", endpoint=self.moto.url,
                                 access_key="test", secret_key="test", virtual_addressing=False, max_retries=2))
+
+    def missing_bucket_store(self):
+        """A store over a bucket that does not exist on this server."""
+        return self.store(bucket=f"missing-{uuid.uuid4().hex[:12]}")
 
     def close(self):
         self.proxy.close()
@@ -112,6 +116,14 @@ class AzureBackend:
         port = self.proxy.port if proxied else None
         return AzureStore(AzureConfig(connection_string=self.azurite.connection_string(port),
                                       container_name=self.container, **options))
+
+    def missing_bucket_store(self):
+        """A store over a container that does not exist in this account (and may not be created)."""
+        from orthanc_objstore.config import AzureConfig
+        from orthanc_objstore.stores.azure import AzureStore
+        return AzureStore(AzureConfig(connection_string=self.azurite.connection_string(),
+                                      container_name=f"missing-{uuid.uuid4().hex[:12]}",
+                                      create_container_if_not_exists=False))
 
     def close(self):
         self.proxy.close()
@@ -169,6 +181,12 @@ class GcsBackend:
         from orthanc_objstore.stores.gcs import GcsStore
         endpoint = self.proxy.url if proxied else self.server.url
         return GcsStore(GcsConfig(bucket_name=self.bucket_name, emulator_host=endpoint, **options))
+
+    def missing_bucket_store(self):
+        """A store over a bucket that does not exist on this server."""
+        from orthanc_objstore.config import GcsConfig
+        from orthanc_objstore.stores.gcs import GcsStore
+        return GcsStore(GcsConfig(bucket_name=f"missing-{uuid.uuid4().hex[:12]}", emulator_host=self.server.url))
 
     def close(self):
         self.server.stop()
