@@ -244,11 +244,19 @@ def dump_stacks(pid: int, root: str | None = None) -> tuple[str, list[str]]:
     if py_spy is None:
         missing.append("py-spy (pip install py-spy)")
     else:
+        prefix = [py_spy]
+        if root:
+            # py-spy opens the files a process maps under /proc/PID/root, with the paths the host sees
+            # (ROOT/usr/lib/...): inside the chroot, ROOT must lead back to the chroot itself.
+            mirror = os.path.join(root, root.lstrip("/"))
+            if not os.path.lexists(mirror):
+                os.makedirs(os.path.dirname(mirror), exist_ok=True)
+                os.symlink(os.path.relpath(root, os.path.dirname(mirror)), mirror)
         # a stopped (SIGSTOP) process cannot be suspended by py-spy: --nonblocking reads it as it is
         for title, options in (("py-spy dump", []), ("py-spy dump --native", ["--native"])):
-            output = _run_tool([py_spy, "dump", *options, "--pid", str(pid)])
+            output = _run_tool([*prefix, "dump", *options, "--pid", str(pid)])
             if "Failed to suspend process" in output and not options:
-                title, output = "py-spy dump --nonblocking", _run_tool([py_spy, "dump", "--nonblocking", "--pid", str(pid)])
+                title, output = "py-spy dump --nonblocking", _run_tool([*prefix, "dump", "--nonblocking", "--pid", str(pid)])
             parts.append(f"===== {title} --pid {pid}\n{output}")
     gdb = shutil.which("gdb")
     if gdb is None:
