@@ -17,6 +17,7 @@ import json
 import logging
 import os
 import re
+import threading
 import time
 
 import orthanc
@@ -121,10 +122,41 @@ def orthanc_api(configuration: dict) -> tuple[OrthancApi, str]:
     return LoopbackApi(settings), f"over {settings!r} (Python.AllowThreads is off or not supported)"
 
 
-def core_jobs() -> list[str]:
-    """The core's job ids. In process even without AllowThreads: over HTTP, ``GET /jobs`` reaches this
-    plugin's own route; the job registry is not the index and never waits for a storage callback."""
-    return list(json.loads(orthanc.RestApiGet("/jobs")))
+class CoreJobs:
+    """The ids of Orthanc's own jobs, for ``GET /jobs`` (which this plugin answers, to list its move jobs too).
+
+    Over HTTP, ``GET /jobs`` would reach this plugin's own route, and the in-process call waits, with
+    the GIL held, on a lock that Orthanc < 1.12.2 shares between all plugins (another plugin may hold it
+    while it reads a file through our storage callback). So, unless the in-process port is safe, the
+    ids come from Orthanc's job events (queued by the Python plugin, no lock) and are checked over the
+    port; jobs Orthanc reloaded at start-up are listed once an event names them.
+    """
+
+    def __init__(self, api: OrthancApi, in_process: bool, keep: int = 1000):
+        self.api = api
+        self.in_process = in_process
+        self.keep = keep
+        self._seen: dict[str, None] = {}
+        self._lock = threading.Lock()
+
+    def on_change(self, change_type, resource):
+        if change_type in (orthanc.ChangeType.JOB_SUBMITTED, orthanc.ChangeType.JOB_SUCCESS,
+                           orthanc.ChangeType.JOB_FAILURE) and resource:
+            with self._lock:
+                self._seen[resource] = None
+                while len(self._seen) > self.keep:
+                    self._seen.pop(next(iter(self._seen)))
+
+    def __call__(self) -> list[str]:
+        if self.in_process:
+            return list(json.loads(orthanc.RestApiGet("/jobs")))
+        with self._lock:
+            candidates = list(self._seen)
+        present = [job for job in candidates if self.api.get_json(f"/jobs/{job}") is not None]
+        with self._lock:
+            for job in set(candidates) - set(present):
+                self._seen.pop(job, None)  # removed from Orthanc's job history
+        return present
 
 
 def error_codes() -> ErrorCodes:
@@ -165,9 +197,15 @@ class Lifecycle:
     def __init__(self):
         self.on_started = []
         self.on_stopped = []
+        self.on_change = []  # (change_type, resource) of every other change
         orthanc.RegisterOnChangeCallback(self._on_change)
 
     def _on_change(self, change_type, level, resource):
+        for listener in self.on_change:
+            try:
+                listener(change_type, resource)
+            except Exception:  # noqa: BLE001
+                log.exception("error while handling Orthanc's change %s", change_type)
         handlers = {orthanc.ChangeType.ORTHANC_STARTED: self.on_started,
                     orthanc.ChangeType.ORTHANC_STOPPED: self.on_stopped}.get(change_type, ())
         for handler in handlers:
@@ -247,6 +285,8 @@ def install(started=None):
         manager.load()  # persisted jobs answer over REST at once; their workers start with Orthanc
         lifecycle.on_started.append(manager.start)
         lifecycle.on_stopped.append(manager.stop)
+    core_jobs = CoreJobs(api, isinstance(api, InProcessApi))
+    lifecycle.on_change.append(core_jobs.on_change)
     for pattern, callback in MoveStorageRoutes(api, area, manager, plugin_config.common.hybrid_mode,
                                                core_jobs).routes():
         orthanc.RegisterRestCallback(pattern, callback)

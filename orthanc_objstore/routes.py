@@ -149,12 +149,12 @@ class MoveStorageRoutes:
 
     def list_jobs(self, output, request: Request):
         assert self.manager is not None
-        core = self.core_jobs()
-        if "expand" not in request.get:
-            answer_json(output, core + [job.id for job in self.manager.jobs()])
-            return
-        expanded = []
         with self.api.handler_slot():
+            core = self.core_jobs()
+            if "expand" not in request.get:
+                answer_json(output, core + [job.id for job in self.manager.jobs()])
+                return
+            expanded = []
             for job_id in core:
                 status = self.api.get_json(f"/jobs/{job_id}")
                 if status is not None:  # else removed from the history meanwhile
