@@ -12,6 +12,7 @@ from . import encryption, hybrid
 from .area import ObjectArea
 from .config import (AZURE_SECTION, GCS_SECTION, HYBRID_DISABLED, S3_SECTION, CommonConfig, PluginConfig)
 from .errors import ConfigError, NotFound, StoreError
+from .metered import MeteredArea, StorageMetrics
 from .naming import LEGACY, Naming
 from .stores.filesystem import FileSystemStore
 
@@ -84,12 +85,26 @@ def file_system_area(common: CommonConfig, budget=None) -> ObjectArea:
     return ObjectArea(store, Naming(structure=LEGACY), storage_name="file-system")
 
 
-def build_area(config: PluginConfig, store=None):
-    """The area Orthanc's callbacks talk to. ``store`` replaces the provider (tests)."""
+def storage_metrics(config: PluginConfig) -> StorageMetrics:
+    """The metrics of this deployment: per storage side, with hybrid fallbacks and move jobs in hybrid mode."""
+    return StorageMetrics(hybrid=config.common.hybrid_mode != HYBRID_DISABLED)
+
+
+def build_area(config: PluginConfig, store=None, metrics: StorageMetrics | None = None):
+    """The area Orthanc's callbacks talk to. ``store`` replaces the provider (tests); with ``metrics``, each
+    side is a ``MeteredArea`` (the offline tools pass none: they need the bare areas)."""
     common = config.common
     # Both sides of hybrid mode share one MaxConcurrentInputSize budget.
     budget = encryption.shared_budget(common.encryption) if common.encryption else None
-    objects = ObjectArea(wrap_encryption(store or provider_store(config), common, budget), object_naming(common))
+    provider = store or provider_store(config)
+    objects = ObjectArea(wrap_encryption(provider, common, budget), object_naming(common))
+    if metrics is not None:
+        metrics.count_retries(provider)
+        objects = MeteredArea(objects, metrics, hybrid.OBJECT_STORAGE)
     if common.hybrid_mode == HYBRID_DISABLED:
         return objects
-    return hybrid.build_hybrid_area(objects, file_system_area(common, budget), common.hybrid_mode)
+    file_system = file_system_area(common, budget)
+    if metrics is None:
+        return hybrid.build_hybrid_area(objects, file_system, common.hybrid_mode)
+    return hybrid.build_hybrid_area(objects, MeteredArea(file_system, metrics, hybrid.FILE_SYSTEM),
+                                    common.hybrid_mode, on_fallback=metrics.fallbacks.add)

@@ -33,7 +33,9 @@ STORAGE_NAMES = (FILE_SYSTEM, OBJECT_STORAGE)
 class HybridArea:
     """Writes to ``primary``; reads from ``primary`` then ``secondary``; removes from both."""
 
-    def __init__(self, primary: Area, secondary: Area, *, file_system: Area, object_storage: Area):
+    def __init__(self, primary: Area, secondary: Area, *, file_system: Area, object_storage: Area,
+                 on_fallback=None):
+        self.on_fallback = on_fallback or (lambda: None)  # metrics: a read served by the secondary
         self.primary = primary
         self.secondary = secondary
         self.sides = {FILE_SYSTEM: file_system, OBJECT_STORAGE: object_storage}
@@ -76,7 +78,9 @@ class HybridArea:
         except NotFound:
             log.debug("attachment %s is not in the primary storage, trying the secondary", uuid)
         try:
-            return operation(self.secondary)
+            data = operation(self.secondary)
+            self.on_fallback()
+            return data
         except NotFound as missing:
             log.debug("attachment %s is in neither storage, asking the primary once more", uuid)
             try:
@@ -85,7 +89,7 @@ class HybridArea:
                 raise missing from None
 
 
-def build_hybrid_area(objects: Area, file_system: Area, mode: str) -> HybridArea:
+def build_hybrid_area(objects: Area, file_system: Area, mode: str, on_fallback=None) -> HybridArea:
     """The hybrid area for ``HybridMode`` ``mode`` (config.py has already refused unknown modes)."""
     if mode == HYBRID_WRITE_TO_FILE_SYSTEM:
         primary, secondary = file_system, objects
@@ -93,4 +97,4 @@ def build_hybrid_area(objects: Area, file_system: Area, mode: str) -> HybridArea
         primary, secondary = objects, file_system
     else:
         raise ValueError(f"not a hybrid mode: {mode!r}")
-    return HybridArea(primary, secondary, file_system=file_system, object_storage=objects)
+    return HybridArea(primary, secondary, file_system=file_system, object_storage=objects, on_fallback=on_fallback)
