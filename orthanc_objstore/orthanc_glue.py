@@ -188,6 +188,9 @@ def metrics_publisher(metrics: Metrics, configuration: dict) -> tuple[Publisher 
     1.12.2 that mutex only guards a reference count; with ``AllowThreads`` the GIL is released meanwhile.
     """
     forced = os.environ.get(METRICS_VARIABLE, "").strip().lower()
+    if forced not in ("", "publish", "off"):
+        log.warning("%s=%r is not one of publish, off; ignored", METRICS_VARIABLE, forced)
+        forced = ""
     safe = orthanc.CheckVersionAdvanced(1, 12, 2) or threads_allowed(configuration)
     if forced == "off" or not (safe or forced == "publish"):
         return None, f"only in {METRICS_ROUTE}" + ("" if forced else " (Orthanc < 1.12.2 without AllowThreads)")
