@@ -9,12 +9,13 @@ import importlib
 import logging
 
 from . import encryption
-from .area import FILE_SYSTEM, Area, ObjectArea
+from .area import FILE_SYSTEM, OBJECT_STORAGE, Area, ObjectArea
 from .config import (AZURE_SECTION, GCS_SECTION, HYBRID_DISABLED, HYBRID_WRITE_TO_FILE_SYSTEM,
                      HYBRID_WRITE_TO_OBJECT_STORAGE, S3_SECTION, CommonConfig, PluginConfig)
 from .crypto import ByteBudget
 from .errors import BucketNotFound, ConfigError, StoreError
 from .hybrid import HybridArea
+from .metered import MeteredArea, StorageMetrics
 from .naming import LEGACY, Naming
 from .store import StartupCheck, Store
 from .stores.filesystem import FileSystemStore
@@ -88,7 +89,7 @@ def file_system_area(common: CommonConfig, budget: ByteBudget | None = None) -> 
     return ObjectArea(store, Naming(structure=LEGACY), storage_name=FILE_SYSTEM)
 
 
-def build_hybrid_area(objects: Area, file_system: Area, mode: str) -> HybridArea:
+def build_hybrid_area(objects: Area, file_system: Area, mode: str, on_fallback=None) -> HybridArea:
     """The hybrid area for ``HybridMode`` ``mode`` (config.py has already refused unknown modes)."""
     if mode == HYBRID_WRITE_TO_FILE_SYSTEM:
         primary, secondary = file_system, objects
@@ -96,15 +97,29 @@ def build_hybrid_area(objects: Area, file_system: Area, mode: str) -> HybridArea
         primary, secondary = objects, file_system
     else:
         raise ValueError(f"not a hybrid mode: {mode!r}")
-    return HybridArea(primary, secondary, file_system=file_system, object_storage=objects)
+    return HybridArea(primary, secondary, file_system=file_system, object_storage=objects, on_fallback=on_fallback)
 
 
-def build_area(config: PluginConfig, store: Store | None = None) -> Area:
-    """The area Orthanc's callbacks talk to. ``store`` replaces the provider (tests)."""
+def storage_metrics(config: PluginConfig) -> StorageMetrics:
+    """The metrics of this deployment: per storage side, with hybrid fallbacks and move jobs in hybrid mode."""
+    return StorageMetrics(hybrid=config.common.hybrid_mode != HYBRID_DISABLED)
+
+
+def build_area(config: PluginConfig, store: Store | None = None, metrics: StorageMetrics | None = None) -> Area:
+    """The area Orthanc's callbacks talk to. ``store`` replaces the provider (tests); with ``metrics``, each
+    side is a ``MeteredArea`` (the offline tools pass none: they need the bare areas)."""
     common = config.common
     # Both sides of hybrid mode share one MaxConcurrentInputSize budget.
     budget = encryption.shared_budget(common.encryption) if common.encryption else None
-    objects = ObjectArea(wrap_encryption(store or provider_store(config), common, budget), object_naming(common))
+    provider = store or provider_store(config)
+    objects = ObjectArea(wrap_encryption(provider, common, budget), object_naming(common))
+    if metrics is not None:
+        metrics.count_retries(provider)
+        objects = MeteredArea(objects, metrics, OBJECT_STORAGE)
     if common.hybrid_mode == HYBRID_DISABLED:
         return objects
-    return build_hybrid_area(objects, file_system_area(common, budget), common.hybrid_mode)
+    file_system: Area = file_system_area(common, budget)
+    if metrics is None:
+        return build_hybrid_area(objects, file_system, common.hybrid_mode)
+    return build_hybrid_area(objects, MeteredArea(file_system, metrics, FILE_SYSTEM), common.hybrid_mode,
+                             on_fallback=metrics.fallbacks.add)

@@ -43,7 +43,9 @@ T = TypeVar("T")
 class HybridArea:
     """Writes to ``primary``; reads from ``primary`` then ``secondary``; removes from both."""
 
-    def __init__(self, primary: Area, secondary: Area, *, file_system: Area, object_storage: Area):
+    def __init__(self, primary: Area, secondary: Area, *, file_system: Area, object_storage: Area,
+                 on_fallback=None):
+        self.on_fallback = on_fallback or (lambda: None)  # metrics: a read served by the secondary
         self.primary = primary
         self.secondary = secondary
         self.sides = {FILE_SYSTEM: file_system, OBJECT_STORAGE: object_storage}
@@ -87,7 +89,9 @@ class HybridArea:
         except NotFound:
             log.debug("attachment %s is not in the primary storage, trying the secondary", uuid)
         try:
-            return operation(self.secondary)
+            data = operation(self.secondary)
+            self.on_fallback()
+            return data
         except NotFound as missing:
             log.debug("attachment %s is in neither storage, asking the primary once more", uuid)
             try:

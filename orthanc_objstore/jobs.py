@@ -32,10 +32,11 @@ class JobManager:
     """
 
     def __init__(self, index: OrthancIndex, areas: Callable[[str], Area], job_store: JobStore, workers: int = 8,
-                 keep_finished: int = 100):
+                 keep_finished: int = 100, on_step: Callable[[str, int], None] | None = None):
         self.job_store = job_store
         self.keep_finished = keep_finished
         self.runner = JobRunner(index, areas, job_store, workers, self._finish, lambda: self._stopping)
+        self.runner.on_step = on_step or self.runner.on_step  # metrics: (outcome, bytes) of each finished step
         self._jobs: dict[str, MoveJob] = {}
         self._wake = threading.Condition()
         self._stopping = False
@@ -176,6 +177,7 @@ class JobRunner:
         self.workers = workers
         self.finish = finish
         self.stopping = stopping
+        self.on_step: Callable[[str, int], None] = lambda outcome, size: None
 
     def run(self, job: MoveJob) -> None:
         with job.lock:
@@ -234,7 +236,9 @@ class JobRunner:
             error = "on neither storage"
             log.warning("move job %s: attachment %s of %s is on neither storage", job.id, attachment.uuid,
                         attachment.resource)
-        self.job_store.append(job.id, job.record(step, outcome, error))
+        record = job.record(step, outcome, error)
+        self.job_store.append(job.id, record)
+        self.on_step(outcome, record["b"])
 
 
 def _summary(groups):

@@ -31,6 +31,7 @@ from .hybrid import HybridArea
 from .index import OrthancApi, OrthancCallError, RestIndex
 from .jobs import FileJobStore, JobManager
 from .loopback import LoopbackApi, LoopbackSettings
+from .metrics import Metrics, Publisher
 from .orphans import OrphanReaper
 from .rest import route
 from .routes import MoveStorageRoutes
@@ -39,6 +40,8 @@ log = logging.getLogger("orthanc_objstore")
 
 STORAGE_API_VARIABLE = "ORTHANC_OBJSTORE_STORAGE_API"
 MOVE_WORKERS = 8
+METRICS_VARIABLE = "ORTHANC_OBJSTORE_METRICS"  # "publish" / "off": override the choice of metrics_publisher()
+METRICS_ROUTE = "/objstore/metrics-prometheus"
 JOBS_FOLDER = "objstore-jobs"  # inside StorageDirectory, which hybrid mode needs persistent anyway
 
 
@@ -215,6 +218,32 @@ class Lifecycle:
                 log.exception("error while handling Orthanc's %s event", change_type)
 
 
+def metrics_publisher(metrics: Metrics, configuration: dict) -> tuple[Publisher | None, str]:
+    """Publishes the plugin's metrics into /tools/metrics-prometheus where ``SetMetricsValue`` is safe.
+
+    Orthanc up to 1.12.1 runs every plugin service under one mutex that other plugins' calls (e.g.
+    ``GetDicomForInstance``, which reads from this storage) hold while they wait for the GIL; a thread
+    holding the GIL inside ``SetMetricsValue`` then freezes Orthanc (reproduced on 1.10.1 + 4.0). Since
+    1.12.2 that mutex only guards a reference count; with ``AllowThreads`` the GIL is released meanwhile.
+    """
+    forced = os.environ.get(METRICS_VARIABLE, "").strip().lower()
+    if forced not in ("", "publish", "off"):
+        log.warning("%s=%r is not one of publish, off; ignored", METRICS_VARIABLE, forced)
+        forced = ""
+    safe = orthanc.CheckVersionAdvanced(1, 12, 2) or threads_allowed(configuration)
+    if forced == "off" or not (safe or forced == "publish"):
+        return None, f"only in {METRICS_ROUTE}" + ("" if forced else " (Orthanc < 1.12.2 without AllowThreads)")
+    integer = getattr(orthanc, "SetMetricsIntegerValue", None)  # int64 (plugin 7.1); else float32
+
+    def publish(name, value):
+        if integer is not None and float(value).is_integer():
+            integer(name, int(value), orthanc.MetricsType.DEFAULT)
+        else:
+            orthanc.SetMetricsValue(name, float(value), orthanc.MetricsType.DEFAULT)
+
+    return Publisher(metrics, publish), f"in /tools/metrics-prometheus and {METRICS_ROUTE}"
+
+
 def storage_api() -> str:
     """"v3" when the Python plugin has ``RegisterStorageArea3`` (unless ORTHANC_OBJSTORE_STORAGE_API=v1), else "v1"."""
     forced = os.environ.get(STORAGE_API_VARIABLE, "").strip().lower()
@@ -258,7 +287,8 @@ def install(started=None):
             log.warning("%s", warning)
         if plugin_config is None:
             return None
-        area = build.build_area(plugin_config)
+        metrics = build.storage_metrics(plugin_config)
+        area = build.build_area(plugin_config, metrics=metrics)
     except ConfigError as exc:
         for problem in exc.problems:
             log.error("invalid configuration: %s", problem)
@@ -267,6 +297,13 @@ def install(started=None):
     lifecycle = Lifecycle()
     reaper = OrphanReaper(area)
     lifecycle.on_stopped.append(reaper.stop)
+    metrics.watch_orphans(reaper.pending)
+    publisher, metrics_where = metrics_publisher(metrics.metrics, configuration)
+    if publisher is not None:
+        lifecycle.on_started.append(publisher.start)
+        lifecycle.on_stopped.append(publisher.stop)
+    orthanc.RegisterRestCallback(METRICS_ROUTE, route(lambda output, request: output.AnswerBuffer(
+        metrics.metrics.prometheus_text(), "text/plain; version=0.0.4"), "GET"))
     read_failures = ReadFailures()
     version = storage_api()
     callbacks = StorageCallbacks(area, reaper, error_codes() if version == "v3" else ErrorCodes(),
@@ -281,7 +318,7 @@ def install(started=None):
     manager = None
     if isinstance(area, HybridArea):  # hybrid mode: move jobs
         manager = JobManager(RestIndex(api), area.side, FileJobStore(jobs_folder(plugin_config.common)),
-                             workers=MOVE_WORKERS)
+                             workers=MOVE_WORKERS, on_step=metrics.move_step)
         manager.load()  # persisted jobs answer over REST at once; their workers start with Orthanc
         lifecycle.on_started.append(manager.start)
         lifecycle.on_stopped.append(manager.stop)
@@ -290,6 +327,6 @@ def install(started=None):
     for pattern, callback in MoveStorageRoutes(api, area, manager, plugin_config.common.hybrid_mode,
                                                core_jobs).routes():
         orthanc.RegisterRestCallback(pattern, callback)
-    log.warning("orthanc-objstore %s: storage area in %r through %s; Orthanc's REST API %s; started in %.3f s",
-                __version__, area, registered, how, time.monotonic() - started)
+    log.warning("orthanc-objstore %s: storage area in %r through %s; Orthanc's REST API %s; metrics %s; started "
+                "in %.3f s", __version__, area, registered, how, metrics_where, time.monotonic() - started)
     return callbacks

@@ -108,6 +108,16 @@ class S3Store:
     def __repr__(self) -> str:
         return f"S3Store(bucket={self.bucket!r}, endpoint={self._config.endpoint or 'AWS'!r})"
 
+    def count_retries(self, on_retry) -> None:
+        """Calls ``on_retry()`` each time botocore sends a request again (its retry loop creates a new
+        request per attempt; attempts after the first are retries). For metrics."""
+
+        def created(request, **_):
+            if request.context.get("retries", {}).get("attempt", 1) > 1:
+                on_retry()
+
+        self._client.meta.events.register("request-created.s3", created)
+
     def check_bucket(self) -> None:
         """Raises BucketNotFound when the bucket does not exist; other errors propagate translated."""
         try:
