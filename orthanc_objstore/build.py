@@ -112,7 +112,7 @@ def build_area(config: PluginConfig, store: Store | None = None, metrics: Storag
     # Both sides of hybrid mode share one MaxConcurrentInputSize budget.
     budget = encryption.shared_budget(common.encryption) if common.encryption else None
     provider = store or provider_store(config)
-    objects = ObjectArea(wrap_encryption(provider, common, budget), object_naming(common))
+    objects: Area = ObjectArea(wrap_encryption(provider, common, budget), object_naming(common))
     if metrics is not None:
         metrics.count_retries(provider)
         objects = MeteredArea(objects, metrics, OBJECT_STORAGE)

@@ -160,10 +160,11 @@ def _encryption_section(parent: Section, raw) -> EncryptionConfig | None:
             section.problem("PreviousMasterKeys", "must be an array of [id, \"/path\"] pairs")
         else:
             old = [rules.master_key(section, f"PreviousMasterKeys[{i}]", item) for i, item in enumerate(previous)]
-    if current is None or None in old:
+    keys = [key for key in old if key is not None]
+    if current is None or len(keys) != len(old):
         return None
-    rules.distinct_key_ids(section, current, old)
-    return EncryptionConfig(**{**values, "master_key": current, "previous_master_keys": tuple(old)})
+    rules.distinct_key_ids(section, current, keys)
+    return EncryptionConfig(**{**values, "master_key": current, "previous_master_keys": tuple(keys)})
 
 
 COMMON_RULES = (rules.root_path_is_relative, _migration_means_write_to_object_storage, _encryption)

@@ -128,7 +128,8 @@ def _strict_json(text: str) -> str:
             end = _string_end(text, i)
             token, i = text[i:end], end
         elif c in "-+0123456789":
-            number = _NUMBER.match(text, i).group()
+            match = _NUMBER.match(text, i)
+            number = match.group() if match else ""
             token, i = _number(text, i, number), i + len(number)
         else:
             token, i = c, i + 1

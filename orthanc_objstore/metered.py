@@ -131,7 +131,7 @@ class MeteredArea:
     def __repr__(self) -> str:
         return repr(self.inner)
 
-    def create(self, uuid: str, content_type: int, data: bytes) -> Location | None:
+    def create(self, uuid: str, content_type: int, data: bytes) -> Location:
         try:
             location = self.inner.create(uuid, content_type, data)
         except BaseException as exc:

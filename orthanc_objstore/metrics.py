@@ -86,7 +86,7 @@ class Metrics:
         with self._lock:
             counters = list(self._counters.items())
             gauges = list(self._gauges.items())
-        result = [(names(*key), counter.value) for key, counter in counters]
+        result: list[tuple[str, float]] = [(names(*key), counter.value) for key, counter in counters]
         for key, read in gauges:
             try:
                 result.append((names(*key), read()))

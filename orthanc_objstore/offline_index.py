@@ -142,7 +142,8 @@ def read_rest_index(url: str, user: str | None = None, password: str | None = No
 
 
 def _all_ids(rest: OrthancRest, folder: str) -> list[str]:
-    ids, since = [], 0
+    ids: list[str] = []
+    since = 0
     while True:
         page = rest.get(f"/{folder}?since={since}&limit={REST_PAGE}") or []
         ids += page

@@ -101,7 +101,7 @@ class InProcessApi:
 
 
 def _status(exc) -> int:
-    code = exc.args[0] if exc.args and isinstance(exc.args[0], int) else None
+    code = exc.args[0] if exc.args and isinstance(exc.args[0], int) else -1
     return {17: 404, 8: 400, 9: 400, 10: 400, 11: 400, 12: 400}.get(code, 500)
 
 
