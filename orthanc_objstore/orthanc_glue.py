@@ -33,6 +33,7 @@ from .loopback import LoopbackApi, LoopbackSettings
 from .orphans import OrphanReaper
 from .rest import route
 from .routes import MoveStorageRoutes
+from .tiering import TieringPolicy
 
 log = logging.getLogger("orthanc_objstore")
 
@@ -247,6 +248,11 @@ def install(started=None):
         manager.load()  # persisted jobs answer over REST at once; their workers start with Orthanc
         lifecycle.on_started.append(manager.start)
         lifecycle.on_stopped.append(manager.stop)
+        tiering = plugin_config.common.tiering
+        if tiering is not None and tiering.enabled:  # automatic moves by age (tiering.py)
+            policy = TieringPolicy(api, manager, tiering, os.path.join(jobs_folder(plugin_config.common), "tiering.jsonl"))
+            lifecycle.on_started.append(policy.start)
+            lifecycle.on_stopped.insert(0, policy.stop)
     for pattern, callback in MoveStorageRoutes(api, area, manager, plugin_config.common.hybrid_mode,
                                                core_jobs).routes():
         orthanc.RegisterRestCallback(pattern, callback)
