@@ -191,10 +191,6 @@ def _tiering(section: Section, values: dict) -> None:
     tiering = Section(f"{section.name}.{TIERING_SECTION}", raw, section.problems, options(TIERING_SECTION))
     section.children.append(tiering)
     read = tiering.read(TieringConfig)
-    if values["hybrid_mode"] == HYBRID_DISABLED:
-        section.problem(TIERING_SECTION, "only works in hybrid mode; set HybridMode to \"WriteToFileSystem\" or "
-                                         "\"WriteToObjectStorage\", or remove the Tiering section")
-        return
     if not isinstance(raw, dict):
         return
     parsed = {}
@@ -210,7 +206,10 @@ def _tiering(section: Section, values: dict) -> None:
             parsed["window"] = Window.parse(read["window"])
         except ValueError as exc:
             tiering.problem("Window", str(exc))
-    if len(parsed) == 2 + (read["window"] is not None):
+    if values["hybrid_mode"] == HYBRID_DISABLED:
+        section.problem(TIERING_SECTION, "only works in hybrid mode; set HybridMode to \"WriteToFileSystem\" or "
+                                         "\"WriteToObjectStorage\", or remove the Tiering section")
+    elif len(parsed) == 2 + (read["window"] is not None):
         values["tiering"] = TieringConfig(**{**read, **parsed})
 
 
