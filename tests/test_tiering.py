@@ -76,10 +76,10 @@ def archive(tmp_path):
     world.manager.stop()
 
 
-def policy_of(archive, tmp_path, after="30d", window=None, bound=8, now=None):
+def policy_of(archive, tmp_path, after="30d", window=None, bound=8, now=None, manager=None):
     tiering = TieringConfig(parse_duration(after), 3600, window and Window.parse(window), bound)
     clock = now or (lambda: datetime.datetime(2026, 12, 1, 12, 0))
-    return TieringPolicy(archive.api, archive.manager, tiering, str(tmp_path / "tiering.jsonl"),
+    return TieringPolicy(archive.api, manager or archive.manager, tiering, str(tmp_path / "tiering.jsonl"),
                          clock=lambda: archive.now, local_now=clock)
 
 
@@ -202,3 +202,22 @@ def _wait(condition, timeout=10):
             return True
         event.wait(0.01)
     return False
+
+
+def test_a_policy_job_interrupted_by_a_restart_resumes_bounded_and_is_recorded(archive, tmp_path):
+    study = archive.add_study(40 * DAY, instances=3)
+    archive.manager.stop()  # Orthanc stops before the job ran
+    policy = policy_of(archive, tmp_path, bound=1)
+    job = archive.manager.submit({"Studies": [study]}, "object-storage", TIERING_PRIORITY)
+    policy.state.append({"job": job.id, "studies": [[study, archive.api.studies[study]]]})
+
+    restarted = jobs.JobManager(archive.manager.runner.index, archive.area.side, archive.manager.job_store, workers=4)
+    policy = policy_of(archive, tmp_path, bound=1, manager=restarted)
+    restarted.start()
+    try:
+        assert restarted.limits(restarted.get(job.id)).workers == 1  # still the policy's, after the restart
+        report = policy.run_pass()
+    finally:
+        restarted.stop()
+    assert restarted.get(job.id).state == "Success" and archive.on_object_storage(study) == 3
+    assert (report.moved, report.already_moved, report.submitted) == (1, 1, 0)
