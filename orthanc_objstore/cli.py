@@ -54,6 +54,7 @@ def _list_options() -> int:
     """Every option the plugin reads, by section, with its default (from config's option table)."""
     titles = {section: section for section in config.PROVIDERS}
     titles[config.ENCRYPTION_SECTION] = f"{config.ENCRYPTION_SECTION} (inside any of the sections above)"
+    titles[config.TIERING_SECTION] = f"{config.TIERING_SECTION} (inside any of the sections above, hybrid mode only)"
     titles[config.GLOBAL_SECTION] = "Orthanc's own options the plugin reads (top level)"
     for section, title in titles.items():
         print(f"{title}:")

@@ -24,11 +24,13 @@ from .crypto import KEY_SIZE as MASTER_KEY_SIZE  # noqa: F401 (the key size, for
 from .errors import ConfigError
 from .naming import STRUCTURES
 from .options import ABSENT, Option, Section, declared, option
+from .schedule import Window, parse_duration
 
 S3_SECTION = "AwsS3Storage"
 AZURE_SECTION = "AzureBlobStorage"
 GCS_SECTION = "GoogleCloudStorage"
 ENCRYPTION_SECTION = "StorageEncryption"
+TIERING_SECTION = "Tiering"
 GLOBAL_SECTION = "(Orthanc configuration)"
 """The top level of Orthanc's configuration: the global options the plugin reads."""
 
@@ -57,6 +59,18 @@ class EncryptionConfig:
 
 
 @dataclass(frozen=True)
+class TieringConfig:
+    """``Tiering`` (inside the storage section, hybrid mode only): durations in seconds, the window parsed."""
+
+    move_after: int = option("MoveToObjectStorageAfter", kind="raw", required=True,
+                             note='required: e.g. "30d" (durations: "90s", "15m", "12h", "30d")')
+    check_every: int = option("CheckEvery", "1h", kind="raw", note="how often the policy looks for studies to move")
+    window: Window | None = option("Window", None, note='"HH:MM-HH:MM" local time; absent: at any time')
+    max_concurrent_files: int = option("MaxConcurrentFiles", 8, minimum=1, maximum=64)
+    enabled: bool = option("Enabled", True, note="false on every replica but one when several share an index")
+
+
+@dataclass(frozen=True)
 class CommonConfig:
     """Options every provider section shares, plus the global Orthanc options the plugin reads."""
 
@@ -66,6 +80,8 @@ class CommonConfig:
     hybrid_mode: str = option("HybridMode", HYBRID_DISABLED, choices=HYBRID_MODES)
     encryption: EncryptionConfig | None = option(ENCRYPTION_SECTION, None, kind="raw",
                                                  note="client-side encryption, a section (below)")
+    tiering: TieringConfig | None = option(TIERING_SECTION, None, kind="raw",
+                                           note="automatic moves by age, a section (below); hybrid mode only")
     storage_directory: str = option("StorageDirectory", "OrthancStorage", scope=GLOBAL)
     sync_storage_area: bool = option("SyncStorageArea", True, scope=GLOBAL)
     server_identifier: str = option("DatabaseServerIdentifier", "", scope=GLOBAL)
@@ -167,7 +183,38 @@ def _encryption_section(parent: Section, raw) -> EncryptionConfig | None:
     return EncryptionConfig(**{**values, "master_key": current, "previous_master_keys": tuple(keys)})
 
 
-COMMON_RULES = (rules.root_path_is_relative, _migration_means_write_to_object_storage, _encryption)
+def _tiering(section: Section, values: dict) -> None:
+    """Tiering, a nested section: parsed, or None when it is absent; refused when HybridMode is Disabled."""
+    raw = values["tiering"]
+    values["tiering"] = None
+    if raw is ABSENT or raw is None:
+        return
+    tiering = Section(f"{section.name}.{TIERING_SECTION}", raw, section.problems, options(TIERING_SECTION))
+    section.children.append(tiering)
+    read = tiering.read(TieringConfig)
+    if not isinstance(raw, dict):
+        return
+    parsed = {}
+    read["check_every"] = "1h" if read["check_every"] is ABSENT else read["check_every"]
+    for field, name in (("move_after", "MoveToObjectStorageAfter"), ("check_every", "CheckEvery")):
+        try:
+            parsed[field] = parse_duration(read[field])
+        except ValueError as exc:
+            if read[field] is not ABSENT:
+                tiering.problem(name, str(exc))
+    if read["window"] is not None:
+        try:
+            parsed["window"] = Window.parse(read["window"])
+        except ValueError as exc:
+            tiering.problem("Window", str(exc))
+    if values["hybrid_mode"] == HYBRID_DISABLED:
+        section.problem(TIERING_SECTION, "only works in hybrid mode; set HybridMode to \"WriteToFileSystem\" or "
+                                         "\"WriteToObjectStorage\", or remove the Tiering section")
+    elif len(parsed) == 2 + (read["window"] is not None):
+        values["tiering"] = TieringConfig(**{**read, **parsed})
+
+
+COMMON_RULES = (rules.root_path_is_relative, _migration_means_write_to_object_storage, _encryption, _tiering)
 PROVIDERS = {  # section → (its dataclass, its rules, the fields it takes from the environment)
     S3_SECTION: (S3Config, (rules.credentials_pair, rules.s3_tags), rules.no_environment),
     AZURE_SECTION: (AzureConfig, (rules.azure_connection_string, rules.azure_container_name), rules.no_environment),
@@ -180,13 +227,16 @@ def options(section: str) -> tuple[Option, ...]:
     ``ENCRYPTION_SECTION`` (inside any provider section) or ``GLOBAL_SECTION``."""
     if section == ENCRYPTION_SECTION:
         return (ENCRYPTION_ENABLE, *(spec for _, spec in declared(EncryptionConfig)))
+    if section == TIERING_SECTION:
+        return tuple(spec for _, spec in declared(TieringConfig))
     if section == GLOBAL_SECTION:
         classes = (CommonConfig, *(cls for cls, _, _ in PROVIDERS.values()))
         return tuple(dict.fromkeys(spec for cls in classes for _, spec in declared(cls, GLOBAL)))
     if section in PROVIDERS:
         return (*(spec for _, spec in declared(CommonConfig, "section")), MIGRATION_FROM_FILE_SYSTEM,
                 *(spec for _, spec in declared(PROVIDERS[section][0], "section")))
-    raise ValueError(f"unknown section {section!r}; known: {', '.join([*PROVIDERS, ENCRYPTION_SECTION, GLOBAL_SECTION])}")
+    raise ValueError(f"unknown section {section!r}; known: "
+                     f"{', '.join([*PROVIDERS, ENCRYPTION_SECTION, TIERING_SECTION, GLOBAL_SECTION])}")
 
 
 def _read(cls, section: Section, orthanc: Section, checks) -> dict:

@@ -4,6 +4,9 @@
 ``JobRunner`` runs one job: planning, a bounded pool of steps (SPEC MOVE-6), the journal, the end.
 Jobs run one after the other, highest priority first. ``stop()`` lets the steps in flight end and
 leaves the rest for the next start; persisted jobs answer over REST as soon as they are loaded.
+``limits(job)`` (set by whoever submits background jobs, e.g. the tiering policy) may bound a job's
+parallel steps and pause it: a paused job, or one a higher-priority job is waiting behind, stops
+submitting steps, goes back to Pending and resumes from its journal when it may run again.
 """
 
 import concurrent.futures
@@ -11,6 +14,7 @@ import logging
 import threading
 import time
 import uuid as uuidlib
+from dataclasses import dataclass
 from typing import Callable
 
 from .area import Area
@@ -22,7 +26,20 @@ from .move import (ERROR_CANCELED, ERROR_STORAGE, FAILED, FAILURE, FINISHED_STAT
 
 log = logging.getLogger("orthanc_objstore.move")
 
-__all__ = ["FileJobStore", "JobManager", "JobRunner", "JobStore"]
+__all__ = ["FileJobStore", "JobLimits", "JobManager", "JobRunner", "JobStore"]
+PAUSED_RECHECK_SECONDS = 5.0  # how often the worker looks whether a paused job may run again
+
+
+@dataclass(frozen=True)
+class JobLimits:
+    """Bounds of one job: at most ``workers`` steps at once; ``may_run()`` False pauses it."""
+
+    workers: int
+    may_run: Callable[[], bool] = lambda: True
+
+
+def _no_limits(job: MoveJob) -> JobLimits | None:
+    return None
 
 
 class JobManager:
@@ -35,7 +52,9 @@ class JobManager:
                  keep_finished: int = 100, on_step: Callable[[str, int], None] | None = None):
         self.job_store = job_store
         self.keep_finished = keep_finished
-        self.runner = JobRunner(index, areas, job_store, workers, self._finish, lambda: self._stopping)
+        self.limits: Callable[[MoveJob], JobLimits | None] = _no_limits
+        self.runner = JobRunner(index, areas, job_store, workers, self._finish, lambda: self._stopping,
+                                lambda job: self.limits(job), self._should_pause)
         self.runner.on_step = on_step or self.runner.on_step  # metrics: (outcome, bytes) of each finished step
         self._jobs: dict[str, MoveJob] = {}
         self._wake = threading.Condition()
@@ -120,15 +139,27 @@ class JobManager:
 
     # -- the worker thread
 
+    def _may_run(self, job: MoveJob) -> bool:
+        limits = self.limits(job)
+        return limits is None or limits.may_run()
+
     def _next(self) -> MoveJob | None:
-        pending = [job for job in self._jobs.values() if job.state == PENDING]
+        pending = [job for job in self._jobs.values() if job.state == PENDING and self._may_run(job)]
         return min(pending, key=lambda job: (-job.priority, job.created)) if pending else None
+
+    def _should_pause(self, job: MoveJob) -> bool:
+        """Whether a running job must give way: it may not run now, or a higher-priority job waits."""
+        if not self._may_run(job):
+            return True
+        with self._wake:
+            waiting = self._next()
+        return waiting is not None and waiting.priority > job.priority
 
     def _run(self):
         while True:
             with self._wake:
                 while not self._stopping and self._next() is None:
-                    self._wake.wait()
+                    self._wake.wait(PAUSED_RECHECK_SECONDS)
                 if self._stopping:
                     return
                 job = self._next()
@@ -170,8 +201,12 @@ class JobRunner:
     """Runs one job to its end: plan (once, saved), steps in a bounded pool, each journaled at once."""
 
     def __init__(self, index: OrthancIndex, areas: Callable[[str], Area], job_store: JobStore, workers: int,
-                 finish: Callable[[MoveJob, str, tuple[int, str]], None], stopping: Callable[[], bool]):
+                 finish: Callable[[MoveJob, str, tuple[int, str]], None], stopping: Callable[[], bool],
+                 limits: Callable[[MoveJob], JobLimits | None] = _no_limits,
+                 should_pause: Callable[[MoveJob], bool] = lambda job: False):
         self.index = index
+        self.limits = limits
+        self.should_pause = should_pause
         self.areas = areas
         self.job_store = job_store
         self.workers = workers
@@ -197,10 +232,16 @@ class JobRunner:
         source = self.areas(other_storage(job.target))
         target = self.areas(job.target)
         todo = [step for step in range(len(job.plan or [])) if step not in job.done]
-        in_flight = threading.BoundedSemaphore(self.workers * 2)
-        with concurrent.futures.ThreadPoolExecutor(self.workers, thread_name_prefix="objstore-move") as pool:
+        limits = self.limits(job)
+        workers = min(self.workers, limits.workers) if limits else self.workers
+        in_flight = threading.BoundedSemaphore(workers * 2)
+        paused = False
+        with concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="objstore-move") as pool:
             for step in todo:
                 if job.cancel_requested or self.stopping():
+                    break
+                if self.should_pause(job):
+                    paused = True
                     break
                 in_flight.acquire()
                 future = pool.submit(self._step, job, step, source, target)
@@ -212,6 +253,11 @@ class JobRunner:
             return
         if job.cancel_requested:
             self.finish(job, FAILURE, ERROR_CANCELED)
+            return
+        if paused:
+            with job.lock:
+                job.state = PENDING  # resumes from its journal when it may run again
+            log.info("move job %s paused (%d of %d files done)", job.id, len(job.done), len(job.plan or []))
             return
         counts = job.counts()
         if counts["FailedFiles"]:

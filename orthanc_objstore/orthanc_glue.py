@@ -35,6 +35,7 @@ from .metrics import Metrics, Publisher
 from .orphans import OrphanReaper
 from .rest import route
 from .routes import MoveStorageRoutes
+from .tiering import TieringPolicy
 
 log = logging.getLogger("orthanc_objstore")
 
@@ -322,6 +323,11 @@ def install(started=None):
         manager.load()  # persisted jobs answer over REST at once; their workers start with Orthanc
         lifecycle.on_started.append(manager.start)
         lifecycle.on_stopped.append(manager.stop)
+        tiering = plugin_config.common.tiering
+        if tiering is not None and tiering.enabled:  # automatic moves by age (tiering.py)
+            policy = TieringPolicy(api, manager, tiering, os.path.join(jobs_folder(plugin_config.common), "tiering.jsonl"))
+            lifecycle.on_started.append(policy.start)
+            lifecycle.on_stopped.insert(0, policy.stop)
     core_jobs = CoreJobs(api, isinstance(api, InProcessApi))
     lifecycle.on_change.append(core_jobs.on_change)
     for pattern, callback in MoveStorageRoutes(api, area, manager, plugin_config.common.hybrid_mode,
