@@ -17,7 +17,6 @@ import json
 import logging
 import os
 import re
-import threading
 import time
 
 import orthanc
@@ -34,7 +33,7 @@ from .loopback import LoopbackApi, LoopbackSettings
 from .metrics import Metrics, Publisher
 from .orphans import OrphanReaper
 from .rest import route
-from .routes import MoveStorageRoutes
+from .routes import CoreJobs, MoveStorageRoutes
 from .tiering import TieringPolicy
 
 log = logging.getLogger("orthanc_objstore")
@@ -79,26 +78,27 @@ class InProcessApi:
 
     def get_json(self, uri):
         try:
-            return json.loads(orthanc.RestApiGet(uri))
-        except orthanc.OrthancException as exc:
-            if _status(exc) == 404:
+            return json.loads(_call(orthanc.RestApiGet, uri))
+        except OrthancCallError as exc:
+            if exc.status == 404:
                 return None
-            raise OrthancCallError(_status(exc), f"{uri}: {exc.args[-1] if exc.args else exc}") from None
+            raise
 
     def post_json(self, uri, body):
-        try:
-            return json.loads(orthanc.RestApiPost(uri, body))
-        except orthanc.OrthancException as exc:
-            raise OrthancCallError(_status(exc), f"{uri}: {exc.args[-1] if exc.args else exc}") from None
+        return json.loads(_call(orthanc.RestApiPost, uri, body))
 
     def get_bytes(self, uri):
-        try:
-            return orthanc.RestApiGet(uri)
-        except orthanc.OrthancException as exc:
-            raise OrthancCallError(_status(exc), f"{uri}: {exc.args[-1] if exc.args else exc}") from None
+        return _call(orthanc.RestApiGet, uri)
 
     def handler_slot(self):
         return contextlib.nullcontext()  # in-process calls hold no HTTP thread of Orthanc's
+
+
+def _call(function, uri, *arguments):
+    try:
+        return function(uri, *arguments)
+    except orthanc.OrthancException as exc:
+        raise OrthancCallError(_status(exc), f"{uri}: {exc.args[-1] if exc.args else exc}") from None
 
 
 def _status(exc) -> int:
@@ -124,43 +124,6 @@ def orthanc_api(configuration: dict) -> tuple[OrthancApi, str]:
                     "(orthanc-objstore reaches Orthanc's index through its HTTP server unless Python.AllowThreads "
                     "is on, see README, Reliability)")
     return LoopbackApi(settings), f"over {settings!r} (Python.AllowThreads is off or not supported)"
-
-
-class CoreJobs:
-    """The ids of Orthanc's own jobs, for ``GET /jobs`` (which this plugin answers, to list its move jobs too).
-
-    Over HTTP, ``GET /jobs`` would reach this plugin's own route, and the in-process call waits, with
-    the GIL held, on a lock that Orthanc < 1.12.2 shares between all plugins (another plugin may hold it
-    while it reads a file through our storage callback). So, unless the in-process port is safe, the
-    ids come from Orthanc's job events (queued by the Python plugin, no lock) and are checked over the
-    port; jobs Orthanc reloaded at start-up are listed once an event names them.
-    """
-
-    def __init__(self, api: OrthancApi, in_process: bool, keep: int = 1000):
-        self.api = api
-        self.in_process = in_process
-        self.keep = keep
-        self._seen: dict[str, None] = {}
-        self._lock = threading.Lock()
-
-    def on_change(self, change_type, resource):
-        if change_type in (orthanc.ChangeType.JOB_SUBMITTED, orthanc.ChangeType.JOB_SUCCESS,
-                           orthanc.ChangeType.JOB_FAILURE) and resource:
-            with self._lock:
-                self._seen[resource] = None
-                while len(self._seen) > self.keep:
-                    self._seen.pop(next(iter(self._seen)))
-
-    def __call__(self) -> list[str]:
-        if self.in_process:
-            return list(json.loads(orthanc.RestApiGet("/jobs")))
-        with self._lock:
-            candidates = list(self._seen)
-        present = [job for job in candidates if self.api.get_json(f"/jobs/{job}") is not None]
-        with self._lock:
-            for job in set(candidates) - set(present):
-                self._seen.pop(job, None)  # removed from Orthanc's job history
-        return present
 
 
 def error_codes() -> ErrorCodes:
@@ -328,7 +291,10 @@ def install(started=None):
             policy = TieringPolicy(api, manager, tiering, os.path.join(jobs_folder(plugin_config.common), "tiering.jsonl"))
             lifecycle.on_started.append(policy.start)
             lifecycle.on_stopped.insert(0, policy.stop)
-    core_jobs = CoreJobs(api, isinstance(api, InProcessApi))
+    in_process = isinstance(api, InProcessApi)
+    core_jobs = CoreJobs(api, (lambda: json.loads(orthanc.RestApiGet("/jobs"))) if in_process else None,
+                         {orthanc.ChangeType.JOB_SUBMITTED, orthanc.ChangeType.JOB_SUCCESS,
+                          orthanc.ChangeType.JOB_FAILURE})
     lifecycle.on_change.append(core_jobs.on_change)
     for pattern, callback in MoveStorageRoutes(api, area, manager, plugin_config.common.hybrid_mode,
                                                core_jobs).routes():

@@ -8,6 +8,7 @@ through the port (``index.OrthancApi``) and get the core's job ids from ``core_j
 
 import datetime
 import json
+import threading
 import time
 from dataclasses import dataclass
 from typing import Callable
@@ -86,6 +87,43 @@ def job_status(job: MoveJob) -> dict:
     if completed:
         status["CompletionTime"] = _timestamp(completed)
     return status
+
+
+class CoreJobs:
+    """The ids of Orthanc's own jobs, for ``GET /jobs`` (which this plugin answers, to list its move jobs too).
+
+    ``in_process`` lists them through the SDK; it is given only where that call is safe. Otherwise (over
+    HTTP, ``GET /jobs`` would reach this plugin's own route, and the in-process call waits, GIL held, on
+    a lock that Orthanc < 1.12.2 shares between all plugins) the ids come from Orthanc's job events
+    (``on_change``, queued by the Python plugin: no lock) and are checked over the port; a job Orthanc
+    reloaded at start-up is listed once an event names it.
+    """
+
+    def __init__(self, api: OrthancApi, in_process: Callable[[], list[str]] | None, job_events: set, keep: int = 1000):
+        self.api = api
+        self.in_process = in_process
+        self.job_events = job_events
+        self.keep = keep
+        self._seen: dict[str, None] = {}
+        self._lock = threading.Lock()
+
+    def on_change(self, change_type, resource) -> None:
+        if change_type in self.job_events and resource:
+            with self._lock:
+                self._seen[resource] = None
+                while len(self._seen) > self.keep:
+                    self._seen.pop(next(iter(self._seen)))
+
+    def __call__(self) -> list[str]:
+        if self.in_process is not None:
+            return list(self.in_process())
+        with self._lock:
+            candidates = list(self._seen)
+        present = [job for job in candidates if self.api.get_json(f"/jobs/{job}") is not None]
+        with self._lock:
+            for job in set(candidates) - set(present):
+                self._seen.pop(job, None)  # removed from Orthanc's job history
+        return present
 
 
 class MoveStorageRoutes:

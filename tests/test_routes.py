@@ -167,3 +167,13 @@ def _wait(predicate, timeout=10.0):
             return False
         time.sleep(0.01)
     return True
+
+
+def test_core_jobs_come_from_job_events_and_leave_with_the_history():
+    api = FakeOrthancApi({"/jobs/core-1": {"ID": "core-1"}, "/jobs/core-2": {"ID": "core-2"}})
+    jobs_seen = routes.CoreJobs(api, None, {4096, 4097})
+    for change, job in ((4096, "core-1"), (4096, "core-2"), (1, "a-patient"), (4097, "core-2"), (4096, "gone")):
+        jobs_seen.on_change(change, job)
+    assert jobs_seen() == ["core-1", "core-2"]  # "gone" is no longer in Orthanc's history
+    assert jobs_seen._seen == {"core-1": None, "core-2": None}
+    assert routes.CoreJobs(api, lambda: ["x"], set())() == ["x"]  # in process where that is safe
