@@ -143,7 +143,8 @@ def test_hybrid_fallbacks_and_move_jobs(s3_backend, orthanc_factory, orthanc_ver
         moves("skipped"): len(sizes), moved_bytes("skipped"): sum(sizes),
         moves("failed"): 0, moves("missing"): 0,
         ops("write"): len(sizes), volume("write"): sum(sizes),
-        volume("read", FILES): len(files[0]) + sum(sizes),  # the move reads each file whole
+        # the move reads each file whole; on v3 the first read above was counted as a range read
+        volume("read", FILES): (len(files[0]) if read == "read" else 0) + sum(sizes),
         ops("delete", FILES): len(sizes),
         "orthanc_objstore_hybrid_fallbacks_total": fallbacks,
     })
