@@ -7,8 +7,6 @@ A whole read is a single GET; ``UseTransferManager`` switches writes and whole r
 (multipart uploads and parallel ranged downloads).
 """
 
-import base64
-import hashlib
 import io
 import logging
 import urllib.parse
@@ -19,6 +17,7 @@ import botocore.config
 import botocore.exceptions
 from boto3.s3.transfer import TransferConfig
 
+from ..buffers import as_file
 from ..errors import BucketNotFound, IntegrityError, NotFound, PermissionDenied, StoreError, StoreUnavailable
 from ..store import read_exact_range
 
@@ -129,13 +128,14 @@ class S3Store:
         return True
 
     def put(self, key: str, data: bytes) -> None:
+        """``data``: bytes or a bytearray (the encryption layer's buffer), sent without a copy of it. The
+        server checks the CRC32 botocore computes (``x-amz-checksum-crc32``): one checksum pass, no MD5."""
         try:
             if self._transfer is not None:
-                self._client.upload_fileobj(io.BytesIO(data), self.bucket, key, ExtraArgs=self._extra or None,
+                self._client.upload_fileobj(as_file(data), self.bucket, key, ExtraArgs=self._extra or None,
                                             Config=self._transfer)
             else:
-                md5 = base64.b64encode(hashlib.md5(data).digest()).decode()
-                self._client.put_object(Bucket=self.bucket, Key=key, Body=data, ContentMD5=md5, **self._extra)
+                self._client.put_object(Bucket=self.bucket, Key=key, Body=data, **self._extra)
         except _SDK_ERRORS as exc:
             raise self._error(exc, key, "write") from exc
 
