@@ -47,6 +47,7 @@ from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.keywrap import InvalidUnwrap, aes_key_unwrap, aes_key_wrap
 
 FORMATS = ("A1", "A2")
@@ -293,19 +294,14 @@ def encrypt_a2(plaintext: bytes, key_id: int, master_key: bytes, *, chunk_size: 
     count = parsed.chunk_count
     blob = bytearray(parsed.object_size)  # the one output buffer: header, then each chunk and its tag
     blob[:HEADER_SIZE] = header
-    algorithm = algorithms.AES(dek)
+    aead = AESGCM(dek)  # one key schedule for all chunks
     with memoryview(plaintext) as source, memoryview(blob) as target:
         position = HEADER_SIZE
         for index in range(count):
-            chunk = source[index * chunk_size:(index + 1) * chunk_size]
-            encryptor = Cipher(algorithm, modes.GCM(_chunk_nonce(nonce, index))).encryptor()
-            encryptor.authenticate_additional_data(_chunk_aad(header, index, index == count - 1))
-            # the slice reaches into the chunk's tag: cryptography < 42 wants block size - 1 spare bytes
-            encryptor.update_into(chunk, target[position:position + len(chunk) + TAG_SIZE])
-            encryptor.finalize()
-            position += len(chunk)
-            target[position:position + TAG_SIZE] = encryptor.tag
-            position += TAG_SIZE
+            chunk = bytes(source[index * chunk_size:(index + 1) * chunk_size])  # cryptography < 39 wants bytes
+            sealed = aead.encrypt(_chunk_nonce(nonce, index), chunk, _chunk_aad(header, index, index == count - 1))
+            target[position:position + len(sealed)] = sealed  # chunk-sized temporaries only
+            position += len(sealed)
     return blob
 
 
@@ -329,26 +325,22 @@ def decrypt_a2_chunks(header: A2Header, dek: bytes, first_index: int, stored: by
         raise DecryptionError(f"A2 chunk {first_index + chunks - 1} of {count} fails authentication (master key "
                               f"id {header.key_id}): the object was tampered with, truncated or reordered")
     size = len(stored) - TAG_SIZE * chunks
-    output = bytearray(size + _SPARE)
-    algorithm = algorithms.AES(dek)
+    output = bytearray(size)
+    aead = AESGCM(dek)  # one key schedule for all chunks
     with memoryview(stored) as source, memoryview(output) as target:
         written = 0
         for number, offset in enumerate(range(0, len(stored), stored_chunk)):
             index = first_index + number
-            piece = source[offset:offset + stored_chunk]
-            length = len(piece) - TAG_SIZE
-            decryptor = Cipher(algorithm, modes.GCM(_chunk_nonce(header.nonce, index), bytes(piece[length:]))
-                               ).decryptor()
-            decryptor.authenticate_additional_data(_chunk_aad(header.raw, index, index == count - 1))
-            decryptor.update_into(piece[:length], target[written:written + length + _SPARE])
+            piece = bytes(source[offset:offset + stored_chunk])  # cryptography < 39 wants bytes
             try:
-                decryptor.finalize()
+                opened = aead.decrypt(_chunk_nonce(header.nonce, index), piece,
+                                      _chunk_aad(header.raw, index, index == count - 1))
             except InvalidTag:
                 raise DecryptionError(f"A2 chunk {index} of {count} fails authentication (master key id "
                                       f"{header.key_id}): the object was tampered with, truncated or "
                                       "reordered") from None
-            written += length
-    del output[size:]  # a minor shrink: CPython keeps the buffer, nothing is copied
+            target[written:written + len(opened)] = opened  # chunk-sized temporaries only
+            written += len(opened)
     return output
 
 
