@@ -79,6 +79,17 @@ def run(provider, backend, arguments):
         print(f"{label:7} {clients:7} " + " ".join(f"{cell:>16}" for cell in cells))
 
 
+def server_and_backend(provider, workdir):
+    """(the emulator to stop, or None, and the test backend) of ``provider``: s3, azure or gcs."""
+    if provider == "s3":
+        server = MotoServer()
+        return server, S3Backend(server)
+    if provider == "azure":
+        server = AzuriteServer(workdir)
+        return server, AzureBackend(server)
+    return None, GcsBackend()
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--objects", type=int, default=300)
@@ -88,14 +99,7 @@ def main():
     workdir = tempfile.mkdtemp(prefix="objstore-bench-providers-")
     try:
         for provider in arguments.providers.split(","):
-            if provider == "s3":
-                server = MotoServer()
-                backend = S3Backend(server)
-            elif provider == "azure":
-                server = AzuriteServer(workdir)
-                backend = AzureBackend(server)
-            else:
-                server, backend = None, GcsBackend()
+            server, backend = server_and_backend(provider, workdir)
             try:
                 run(provider, backend, arguments)
             finally:

@@ -67,7 +67,9 @@ A2_NONCE_SIZE = 12
 _A2_HEADER = struct.Struct("<2sIIQ40s12s")
 assert _A2_HEADER.size == HEADER_SIZE
 
-_STREAM_STEP = 64 * 1024  # A1 is one GCM message, processed in steps small enough to avoid mmap-sized buffers
+_STREAM_STEP = 1024 * 1024  # A1 is one GCM message, processed in steps (update_into: no temporary buffers)
+# update_into wants its output block size - 1 bytes longer than its input with cryptography < 42 (AES: 15)
+_SPARE = 15
 
 
 class CryptoError(ValueError):
@@ -155,8 +157,10 @@ def _check_key_id(key_id: int) -> None:
 # --- A1 -----------------------------------------------------------------------------------------------
 
 def encrypt_a1(plaintext: bytes, key_id: int, master_key: bytes, *, iv: bytes | None = None,
-               dek: bytes | None = None, keystream: bytes | None = None) -> bytes:
-    """The official plugin's format. ``iv``/``dek`` are fresh random values unless given (test vectors)."""
+               dek: bytes | None = None, keystream: bytes | None = None) -> bytearray:
+    """The official plugin's format. ``iv``/``dek`` are fresh random values unless given (test vectors).
+
+    Encrypts into one preallocated buffer (no other whole-object copy) and returns it."""
     _check_key_id(key_id)
     iv = os.urandom(A1_IV_SIZE) if iv is None else iv
     dek = os.urandom(KEY_SIZE) if dek is None else dek
@@ -164,16 +168,22 @@ def encrypt_a1(plaintext: bytes, key_id: int, master_key: bytes, *, iv: bytes | 
     prefix = b"A1" + struct.pack("<I", key_id) + _xor(iv, keystream) + _xor(dek, keystream)
     encryptor = Cipher(algorithms.AES(dek), modes.GCM(iv)).encryptor()
     encryptor.authenticate_additional_data(prefix)
-    parts = [prefix]
-    view = memoryview(plaintext)
-    for offset in range(0, len(view), _STREAM_STEP):
-        parts.append(encryptor.update(view[offset:offset + _STREAM_STEP]))
-    parts.append(encryptor.finalize())
-    parts.append(encryptor.tag)
-    return b"".join(parts)
+    size = len(plaintext)
+    blob = bytearray(HEADER_SIZE + size + TAG_SIZE)  # the one output buffer: header, ciphertext, tag
+    blob[:HEADER_SIZE] = prefix
+    with memoryview(plaintext) as source, memoryview(blob) as target:
+        for offset in range(0, size, _STREAM_STEP):
+            step = source[offset:offset + _STREAM_STEP]
+            # the slice reaches into the tag's 16 bytes: cryptography < 42 wants block size - 1 spare bytes
+            start = HEADER_SIZE + offset
+            encryptor.update_into(step, target[start:start + len(step) + TAG_SIZE])
+    encryptor.finalize()
+    blob[HEADER_SIZE + size:] = encryptor.tag
+    return blob
 
 
-def decrypt_a1(blob: bytes, keyring: Keyring) -> bytes:
+def decrypt_a1(blob: bytes, keyring: Keyring) -> bytearray:
+    """The plaintext, decrypted into one new buffer (``bytes(...)`` of it is the caller's one copy)."""
     _check_header(blob, "A1")
     key_id = struct.unpack_from("<I", blob, 2)[0]
     keystream = keyring.a1_keystream(key_id)
@@ -182,17 +192,29 @@ def decrypt_a1(blob: bytes, keyring: Keyring) -> bytes:
                               "A1 object (truncated)")
     iv = _xor(blob[6:38], keystream)
     dek = _xor(blob[38:70], keystream)
-    view = memoryview(blob)
-    decryptor = Cipher(algorithms.AES(dek), modes.GCM(iv, bytes(view[-TAG_SIZE:]))).decryptor()
-    decryptor.authenticate_additional_data(bytes(view[:HEADER_SIZE]))
-    body = view[HEADER_SIZE:len(view) - TAG_SIZE]
-    parts = [decryptor.update(body[offset:offset + _STREAM_STEP]) for offset in range(0, len(body), _STREAM_STEP)]
+    size = len(blob) - A1_OVERHEAD
+    with memoryview(blob) as view:
+        decryptor = Cipher(algorithms.AES(dek), modes.GCM(iv, bytes(view[-TAG_SIZE:]))).decryptor()
+        decryptor.authenticate_additional_data(bytes(view[:HEADER_SIZE]))
+        plaintext = _decrypt_stream_into(decryptor, view[HEADER_SIZE:HEADER_SIZE + size])
     try:
         decryptor.finalize()
     except InvalidTag:
         raise DecryptionError(f"its A1 authentication tag does not match (master key id {key_id}): the object "
                               "was tampered with, truncated or extended, or that id names another key") from None
-    return b"".join(parts)
+    return plaintext
+
+
+def _decrypt_stream_into(decryptor, body) -> bytearray:
+    """``body`` through ``decryptor`` into one new buffer of its size, in steps (not yet authenticated)."""
+    size = len(body)
+    output = bytearray(size + _SPARE)
+    with memoryview(output) as target:
+        for offset in range(0, size, _STREAM_STEP):
+            step = body[offset:offset + _STREAM_STEP]
+            decryptor.update_into(step, target[offset:offset + len(step) + _SPARE])
+    del output[size:]  # a minor shrink: CPython keeps the buffer, nothing is copied
+    return output
 
 
 def _check_header(blob: bytes, expected: str | None = None) -> str:
@@ -260,7 +282,8 @@ def _chunk_aad(header_raw: bytes, index: int, last: bool) -> bytes:
 
 
 def encrypt_a2(plaintext: bytes, key_id: int, master_key: bytes, *, chunk_size: int = A2_CHUNK_SIZE,
-               dek: bytes | None = None, nonce: bytes | None = None) -> bytes:
+               dek: bytes | None = None, nonce: bytes | None = None) -> bytearray:
+    """Encrypts into one preallocated buffer (no other whole-object copy) and returns it."""
     _check_key_id(key_id)
     if not 1 <= chunk_size <= A2_MAX_CHUNK_SIZE:
         raise CryptoError(f"the A2 chunk size must be from 1 to {A2_MAX_CHUNK_SIZE}")
@@ -268,13 +291,18 @@ def encrypt_a2(plaintext: bytes, key_id: int, master_key: bytes, *, chunk_size: 
     nonce = os.urandom(A2_NONCE_SIZE) if nonce is None else nonce
     header = _A2_HEADER.pack(b"A2", key_id, chunk_size, len(plaintext), aes_key_wrap(master_key, dek), nonce)
     parsed = parse_a2_header(header)
-    aead = AESGCM(dek)
     count = parsed.chunk_count
-    parts = [header]
-    for index in range(count):
-        chunk = bytes(plaintext[index * chunk_size:(index + 1) * chunk_size])  # cryptography < 39 wants bytes
-        parts.append(aead.encrypt(_chunk_nonce(nonce, index), chunk, _chunk_aad(header, index, index == count - 1)))
-    return b"".join(parts)
+    blob = bytearray(parsed.object_size)  # the one output buffer: header, then each chunk and its tag
+    blob[:HEADER_SIZE] = header
+    aead = AESGCM(dek)  # one key schedule for all chunks
+    with memoryview(plaintext) as source, memoryview(blob) as target:
+        position = HEADER_SIZE
+        for index in range(count):
+            chunk = bytes(source[index * chunk_size:(index + 1) * chunk_size])  # cryptography < 39 wants bytes
+            sealed = aead.encrypt(_chunk_nonce(nonce, index), chunk, _chunk_aad(header, index, index == count - 1))
+            target[position:position + len(sealed)] = sealed  # chunk-sized temporaries only
+            position += len(sealed)
+    return blob
 
 
 def unwrap_a2_key(header: A2Header, keyring: Keyring) -> bytes:
@@ -285,35 +313,45 @@ def unwrap_a2_key(header: A2Header, keyring: Keyring) -> bytes:
                               "the header was tampered with, or that id names another key") from None
 
 
-def decrypt_a2_chunks(header: A2Header, dek: bytes, first_index: int, stored: bytes) -> bytes:
-    """Decrypts consecutive stored chunks starting at chunk ``first_index`` (as given by ``chunk_span``)."""
-    aead = AESGCM(dek)
+def decrypt_a2_chunks(header: A2Header, dek: bytes, first_index: int, stored: bytes) -> bytearray:
+    """Decrypts consecutive stored chunks starting at chunk ``first_index`` (as given by ``chunk_span``)
+    into one new buffer (nothing else of the object's size is allocated)."""
     stored_chunk = header.chunk_size + TAG_SIZE
     count = header.chunk_count
-    parts = []
-    index = first_index
-    for offset in range(0, len(stored), stored_chunk):
-        if index >= count:
-            raise DecryptionError("it holds more A2 chunks than its header says (extended)")
-        piece = bytes(stored[offset:offset + stored_chunk])
-        try:
-            parts.append(aead.decrypt(_chunk_nonce(header.nonce, index), piece,
-                                      _chunk_aad(header.raw, index, index == count - 1)))
-        except InvalidTag:
-            raise DecryptionError(f"A2 chunk {index} of {count} fails authentication (master key id "
-                                  f"{header.key_id}): the object was tampered with, truncated or "
-                                  "reordered") from None
-        index += 1
-    return b"".join(parts)
+    chunks = -(-len(stored) // stored_chunk)
+    if first_index + chunks > count:
+        raise DecryptionError("it holds more A2 chunks than its header says (extended)")
+    if chunks and len(stored) - (chunks - 1) * stored_chunk < TAG_SIZE:
+        raise DecryptionError(f"A2 chunk {first_index + chunks - 1} of {count} fails authentication (master key "
+                              f"id {header.key_id}): the object was tampered with, truncated or reordered")
+    size = len(stored) - TAG_SIZE * chunks
+    output = bytearray(size)
+    aead = AESGCM(dek)  # one key schedule for all chunks
+    with memoryview(stored) as source, memoryview(output) as target:
+        written = 0
+        for number, offset in enumerate(range(0, len(stored), stored_chunk)):
+            index = first_index + number
+            piece = bytes(source[offset:offset + stored_chunk])  # cryptography < 39 wants bytes
+            try:
+                opened = aead.decrypt(_chunk_nonce(header.nonce, index), piece,
+                                      _chunk_aad(header.raw, index, index == count - 1))
+            except InvalidTag:
+                raise DecryptionError(f"A2 chunk {index} of {count} fails authentication (master key id "
+                                      f"{header.key_id}): the object was tampered with, truncated or "
+                                      "reordered") from None
+            target[written:written + len(opened)] = opened  # chunk-sized temporaries only
+            written += len(opened)
+    return output
 
 
-def decrypt_a2(blob: bytes, keyring: Keyring) -> bytes:
+def decrypt_a2(blob: bytes, keyring: Keyring) -> bytearray:
     header = parse_a2_header(blob)
     dek = unwrap_a2_key(header, keyring)
     if len(blob) != header.object_size:
         raise DecryptionError(f"it is {len(blob)} bytes long but its A2 header announces {header.object_size} "
                               "bytes (truncated or extended)")
-    return decrypt_a2_chunks(header, dek, 0, memoryview(blob)[HEADER_SIZE:])  # the chunks are copied one by one
+    with memoryview(blob) as view:
+        return decrypt_a2_chunks(header, dek, 0, view[HEADER_SIZE:])
 
 
 # --- both ---------------------------------------------------------------------------------------------

@@ -60,7 +60,9 @@ class EncryptedStore:
     def get(self, key: str) -> bytes:
         blob = self.inner.get(key)
         with _translated(key, "decrypt"), self.budget.hold(len(blob), "decrypt"):
-            return crypto.decrypt(blob, self.keyring)
+            plaintext = crypto.decrypt(blob, self.keyring)
+            del blob  # the ciphertext is freed before the plaintext's one copy into the bytes Orthanc takes
+            return _as_bytes(plaintext)
 
     def get_range(self, key: str, start: int, length: int) -> bytes:
         check_range(start, length)
@@ -84,7 +86,8 @@ class EncryptedStore:
         with _translated(key, "decrypt"), self.budget.hold(len(stored), "decrypt"):
             plaintext = crypto.decrypt_a2_chunks(parsed, data_key, first, stored)
         skip = start - first * parsed.chunk_size
-        return plaintext[skip:skip + length]
+        with memoryview(plaintext) as view:
+            return bytes(view[skip:skip + length])
 
     def head(self, key: str) -> int:
         header = self._read_header(key)
@@ -123,6 +126,11 @@ def _translated(key: str, action: str):
 def _check_inside(key: str, size: int, start: int, length: int) -> None:
     if start + length > size:
         raise IntegrityError(f"range {start}+{length} is past the end of {key!r} ({size} bytes decrypted)", key)
+
+
+def _as_bytes(data) -> bytes:
+    """``data`` as the ``bytes`` Orthanc's read callback must return: one copy of a buffer, none of bytes."""
+    return data if isinstance(data, bytes) else bytes(data)
 
 
 def _slice(key: str, plaintext: bytes, start: int, length: int) -> bytes:

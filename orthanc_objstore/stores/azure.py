@@ -17,6 +17,7 @@ from azure.core.exceptions import (AzureError, ClientAuthenticationError, HttpRe
                                    ServiceResponseError)
 from azure.storage.blob import BlobServiceClient, ExponentialRetry, StandardBlobTier
 
+from ..buffers import BufferReader
 from ..errors import (BucketNotFound, ConfigError, IntegrityError, NotFound, PermissionDenied, StoreError,
                       StoreUnavailable)
 from ..store import read_exact_range
@@ -124,7 +125,9 @@ class AzureStore:
 
     def put(self, key: str, data: bytes) -> None:
         try:
-            self._container.upload_blob(key, data, length=len(data), **self._upload_options)
+            # bytes as they are (the SDK shares them); any other buffer as a file, never copied whole
+            body = data if isinstance(data, bytes) else BufferReader(data)
+            self._container.upload_blob(key, body, length=len(data), **self._upload_options)
         except AzureError as exc:
             raise _translate(exc, key, "write") from exc
 

@@ -26,6 +26,7 @@ from google.cloud.storage import exceptions as storage_exceptions
 from google.cloud.storage.retry import DEFAULT_RETRY
 from requests.adapters import HTTPAdapter
 
+from ..buffers import as_file
 from ..errors import (BucketNotFound, ConfigError, IntegrityError, NotFound, PermissionDenied, StoreError,
                       StoreUnavailable)
 from ..store import read_exact_range
@@ -146,8 +147,9 @@ class GcsStore:
 
     def put(self, key: str, data: bytes) -> None:
         try:
-            self._blob(key).upload_from_string(data, content_type="application/octet-stream",
-                                               timeout=self._timeout, retry=self._retry)
+            # what upload_from_string does, with any buffer (not only bytes) and no copy of it
+            self._blob(key).upload_from_file(as_file(data), size=len(data), content_type="application/octet-stream",
+                                             timeout=self._timeout, retry=self._retry)
         except _SDK_ERRORS as exc:
             raise self._error(exc, key, "write") from exc
 

@@ -19,6 +19,7 @@ import botocore.config
 import botocore.exceptions
 from boto3.s3.transfer import TransferConfig
 
+from ..buffers import as_file
 from ..errors import BucketNotFound, IntegrityError, NotFound, PermissionDenied, StoreError, StoreUnavailable
 from ..store import read_exact_range
 
@@ -92,6 +93,9 @@ class S3Store:
                 retries={"max_attempts": config.max_retries, "mode": "standard"},
                 s3={"addressing_style": "virtual" if config.virtual_addressing else "path"},
             ))
+        # botocore >= 1.36 sends a CRC32 of every body, which the server checks; older ones (or
+        # AWS_REQUEST_CHECKSUM_CALCULATION=when_required) send none: then Content-MD5 makes S3 check the body.
+        self._md5 = getattr(self._client.meta.config, "request_checksum_calculation", None) != "when_supported"
         self._extra = {}
         if config.storage_class:
             self._extra["StorageClass"] = config.storage_class
@@ -139,13 +143,18 @@ class S3Store:
         return True
 
     def put(self, key: str, data: bytes) -> None:
+        """``data``: bytes or a bytearray (the encryption layer's buffer), sent without a copy of it. The
+        server checks one checksum: the CRC32 botocore computes (``x-amz-checksum-crc32``), or Content-MD5
+        where botocore computes none."""
         try:
             if self._transfer is not None:
-                self._client.upload_fileobj(io.BytesIO(data), self.bucket, key, ExtraArgs=self._extra or None,
+                self._client.upload_fileobj(as_file(data), self.bucket, key, ExtraArgs=self._extra or None,
                                             Config=self._transfer)
             else:
-                md5 = base64.b64encode(hashlib.md5(data).digest()).decode()
-                self._client.put_object(Bucket=self.bucket, Key=key, Body=data, ContentMD5=md5, **self._extra)
+                extra = dict(self._extra)
+                if self._md5:
+                    extra["ContentMD5"] = base64.b64encode(hashlib.md5(data).digest()).decode()
+                self._client.put_object(Bucket=self.bucket, Key=key, Body=data, **extra)
         except _SDK_ERRORS as exc:
             raise self._error(exc, key, "write") from exc
 

@@ -1,0 +1,188 @@
+"""Large-instance benchmark: Orthanc's peak memory and time per large DICOM file, and the stores' large put/get.
+
+Part 1, through Orthanc (the host's 1.10.1): for each size (50 MB and 200 MB; 1 GB with --gigabyte), each
+set-up starts a fresh Orthanc, uploads one instance of that size once and reads it back twice
+(/instances/ID/file, storage cache off). Reported: the rise of Orthanc's peak RSS (VmHWM of
+/proc/PID/status at the end minus VmRSS once started), the upload time and the mean read time, for
+Orthanc's own storage, the naive plugin (bench/naive_plugin.py), this plugin plain, with A1 and with A2
+encryption, and each as a ratio to Orthanc's own storage. "+1.00x" in the last column means one more
+copy of the file than Orthanc's own storage holds at its peak.
+
+Part 2, store level (no Orthanc): each provider's store vs the plain SDK call (bench/providers.py's
+Naive) for large puts and gets, rounds interleaved, medians, ratio = store / SDK in objects per second.
+
+    .venv/bin/python bench/large.py [--sizes 50,200] [--gigabyte] [--provider s3] [--store-providers s3,azure,gcs]
+                                    [--store-size 50] [--rounds 3] [--skip-orthanc] [--skip-stores]
+"""
+
+import argparse
+import base64
+import io
+import json
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(HERE, "..", "tests"))
+
+import pydicom  # noqa: E402
+from pydicom.data import get_testdata_file  # noqa: E402
+
+import providers  # noqa: E402
+import run  # noqa: E402
+from support.orthanc import Orthanc  # noqa: E402
+
+MB = 1000 * 1000
+SETUPS = ("file storage", "naive plugin", "this plugin", "plugin A1", "plugin A2")
+
+
+def large_dicom(size: int) -> bytes:
+    """A valid multi-frame instance of about ``size`` bytes: CT_small's header, random 16-bit frames."""
+    dataset = pydicom.dcmread(get_testdata_file("CT_small.dcm", download=False))
+    rows = columns = 512
+    frame = rows * columns * 2
+    frames = max(1, round(size / frame))
+    dataset.Rows, dataset.Columns, dataset.NumberOfFrames = rows, columns, frames
+    dataset.BitsAllocated, dataset.BitsStored, dataset.HighBit = 16, 16, 15
+    dataset.PixelData = os.urandom(frame * frames)
+    dataset.SOPInstanceUID = dataset.file_meta.MediaStorageSOPInstanceUID = f"1.2.826.0.1.3680043.8.498.91.{size}"
+    buffer = io.BytesIO()
+    dataset.save_as(buffer)
+    return buffer.getvalue()
+
+
+def memory_kb(pid: int, field: str) -> int:
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise RuntimeError(f"no {field} in /proc/{pid}/status")
+
+
+def configurations(provider: str, workdir: str):
+    """The server and {set-up: (settings, environment)}: bench/run.py's three, plus the plugin with A1, A2."""
+    server, found = run.setups(provider, workdir)
+    plugin_settings, environment = found["this plugin"]
+    key_path = os.path.join(workdir, "master.key")
+    with open(key_path, "wb") as file:
+        file.write(base64.b64encode(os.urandom(32)) + b"\n")
+    section = next(name for name in plugin_settings if isinstance(plugin_settings[name], dict))
+    result = {"file storage": found["file storage"], "naive plugin": found["naive plugin"],
+              "this plugin": found["this plugin"]}
+    for fmt in ("A1", "A2"):
+        encrypted = {**plugin_settings, section: {**plugin_settings[section],
+                                                  "StorageEncryption": {"MasterKey": [1, key_path], "Format": fmt}}}
+        result[f"plugin {fmt}"] = (encrypted, environment)
+    return server, result
+
+
+def measure(settings, environment, dicom: bytes, folder: str) -> dict:
+    orthanc = Orthanc(folder, settings, env=environment).start()
+    try:
+        pid = orthanc.process.pid
+        time.sleep(0.5)
+        baseline = memory_kb(pid, "VmRSS")
+        started = time.perf_counter()
+        instance = json.loads(orthanc.request("POST", "/instances", dicom, timeout=1800)[1])["ID"]
+        upload = time.perf_counter() - started
+        reads = []
+        for _ in range(2):
+            started = time.perf_counter()
+            body = orthanc.request("GET", f"/instances/{instance}/file", timeout=1800)[1]
+            reads.append(time.perf_counter() - started)
+            assert body == dicom, "a read returned other bytes than were uploaded"
+            del body
+        peak = memory_kb(pid, "VmHWM")
+        return {"rise": (peak - baseline) * 1024, "upload": upload, "read": statistics.mean(reads)}
+    finally:
+        orthanc.stop()
+
+
+def orthanc_part(arguments, workdir):
+    sizes = [int(size) * MB for size in arguments.sizes.split(",")] + ([1000 * MB] if arguments.gigabyte else [])
+    server, setups = configurations(arguments.provider, os.path.join(workdir, arguments.provider))
+    try:
+        for size in sizes:
+            dicom = large_dicom(size)
+            rows = {}
+            for name in SETUPS:
+                settings, environment = setups[name]
+                folder = os.path.join(workdir, arguments.provider, f"{name.replace(' ', '-')}-{size}")
+                rows[name] = measure(settings, environment, dicom, folder)
+            report_orthanc(arguments.provider, len(dicom), rows)
+            del dicom
+    finally:
+        server.stop()
+
+
+def report_orthanc(provider, size, rows):
+    own = rows["file storage"]
+    print(f"\n[{provider}] one instance of {size / MB:.0f} MB, uploaded once, read twice (Orthanc 1.10.1); "
+          "ratios to Orthanc's own storage")
+    print(f"{'set-up':13} {'peak rise':>10} {'x file':>7} {'upload s':>9} {'read s':>7} "
+          f"{'rise/own':>9} {'upload/own':>11} {'read/own':>9} {'extra copies':>13}")
+    for name, row in rows.items():
+        print(f"{name:13} {row['rise'] / MB:8.0f}MB {row['rise'] / size:6.2f}x {row['upload']:9.2f} "
+              f"{row['read']:7.2f} {row['rise'] / own['rise']:9.2f} {row['upload'] / own['upload']:11.2f} "
+              f"{row['read'] / own['read']:9.2f} {(row['rise'] - own['rise']) / size:+12.2f}x")
+    plain = rows["this plugin"]
+    for fmt in ("A1", "A2"):
+        extra = (rows[f"plugin {fmt}"]["rise"] - plain["rise"]) / size
+        print(f"  {fmt}: peak = plain {extra:+.2f}x the file (goal <= +1.00x)")
+    print(f"  plain: peak = naive {(plain['rise'] - rows['naive plugin']['rise']) / size:+.2f}x the file (goal <= 0)")
+
+
+def stores_part(arguments, workdir):
+    size = arguments.store_size * MB
+    data = os.urandom(size)
+    for provider in arguments.store_providers.split(","):
+        server, backend = providers.server_and_backend(provider, workdir)
+        try:
+            ours, naive = backend.store(), providers.Naive(backend)
+            results = {"store": [], "sdk": []}
+            for _ in range(arguments.rounds):
+                for name, target in (("store", ours), ("sdk", naive)):
+                    keys = [f"bench/{uuid.uuid4()}" for _ in range(2)]
+                    results[name].append(providers.phases(target, keys, data, 1))
+            row = {name: {phase: statistics.median(r[phase] for r in runs) for phase in ("put", "get")}
+                   for name, runs in results.items()}
+            print(f"[{provider}] {size / MB:.0f} MB objects, 1 client, median of {arguments.rounds}: "
+                  + ", ".join(f"{phase} {row['store'][phase]:.2f}/{row['sdk'][phase]:.2f} objects/s = "
+                              f"{row['store'][phase] / row['sdk'][phase]:.2f}" for phase in ("put", "get"))
+                  + " (store / SDK; target >= 0.95)")
+        finally:
+            backend.close()
+            if server is not None:
+                server.stop()
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", default="50,200", help="instance sizes in MB (10^6 bytes)")
+    parser.add_argument("--gigabyte", action="store_true", help="also a 1 GB instance (needs about 6 GB of RAM)")
+    parser.add_argument("--provider", default="s3", help=f"for the Orthanc part, among {','.join(run.PROVIDERS)}")
+    parser.add_argument("--store-providers", default="s3,azure,gcs")
+    parser.add_argument("--store-size", type=int, default=50, help="object size of the store part, in MB")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of the store part (interleaved; medians)")
+    parser.add_argument("--skip-orthanc", action="store_true")
+    parser.add_argument("--skip-stores", action="store_true")
+    arguments = parser.parse_args()
+    workdir = tempfile.mkdtemp(prefix="objstore-bench-large-")
+    try:
+        if not arguments.skip_orthanc:
+            orthanc_part(arguments, workdir)
+        if not arguments.skip_stores:
+            print()
+            stores_part(arguments, workdir)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
