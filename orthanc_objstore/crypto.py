@@ -36,7 +36,14 @@ header byte, reordering, dropping, truncating or appending chunks is detected::
 
     total size = 70 + N + 16 * n; an empty plaintext is one empty chunk (86 bytes).
 
-Both formats are at least 86 bytes long. ``ByteBudget`` is the MaxConcurrentInputSize semaphore.
+Format A3 (this plugin only) is A2 with the attachment bound in: the same 70-byte header layout with
+version b"A3", and every chunk's AAD is header[0:70] || binding || uint64le(i) || uint8(last), where
+binding = ``a3_binding(uuid, content_type)`` = uint16le(len(uuid)) || uuid (UTF-8) || uint32le(content
+type). The binding is not stored: decrypting needs the attachment, and an object read for any other
+attachment fails authentication. It names neither key nor path (RootPath, StorageStructure and moves
+between storages keep working).
+
+All formats are at least 86 bytes long. ``ByteBudget`` is the MaxConcurrentInputSize semaphore.
 """
 
 import os
@@ -50,7 +57,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.keywrap import InvalidUnwrap, aes_key_unwrap, aes_key_wrap
 
-FORMATS = ("A1", "A2")
+FORMATS = ("A1", "A2", "A3")
 KEY_SIZE = 32
 TAG_SIZE = 16
 KEY_ID_SIZE = 4
@@ -200,8 +207,8 @@ def _check_header(blob: bytes, expected: str | None = None) -> str:
     if len(blob) < 2:
         raise DecryptionError("no header found (the object is shorter than 2 bytes)")
     version = bytes(blob[:2])
-    if version not in (b"A1", b"A2") or (expected and version.decode() != expected):
-        raise DecryptionError(f"version {version!r} is not supported (known: A1, A2): not an encrypted object "
+    if version not in (b"A1", b"A2", b"A3") or (expected and version.decode() != expected):
+        raise DecryptionError(f"version {version!r} is not supported (known: A1, A2, A3): not an encrypted object "
                               "or a damaged header")
     if len(blob) < 2 + KEY_ID_SIZE:
         raise DecryptionError("no master key id found (the object is shorter than 6 bytes)")
@@ -316,14 +323,78 @@ def decrypt_a2(blob: bytes, keyring: Keyring) -> bytes:
     return decrypt_a2_chunks(header, dek, 0, memoryview(blob)[HEADER_SIZE:])  # the chunks are copied one by one
 
 
+# --- A3: A2 with the attachment in the authenticated data ---------------------------------------------
+
+def a3_binding(uuid: str, content_type: int) -> bytes:
+    """The attachment as A3 authenticates it (see the module docstring)."""
+    encoded = uuid.encode("utf-8")
+    if len(encoded) > 0xFFFF or not 0 <= content_type <= 0xFFFFFFFF:
+        raise CryptoError("an A3 binding needs a uuid of at most 65535 bytes and a content type from 0 to 2^32-1")
+    return struct.pack("<H", len(encoded)) + encoded + struct.pack("<I", content_type)
+
+
+def encrypt_a3(plaintext: bytes, key_id: int, master_key: bytes, binding: bytes, *,
+               chunk_size: int = A2_CHUNK_SIZE, dek: bytes | None = None, nonce: bytes | None = None) -> bytes:
+    _check_key_id(key_id)
+    if not 1 <= chunk_size <= A2_MAX_CHUNK_SIZE:
+        raise CryptoError(f"the A3 chunk size must be from 1 to {A2_MAX_CHUNK_SIZE}")
+    dek = os.urandom(KEY_SIZE) if dek is None else dek
+    nonce = os.urandom(A2_NONCE_SIZE) if nonce is None else nonce
+    header = _A2_HEADER.pack(b"A3", key_id, chunk_size, len(plaintext), aes_key_wrap(master_key, dek), nonce)
+    parsed = parse_a3_header(header, binding)
+    aead = AESGCM(dek)
+    count = parsed.chunk_count
+    parts = [header]
+    for index in range(count):
+        chunk = bytes(plaintext[index * chunk_size:(index + 1) * chunk_size])
+        parts.append(aead.encrypt(_chunk_nonce(nonce, index), chunk, _chunk_aad(parsed.raw, index, index == count - 1)))
+    return b"".join(parts)
+
+
+def parse_a3_header(header: bytes, binding: bytes | None) -> A2Header:
+    """An A3 header as an ``A2Header`` whose ``raw`` is the AAD prefix (header || binding), so that
+    ``chunk_span``, ``unwrap_a2_key`` and ``decrypt_a2_chunks`` serve both formats. ``binding`` None (a
+    read that does not say for which attachment) cannot decrypt A3."""
+    _check_header(header, "A3")
+    if binding is None:
+        raise DecryptionError("it is an A3 object, bound to its attachment: it can only be decrypted by a read "
+                              "that names the attachment (uuid and content type)")
+    parsed = parse_a2_header(b"A2" + bytes(header[2:HEADER_SIZE]))
+    return A2Header(bytes(header[:HEADER_SIZE]) + binding, parsed.key_id, parsed.chunk_size,
+                    parsed.plaintext_size, parsed.wrapped_key, parsed.nonce)
+
+
+def decrypt_a3_chunks(header: A2Header, dek: bytes, first_index: int, stored: bytes) -> bytes:
+    """``decrypt_a2_chunks`` for an A3 header (from ``parse_a3_header``), saying what a failure means."""
+    try:
+        return decrypt_a2_chunks(header, dek, first_index, stored)
+    except DecryptionError as exc:
+        raise DecryptionError(f"{str(exc).replace('A2 chunk', 'A3 chunk')}; an A3 object also fails so when it "
+                              "was written for another attachment") from None
+
+
+def decrypt_a3(blob: bytes, keyring: Keyring, binding: bytes | None) -> bytes:
+    header = parse_a3_header(blob, binding)
+    dek = unwrap_a2_key(header, keyring)
+    if len(blob) != header.object_size:
+        raise DecryptionError(f"it is {len(blob)} bytes long but its A3 header announces {header.object_size} "
+                              "bytes (truncated or extended)")
+    return decrypt_a3_chunks(header, dek, 0, memoryview(blob)[HEADER_SIZE:])
+
+
 # --- both ---------------------------------------------------------------------------------------------
 
 def version_of(blob: bytes) -> str:
-    """'A1' or 'A2' from the first bytes of an object; ``DecryptionError`` otherwise."""
+    """'A1', 'A2' or 'A3' from the first bytes of an object; ``DecryptionError`` otherwise."""
     return _check_header(blob)
 
 
-def encrypt(plaintext: bytes, keyring: Keyring, fmt: str = "A1") -> bytes:
+def encrypt(plaintext: bytes, keyring: Keyring, fmt: str = "A1", binding: bytes | None = None) -> bytes:
+    """``plaintext`` in format ``fmt``; A3 needs the attachment's ``binding`` (``a3_binding``)."""
+    if fmt == "A3":
+        if binding is None:
+            raise CryptoError("format A3 binds the object to its attachment: a binding is needed to encrypt")
+        return encrypt_a3(plaintext, keyring.current_id, keyring.current_key, binding)
     if fmt == "A1":
         return encrypt_a1(plaintext, keyring.current_id, keyring.current_key,
                           keystream=keyring.a1_keystream(keyring.current_id))
@@ -332,8 +403,10 @@ def encrypt(plaintext: bytes, keyring: Keyring, fmt: str = "A1") -> bytes:
     raise CryptoError(f"unknown encryption format {fmt!r}; allowed: {', '.join(FORMATS)}")
 
 
-def decrypt(blob: bytes, keyring: Keyring) -> bytes:
-    """Decrypts either format, dispatching on the version in the header."""
+def decrypt(blob: bytes, keyring: Keyring, binding: bytes | None = None) -> bytes:
+    """Decrypts any format, dispatching on the version in the header (A3 needs its ``binding``)."""
+    if version_of(blob) == "A3":
+        return decrypt_a3(blob, keyring, binding)
     return decrypt_a1(blob, keyring) if version_of(blob) == "A1" else decrypt_a2(blob, keyring)
 
 
