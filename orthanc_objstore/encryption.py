@@ -32,8 +32,8 @@ from contextlib import contextmanager
 
 from . import crypto
 from .config import EncryptionConfig
-from .errors import IntegrityError, StoreError, UnknownKeyError
-from .store import Owner, Store, check_range
+from .errors import IntegrityError, StoreError, UnknownKeyError, WrongOwner
+from .store import Owner, Store, check_range, owner_checks
 
 
 def shared_budget(config: EncryptionConfig) -> "crypto.ByteBudget":
@@ -52,6 +52,15 @@ class EncryptedStore:
         self.keyring = crypto.Keyring(config.master_key.id, config.master_key.key,
                                       [(key.id, key.key) for key in config.previous_master_keys])
         self.budget = budget or shared_budget(config)
+
+    @property
+    def records_owner(self) -> bool:
+        return owner_checks(self.inner)[0]
+
+    @property
+    def binds_owner(self) -> bool:
+        """True when new objects are A3 (older A1/A2 objects are only checked by ``inner``'s metadata)."""
+        return self.format == "A3"
 
     def __repr__(self) -> str:
         return f"EncryptedStore({self.inner!r}, format {self.format}, master key id {self.keyring.current_id})"
@@ -87,6 +96,8 @@ class EncryptedStore:
             first, offset, stored_length = parsed.chunk_span(start, length)
         try:
             stored = self.inner.get_range(key, offset, stored_length, owner=owner)
+        except WrongOwner:
+            raise
         except IntegrityError as exc:
             raise IntegrityError(f"cannot decrypt {key!r}: it is shorter than its A2 header announces "
                                  "(truncated)", key) from exc
@@ -112,6 +123,8 @@ class EncryptedStore:
     def _read_header(self, key: str, owner: Owner | None = None) -> bytes:
         try:
             return self.inner.get_range(key, 0, crypto.HEADER_SIZE, owner=owner)
+        except WrongOwner:
+            raise
         except IntegrityError as exc:
             raise IntegrityError(f"cannot decrypt {key!r}: it is shorter than {crypto.MIN_OBJECT_SIZE} bytes, the "
                                  "size of any encrypted object (truncated, or not encrypted)", key) from exc

@@ -30,11 +30,13 @@ Contract, for every implementation:
 ``owner`` (an ``Owner``: the attachment's uuid and content type) is optional everywhere. Given to
 ``put``, a store that keeps object metadata records it with the object (``Owner.metadata_value``);
 given to ``get`` / ``get_range``, it checks the recorded owner on the same request that returns the
-data and raises ``IntegrityError`` naming both attachments when they differ (``check_owner``). An
+data and raises ``WrongOwner`` (an ``IntegrityError``) naming both attachments when they differ. An
 object without the record (written by the official plugin, before this check, or without ``owner``)
 reads as before; so does any read without ``owner`` (offline tools, tests). A store without metadata
 (the file-system store) accepts ``owner`` and ignores it; wrappers pass it on (and may use it more:
-the A3 encryption format authenticates it).
+the A3 encryption format authenticates it). Each store says which it does: ``records_owner`` (True:
+metadata recorded and checked, a mismatch names both attachments) and ``binds_owner`` (True: the
+object's bytes are bound to their owner, a mismatch fails authentication); see ``owner_checks``.
 
 Implementations are shared by all of Orthanc's threads at once: they must be thread-safe and must
 not hold a lock across network I/O. ``describe(key)`` returns a human-readable location for logs
@@ -51,7 +53,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-from .errors import IntegrityError, NotFound, StoreError
+from .errors import IntegrityError, NotFound, StoreError, WrongOwner
 
 
 OWNER_METADATA = "orthanc-attachment"  # the metadata name (Azure: "orthanc_attachment", see OWNER_METADATA_AZURE)
@@ -74,6 +76,11 @@ class Owner:
         return f"attachment {self.uuid} of type {self.content_type}"
 
 
+def owner_checks(store) -> tuple[bool, bool]:
+    """(records_owner, binds_owner) of a store; a store that says nothing does neither."""
+    return bool(getattr(store, "records_owner", False)), bool(getattr(store, "binds_owner", False))
+
+
 def check_owner(key: str, owner: "Owner | None", recorded: str | None, where: str) -> None:
     """Refuses an object whose recorded owner (``recorded``, the metadata value or None) is not ``owner``.
 
@@ -83,7 +90,7 @@ def check_owner(key: str, owner: "Owner | None", recorded: str | None, where: st
         return
     uuid, _, content_type = recorded.rpartition(":")
     recorded_name = f"attachment {uuid} of type {content_type}" if uuid else f"an unreadable owner {recorded[:80]!r}"
-    raise IntegrityError(f"{where} read of {key!r}: the object was written for {recorded_name}, not for {owner}; "
+    raise WrongOwner(f"{where} read of {key!r}: the object was written for {recorded_name}, not for {owner}; "
                          "refusing to return another attachment's data (objects moved or copied inside the "
                          "bucket?)", key)
 

@@ -80,6 +80,8 @@ def _access_tier(name: str):
 
 
 class AzureStore:
+    records_owner = True  # see store.owner_checks
+
     def __init__(self, config, service=None):
         """``config`` is a ``config.AzureConfig``; ``service`` replaces the BlobServiceClient (tests)."""
         self.container_name = config.container_name

@@ -15,6 +15,8 @@ from ..store import Owner, check_range
 
 
 class FileSystemStore:
+    records_owner = False  # a file has no metadata (see the module docstring)
+
     def __init__(self, root: str, fsync: bool = True):
         self.root = os.path.abspath(root)
         self.fsync = fsync

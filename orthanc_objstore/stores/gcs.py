@@ -120,6 +120,8 @@ class _OwnedBlob(storage.Blob):
 
 
 class GcsStore:
+    records_owner = True  # see store.owner_checks
+
     def __init__(self, config, client=None):
         """``config`` is a ``config.GcsConfig``; ``client`` replaces the storage.Client (tests)."""
         self.bucket_name = config.bucket_name

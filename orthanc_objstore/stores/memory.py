@@ -8,6 +8,7 @@ from ..store import Owner, check_owner, check_range
 
 class MemoryStore:
     """Objects in a dict owned by this instance (never shared between instances)."""
+    records_owner = True  # see store.owner_checks
 
     def __init__(self):
         self._objects: dict[str, bytes] = {}

@@ -22,7 +22,8 @@ import botocore.config
 import botocore.exceptions
 from boto3.s3.transfer import TransferConfig
 
-from ..errors import BucketNotFound, IntegrityError, NotFound, PermissionDenied, StoreError, StoreUnavailable
+from ..errors import (BucketNotFound, IntegrityError, NotFound, PermissionDenied, StoreError, StoreUnavailable,
+                      WrongOwner)
 from ..store import OWNER_METADATA, Owner, check_owner, read_exact_range
 
 # A HEAD answer has no body, so a 404 to HEAD object does not say whether the object or the bucket is
@@ -77,6 +78,8 @@ def _endpoint_url(endpoint: str) -> str | None:
 
 
 class S3Store:
+    records_owner = True  # see store.owner_checks
+
     def __init__(self, config, client=None):
         """``config`` is a ``config.S3Config``."""
         self.bucket = config.bucket_name
@@ -207,7 +210,7 @@ def _check_owner(key, owner, response) -> None:
     """The owner check on a GET or HEAD answer (its user metadata); the body is closed when refused."""
     try:
         check_owner(key, owner, response.get("Metadata", {}).get(OWNER_METADATA), "S3")
-    except IntegrityError:
+    except WrongOwner:
         if "Body" in response:
             response["Body"].close()
         raise
