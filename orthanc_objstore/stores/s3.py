@@ -7,7 +7,8 @@ A whole read is a single GET; ``UseTransferManager`` switches writes and whole r
 (multipart uploads and parallel ranged downloads).
 The owner (see ``store``) is user metadata ``x-amz-meta-orthanc-attachment``, checked from the answer
 of the GET that returns the data (no extra request); with the transfer manager a whole read asks a
-HEAD first and pins the download to that HEAD's ETag (``IfMatch``).
+HEAD first (s3transfer takes no ``IfMatch``: the download is pinned to the HEAD's ``VersionId`` on a
+versioned bucket; elsewhere an object replaced between the two requests is not caught).
 """
 
 import base64
@@ -155,7 +156,7 @@ class S3Store:
                 if owner is not None:
                     described = self._client.head_object(Bucket=self.bucket, Key=key)
                     _check_owner(key, owner, described)
-                    pinned = {"IfMatch": described["ETag"]}
+                    pinned = {"VersionId": described["VersionId"]} if described.get("VersionId") else {}
                 buffer = io.BytesIO()
                 self._client.download_fileobj(self.bucket, key, buffer, ExtraArgs=pinned or None,
                                               Config=self._transfer)
