@@ -30,7 +30,7 @@ counted while it travels to or from the store. No message contains key material.
 
 from contextlib import contextmanager
 
-from . import crypto
+from . import crypto, crypto_a3
 from .config import EncryptionConfig
 from .errors import IntegrityError, StoreError, UnknownKeyError, WrongOwner
 from .store import Owner, Store, check_range, owner_checks
@@ -86,7 +86,7 @@ class EncryptedStore:
             if version == "A1":
                 return _slice(key, self.get(key, owner=owner), start, length)
             if version == "A3":
-                parsed = crypto.parse_a3_header(header, _binding(owner))
+                parsed = crypto_a3.parse_a3_header(header, _binding(owner))
             else:
                 parsed = crypto.parse_a2_header(header)
             _check_inside(key, parsed.plaintext_size, start, length)
@@ -102,7 +102,7 @@ class EncryptedStore:
             raise IntegrityError(f"cannot decrypt {key!r}: it is shorter than its A2 header announces "
                                  "(truncated)", key) from exc
         with _translated(key, "decrypt"), self.budget.hold(len(stored), "decrypt"):
-            decrypt_chunks = crypto.decrypt_a3_chunks if version == "A3" else crypto.decrypt_a2_chunks
+            decrypt_chunks = crypto_a3.decrypt_a3_chunks if version == "A3" else crypto.decrypt_a2_chunks
             plaintext = decrypt_chunks(parsed, data_key, first, stored)
         skip = start - first * parsed.chunk_size
         return plaintext[skip:skip + length]
@@ -131,7 +131,7 @@ class EncryptedStore:
 
 
 def _binding(owner: Owner | None) -> bytes | None:
-    return None if owner is None else crypto.a3_binding(owner.uuid, owner.content_type)
+    return None if owner is None else crypto_a3.a3_binding(owner.uuid, owner.content_type)
 
 
 @contextmanager

@@ -6,7 +6,7 @@ import uuid as uuidlib
 
 import pytest
 
-from orthanc_objstore import crypto
+from orthanc_objstore import crypto, crypto_a3
 from orthanc_objstore.area import ObjectArea
 from orthanc_objstore.config import EncryptionConfig, MasterKey
 from orthanc_objstore.encryption import EncryptedStore
@@ -27,9 +27,9 @@ def encrypted(inner, fmt="A3"):
 
 # --- A3 -----------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("other", [crypto.a3_binding(UUID_B, 1), crypto.a3_binding(UUID_A, 3)], ids=["uuid", "type"])
+@pytest.mark.parametrize("other", [crypto_a3.a3_binding(UUID_B, 1), crypto_a3.a3_binding(UUID_A, 3)], ids=["uuid", "type"])
 def test_a3_fails_authentication_for_another_attachment(other):
-    binding = crypto.a3_binding(UUID_A, 1)
+    binding = crypto_a3.a3_binding(UUID_A, 1)
     blob = crypto.encrypt(os.urandom(3 * crypto.A2_CHUNK_SIZE + 5), KEYRING, "A3", binding)
     assert blob[:2] == b"A3" and len(blob) == 70 + 3 * crypto.A2_CHUNK_SIZE + 5 + 4 * 16  # A2's size
     with pytest.raises(crypto.DecryptionError, match="A3 chunk 0 of 4 fails authentication.*another attachment"):
@@ -40,7 +40,7 @@ def test_a3_fails_authentication_for_another_attachment(other):
 
 def test_a3_is_not_a2_with_another_version_byte():
     """The binding is authenticated: relabelling an A3 object as A2 (or back) fails."""
-    binding = crypto.a3_binding(UUID_A, 1)
+    binding = crypto_a3.a3_binding(UUID_A, 1)
     a3 = crypto.encrypt(b"attachment", KEYRING, "A3", binding)
     with pytest.raises(crypto.DecryptionError):
         crypto.decrypt(b"A2" + a3[2:], KEYRING)
