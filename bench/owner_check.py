@@ -1,9 +1,9 @@
 """Benchmark: what the owner check (issue 15) costs per read on each provider, as a ratio with/without it.
 
 For each provider (moto's S3, Azurite, fake-gcs-server, all on 127.0.0.1) the same objects are read
-whole and by range, alternately without ``owner`` (no check, as before) and with it (the recorded
-owner checked), in several interleaved rounds; the figure is the median time per read of each kind
-and the ratio with/without. A FaultProxy in front of each server counts the requests, to show that
+whole and by range, without ``owner`` (no check, as before) and with it (the recorded owner checked),
+object after object in a shuffled order of kinds, in several rounds; the figure is the median time of
+one read of each kind and the ratio with/without. A FaultProxy in front of each server counts the requests, to show that
 the check adds none for objects with the metadata; "legacy" reads objects written without metadata
 (by the official plugin) with ``owner``, which costs one metadata request more on GCS only.
 
@@ -14,6 +14,7 @@ Run by hand (only the ratios of one run mean something):
 
 import argparse
 import os
+import random
 import statistics
 import sys
 import tempfile
@@ -38,13 +39,6 @@ def s3_store(moto):
                             secret_key="test", virtual_addressing=False)), proxy
 
 
-def timed(reads) -> float:
-    started = time.perf_counter()
-    for read in reads:
-        read()
-    return (time.perf_counter() - started) / len(reads)
-
-
 def measure(store, proxy, objects, size, rounds):
     owners = {f"bench/{uuidlib.uuid4()}.dcm": Owner(str(uuidlib.uuid4()), 1) for _ in range(objects)}
     legacy = {f"bench/{uuidlib.uuid4()}.dcm": Owner(str(uuidlib.uuid4()), 1) for _ in range(objects)}
@@ -53,20 +47,29 @@ def measure(store, proxy, objects, size, rounds):
         store.put(key, data, owner=owner)
     for key in legacy:
         store.put(key, data)
-    kinds = {
-        "whole, unchecked": [lambda k=k: store.get(k) for k in owners],
-        "whole, checked": [lambda k=k, o=o: store.get(k, owner=o) for k, o in owners.items()],
-        "range, unchecked": [lambda k=k: store.get_range(k, 1000, 4096) for k in owners],
-        "range, checked": [lambda k=k, o=o: store.get_range(k, 1000, 4096, owner=o) for k, o in owners.items()],
-        "whole, legacy, checked": [lambda k=k, o=o: store.get(k, owner=o) for k, o in legacy.items()],
+    legacy_owners = list(legacy.items())
+    kinds = {  # kind -> read of the i-th object
+        "whole, unchecked": lambda i: store.get(keys[i]),
+        "whole, checked": lambda i: store.get(keys[i], owner=owners[keys[i]]),
+        "range, unchecked": lambda i: store.get_range(keys[i], 1000, 4096),
+        "range, checked": lambda i: store.get_range(keys[i], 1000, 4096, owner=owners[keys[i]]),
+        "whole, legacy, checked": lambda i: store.get(legacy_owners[i][0], owner=legacy_owners[i][1]),
     }
+    keys = list(owners)
     times = {kind: [] for kind in kinds}
-    requests = {}
+    counted = {kind: 0 for kind in kinds}
+    order = list(kinds)
+    shuffler = random.Random(15)
     for _ in range(rounds):
-        for kind, reads in kinds.items():
-            proxy.reset_counts()
-            times[kind].append(timed(reads))
-            requests[kind] = len(proxy.requests) / len(reads)
+        for index in range(len(keys)):
+            shuffler.shuffle(order)  # every kind in every position, object after object
+            for kind in order:
+                proxy.reset_counts()
+                started = time.perf_counter()
+                kinds[kind](index)
+                times[kind].append(time.perf_counter() - started)
+                counted[kind] += len(proxy.requests)
+    requests = {kind: counted[kind] / len(times[kind]) for kind in kinds}
     for key in [*owners, *legacy]:
         store.delete(key)
     return {kind: (statistics.median(values), requests[kind]) for kind, values in times.items()}
