@@ -8,11 +8,12 @@ Retries and timeouts are the SDK's own: ``DEFAULT_RETRY`` bounded by ``RetryTime
 larger ones a resumable upload in 32 MiB chunks; an object becomes visible only once complete.
 A whole read is one GET whose CRC32C/MD5 the SDK checks; a range read checks its length.
 
-The owner (see ``store``) is object metadata ``orthanc-attachment``. A media download answers it as the
-header ``x-goog-meta-orthanc-attachment`` (Cloud Storage and fake-gcs-server both do), so a read checks
-it without an extra request. When that header is absent (an object without the record, or a server
-that does not send it) the metadata is asked once, pinned to the generation that was downloaded
-(``ifGenerationMatch``), so an object without the record costs one small request more per read.
+The owner (see ``store``) is object metadata ``orthanc-attachment``. fake-gcs-server answers a media
+download with it as the header ``x-goog-meta-orthanc-attachment`` (measured; Cloud Storage's own answer
+is not checked here), read through the SDK's private ``_extract_headers_from_download`` hook, so a read
+checks it without an extra request. When that header is absent (an object without the record, a server
+that does not send it, an SDK that no longer calls the hook) the metadata is asked once, pinned to the
+generation that was downloaded (``ifGenerationMatch``): still checked, at one small request more.
 
 A 404 does not always say whether the object or the bucket is missing. Google Cloud Storage's answers
 usually say "No such object: …" or "The specified bucket does not exist." (not documented: its
