@@ -6,7 +6,9 @@ than per key (the hybrid router) implement the same ``Area`` protocol around oth
 
 Contract: ``create`` stores the attachment and returns its ``Location``; ``read`` returns it whole; ``read_range`` returns exactly ``length`` bytes from ``start``;
 ``remove`` deletes it wherever it is, and removing a missing attachment is not an error;
-``locate`` lists where it is now. Missing attachments raise ``NotFound``; any other failure another
+``locate`` lists where it is now. ``ObjectArea`` gives the store the attachment as ``owner`` on every
+write and read, so an object found under this attachment's key but written for another is refused
+(``IntegrityError``, see ``store``). Missing attachments raise ``NotFound``; any other failure another
 ``StoreError``.
 
 ``read``, ``read_range`` and ``remove`` accept ``location``: where ``create`` said the attachment
@@ -27,7 +29,7 @@ from typing import Protocol
 
 from .errors import NotFound
 from .naming import Naming
-from .store import Store
+from .store import Owner, Store
 
 FILE_SYSTEM = "file-system"
 OBJECT_STORAGE = "object-storage"
@@ -102,16 +104,19 @@ class ObjectArea:
 
     def create(self, uuid: str, content_type: int, data: bytes) -> Location:
         key = self.naming.key(uuid, content_type)
-        self.store.put(key, data)
+        self.store.put(key, data, owner=Owner(uuid, content_type))
         return Location(self.storage_name, key)
 
     def read(self, uuid: str, content_type: int, location: Location | None = None) -> bytes:
-        return self._first_found(self._keys(uuid, content_type, location), self.store.get)
+        owner = Owner(uuid, content_type)
+        return self._first_found(self._keys(uuid, content_type, location),
+                                 lambda key: self.store.get(key, owner=owner))
 
     def read_range(self, uuid: str, content_type: int, start: int, length: int,
                    location: Location | None = None) -> bytes:
+        owner = Owner(uuid, content_type)
         return self._first_found(self._keys(uuid, content_type, location),
-                                 lambda key: self.store.get_range(key, start, length))
+                                 lambda key: self.store.get_range(key, start, length, owner=owner))
 
     def remove(self, uuid: str, content_type: int, location: Location | None = None) -> None:
         for key in self._keys(uuid, content_type, location):

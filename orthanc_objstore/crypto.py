@@ -36,7 +36,10 @@ header byte, reordering, dropping, truncating or appending chunks is detected::
 
     total size = 70 + N + 16 * n; an empty plaintext is one empty chunk (86 bytes).
 
-Both formats are at least 86 bytes long. ``ByteBudget`` is the MaxConcurrentInputSize semaphore.
+Format A3 (this plugin only) is A2 with the attachment bound into the authenticated data: see
+``crypto_a3``.
+
+All formats are at least 86 bytes long. ``ByteBudget`` is the MaxConcurrentInputSize semaphore.
 """
 
 import os
@@ -50,7 +53,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.keywrap import InvalidUnwrap, aes_key_unwrap, aes_key_wrap
 
-FORMATS = ("A1", "A2")
+FORMATS = ("A1", "A2", "A3")
 KEY_SIZE = 32
 TAG_SIZE = 16
 KEY_ID_SIZE = 4
@@ -222,8 +225,8 @@ def _check_header(blob: bytes, expected: str | None = None) -> str:
     if len(blob) < 2:
         raise DecryptionError("no header found (the object is shorter than 2 bytes)")
     version = bytes(blob[:2])
-    if version not in (b"A1", b"A2") or (expected and version.decode() != expected):
-        raise DecryptionError(f"version {version!r} is not supported (known: A1, A2): not an encrypted object "
+    if version not in (b"A1", b"A2", b"A3") or (expected and version.decode() != expected):
+        raise DecryptionError(f"version {version!r} is not supported (known: A1, A2, A3): not an encrypted object "
                               "or a damaged header")
     if len(blob) < 2 + KEY_ID_SIZE:
         raise DecryptionError("no master key id found (the object is shorter than 6 bytes)")
@@ -357,11 +360,15 @@ def decrypt_a2(blob: bytes, keyring: Keyring) -> bytearray:
 # --- both ---------------------------------------------------------------------------------------------
 
 def version_of(blob: bytes) -> str:
-    """'A1' or 'A2' from the first bytes of an object; ``DecryptionError`` otherwise."""
+    """'A1', 'A2' or 'A3' from the first bytes of an object; ``DecryptionError`` otherwise."""
     return _check_header(blob)
 
 
-def encrypt(plaintext: bytes, keyring: Keyring, fmt: str = "A1") -> bytes:
+def encrypt(plaintext: bytes, keyring: Keyring, fmt: str = "A1", binding: bytes | None = None) -> bytes:
+    """``plaintext`` in format ``fmt``; A3 needs the attachment's ``binding`` (``a3_binding``)."""
+    if fmt == "A3":
+        from . import crypto_a3  # it builds on this module
+        return crypto_a3.encrypt_a3(plaintext, keyring, binding)
     if fmt == "A1":
         return encrypt_a1(plaintext, keyring.current_id, keyring.current_key,
                           keystream=keyring.a1_keystream(keyring.current_id))
@@ -370,8 +377,11 @@ def encrypt(plaintext: bytes, keyring: Keyring, fmt: str = "A1") -> bytes:
     raise CryptoError(f"unknown encryption format {fmt!r}; allowed: {', '.join(FORMATS)}")
 
 
-def decrypt(blob: bytes, keyring: Keyring) -> bytes:
-    """Decrypts either format, dispatching on the version in the header."""
+def decrypt(blob: bytes, keyring: Keyring, binding: bytes | None = None) -> bytes:
+    """Decrypts any format, dispatching on the version in the header (A3 needs its ``binding``)."""
+    if version_of(blob) == "A3":
+        from . import crypto_a3  # it builds on this module
+        return crypto_a3.decrypt_a3(blob, keyring, binding)
     return decrypt_a1(blob, keyring) if version_of(blob) == "A1" else decrypt_a2(blob, keyring)
 
 

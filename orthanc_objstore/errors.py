@@ -10,7 +10,8 @@ The hierarchy::
     ├── NotFound                    the object does not exist (and is also a FileNotFoundError)
     ├── BucketNotFound              the bucket/container itself does not exist (never a NotFound)
     ├── IntegrityError              the object exists but its bytes are not what was written
-    │   └── UnknownKeyError         encrypted with a master key id that is not configured
+    │   ├── UnknownKeyError         encrypted with a master key id that is not configured
+    │   └── WrongOwner              the object was written for another attachment (its recorded owner)
     ├── PermissionDenied            credentials refused for this operation
     └── StoreUnavailable            network error, timeout, throttling, 5xx after the SDK's retries
     ConfigError                     invalid configuration; stops Orthanc at start-up
@@ -44,6 +45,10 @@ class IntegrityError(StoreError):
 
 class UnknownKeyError(IntegrityError):
     """The object was encrypted under a master key id that is not configured."""
+
+
+class WrongOwner(IntegrityError):
+    """The object's recorded owner (metadata) is another attachment: it must never be served for this one."""
 
 
 class PermissionDenied(StoreError):

@@ -6,18 +6,18 @@ It knows nothing of Orthanc, uuids, content types, naming or encryption: those l
 
 Contract, for every implementation:
 
-``put(key, data)``
+``put(key, data, *, owner=None)``
     Stores ``data`` under ``key``, replacing any previous object. Atomic from a reader's point of
     view: a concurrent ``get`` sees the old object, the new one or ``NotFound``, never a prefix.
     On failure nothing readable is left under ``key`` that was not there before (providers whose
     SDK cannot promise this say so in their docstring).
 
-``get(key) -> bytes``
+``get(key, *, owner=None) -> bytes``
     The whole object, exactly as written. One request where the SDK allows it. Raises
     ``NotFound`` when the object does not exist; any other failure raises another ``StoreError``
     (a short or damaged body is ``IntegrityError`` or ``StoreUnavailable``, never returned).
 
-``get_range(key, start, length) -> bytes``
+``get_range(key, start, length, *, owner=None) -> bytes``
     Exactly ``length`` bytes starting at offset ``start``. A range reaching past the end of the
     object raises ``IntegrityError``; ``length == 0`` returns ``b""`` if the object exists.
 
@@ -26,6 +26,17 @@ Contract, for every implementation:
 
 ``delete(key)``
     Removes the object. Idempotent: deleting a missing object is not an error.
+
+``owner`` (an ``Owner``: the attachment's uuid and content type) is optional everywhere. Given to
+``put``, a store that keeps object metadata records it with the object (``Owner.metadata_value``);
+given to ``get`` / ``get_range``, it checks the recorded owner on the same request that returns the
+data and raises ``WrongOwner`` (an ``IntegrityError``) naming both attachments when they differ. An
+object without the record (written by the official plugin, before this check, or without ``owner``)
+reads as before; so does any read without ``owner`` (offline tools, tests). A store without metadata
+(the file-system store) accepts ``owner`` and ignores it; wrappers pass it on (and may use it more:
+the A3 encryption format authenticates it). Each store says which it does: ``records_owner`` (True:
+metadata recorded and checked, a mismatch names both attachments) and ``binds_owner`` (True: the
+object's bytes are bound to their owner, a mismatch fails authentication); see ``owner_checks``.
 
 Implementations are shared by all of Orthanc's threads at once: they must be thread-safe and must
 not hold a lock across network I/O. ``describe(key)`` returns a human-readable location for logs
@@ -39,20 +50,60 @@ Conveniences built on the protocol are free functions below; they are never over
 """
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-from .errors import IntegrityError, NotFound, StoreError
+from .errors import IntegrityError, NotFound, StoreError, WrongOwner
+
+
+OWNER_METADATA = "orthanc-attachment"  # the metadata name (Azure: "orthanc_attachment", see OWNER_METADATA_AZURE)
+OWNER_METADATA_AZURE = OWNER_METADATA.replace("-", "_")  # Azure metadata names must be C# identifiers
+
+
+@dataclass(frozen=True)
+class Owner:
+    """The attachment an object belongs to: Orthanc's uuid and content type (never the key or path, so
+    RootPath, StorageStructure and moves between storages do not change it)."""
+
+    uuid: str
+    content_type: int
+
+    def metadata_value(self) -> str:
+        """The recorded form, ``uuid:content_type`` (ASCII, fits every provider's metadata)."""
+        return f"{self.uuid}:{self.content_type}"
+
+    def __str__(self) -> str:
+        return f"attachment {self.uuid} of type {self.content_type}"
+
+
+def owner_checks(store) -> tuple[bool, bool]:
+    """(records_owner, binds_owner) of a store; a store that says nothing does neither."""
+    return bool(getattr(store, "records_owner", False)), bool(getattr(store, "binds_owner", False))
+
+
+def check_owner(key: str, owner: "Owner | None", recorded: str | None, where: str) -> None:
+    """Refuses an object whose recorded owner (``recorded``, the metadata value or None) is not ``owner``.
+
+    Nothing to check without ``owner`` or without a record. A record that is not ours is refused too:
+    this name is written by this plugin only."""
+    if owner is None or recorded is None or recorded == owner.metadata_value():
+        return
+    uuid, _, content_type = recorded.rpartition(":")
+    recorded_name = f"attachment {uuid} of type {content_type}" if uuid else f"an unreadable owner {recorded[:80]!r}"
+    raise WrongOwner(f"{where} read of {key!r}: the object was written for {recorded_name}, not for {owner}; "
+                         "refusing to return another attachment's data (objects moved or copied inside the "
+                         "bucket?)", key)
 
 
 @runtime_checkable
 class Store(Protocol):
     """A key → bytes object store. See the module docstring for the contract."""
 
-    def put(self, key: str, data: bytes) -> None: ...
+    def put(self, key: str, data: bytes, *, owner: Owner | None = None) -> None: ...
 
-    def get(self, key: str) -> bytes: ...
+    def get(self, key: str, *, owner: Owner | None = None) -> bytes: ...
 
-    def get_range(self, key: str, start: int, length: int) -> bytes: ...
+    def get_range(self, key: str, start: int, length: int, *, owner: Owner | None = None) -> bytes: ...
 
     def head(self, key: str) -> int: ...
 

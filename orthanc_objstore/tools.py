@@ -30,6 +30,7 @@ from .move import matches_index  # size and MD5 against the index
 from .naming import LEGACY, Naming
 from .offline_index import index_path, read_rest_index, read_sqlite_index
 from .progress import describe_attachment, run_steps
+from .store import Owner
 from .stores.filesystem import FileSystemStore
 
 DEFAULT_WORKERS = 16  # object stores reward parallel requests; S3's default MaxConnections is 25
@@ -125,8 +126,12 @@ class _CheckedTarget:
     def create(self, uuid, content_type, data):
         self.area.create(uuid, content_type, data)
         key = self.area.naming.key(uuid, content_type)
-        if self.read_back and self.area.store.get(key) != data:
+        if self.read_back and self.area.store.get(key, owner=Owner(uuid, content_type)) != data:
             raise IntegrityError(f"{_where(self.area, key)} does not read back as written", key)
+
+
+def _owner(attachment) -> Owner:
+    return Owner(attachment.uuid, attachment.content_type)
 
 
 def _describe(entry) -> str:
@@ -144,7 +149,7 @@ def migrate_step(context: Context, source: _Source, target: _CheckedTarget, entr
     if size == attachment.size:
         if not source.delete:
             return "skipped", None
-        problem = matches_index(objects.store.get(key), attachment)  # deleting: check the copy fully first
+        problem = matches_index(objects.store.get(key, owner=_owner(attachment)), attachment)  # deleting: check the copy fully first
         if problem is None:
             source.remove(attachment.uuid, attachment.content_type)
             return "skipped", None
@@ -177,7 +182,7 @@ def verify_step(context: Context, entry):
                             f"says {attachment.size}")
             continue
         if deep:
-            problem = matches_index(area.store.get(key), attachment)
+            problem = matches_index(area.store.get(key, owner=_owner(attachment)), attachment)
             if problem:
                 problems.append(f"damaged: {_describe(entry)}: {_where(area, key)}: {problem}")
                 continue
@@ -203,14 +208,15 @@ def reencrypt_step(context: Context, entry):
         if header[:2].decode(errors="replace") == encrypted.format and _KEY_ID.unpack_from(header, 2)[0] == current:
             done = done or "current"
             continue
-        data = encrypted.get(key)
+        owner = _owner(attachment)
+        data = encrypted.get(key, owner=owner)
         problem = matches_index(data, attachment)
         if problem:
             problems.append(f"damaged: {_describe(entry)}: {_where(area, key)}: {problem}; not rewritten")
             continue
-        encrypted.put(key, data)
+        encrypted.put(key, data, owner=owner)  # the owner metadata (and A3 binding) too
         header = encrypted.inner.get_range(key, 0, 2 + _KEY_ID.size)
-        if _KEY_ID.unpack_from(header, 2)[0] != current or matches_index(encrypted.get(key), attachment):
+        if _KEY_ID.unpack_from(header, 2)[0] != current or matches_index(encrypted.get(key, owner=owner), attachment):
             problems.append(f"not verified: {_describe(entry)}: {_where(area, key)} does not read back as written")
             continue
         done = "re-encrypted"

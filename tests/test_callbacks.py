@@ -33,20 +33,20 @@ class FailingStore(MemoryStore):
         super().__init__()
         self.fail_suffix, self.error, self.read_error = fail_suffix, error, read_error
 
-    def put(self, key, data):
+    def put(self, key, data, *, owner=None):
         if self.fail_suffix and key.endswith(self.fail_suffix):
             raise self.error
-        super().put(key, data)
+        super().put(key, data, owner=owner)
 
-    def get(self, key):
+    def get(self, key, *, owner=None):
         if self.read_error:
             raise self.read_error
-        return super().get(key)
+        return super().get(key, owner=owner)
 
-    def get_range(self, key, start, length):
+    def get_range(self, key, start, length, *, owner=None):
         if self.read_error:
             raise self.read_error
-        return super().get_range(key, start, length)
+        return super().get_range(key, start, length, owner=owner)
 
 
 def callbacks_over(store, compression=False):

@@ -42,7 +42,9 @@ STORES = {"memory": _memory, "filesystem": _filesystem, "s3": _s3, "azure": _azu
           "encrypted-a1-memory": _encrypted(_memory, "A1"), "encrypted-a2-memory": _encrypted(_memory, "A2"),
           "encrypted-a1-filesystem": _encrypted(_filesystem, "A1"),
           "encrypted-a2-filesystem": _encrypted(_filesystem, "A2"),
-          "encrypted-a1-s3": _encrypted(_s3, "A1"), "encrypted-a2-s3": _encrypted(_s3, "A2")}
+          "encrypted-a1-s3": _encrypted(_s3, "A1"), "encrypted-a2-s3": _encrypted(_s3, "A2"),
+          "encrypted-a3-memory": _encrypted(_memory, "A3"), "encrypted-a3-filesystem": _encrypted(_filesystem, "A3"),
+          "encrypted-a3-azure": _encrypted(_azure, "A3"), "encrypted-a1-gcs": _encrypted(_gcs, "A1")}
 
 
 def _missing_bucket(backend_fixture):

@@ -9,7 +9,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.keywrap import aes_key_unwrap
 
-from orthanc_objstore import crypto
+from orthanc_objstore import crypto, crypto_a3
 
 MASTER = bytes(range(32))
 IV = bytes(range(32, 64))
@@ -104,10 +104,13 @@ def test_a2_layout():
                                   5 * crypto.A2_CHUNK_SIZE])
 def test_round_trip_sizes(fmt, size):
     plaintext = os.urandom(size)
-    blob = crypto.encrypt(plaintext, keyring(), fmt)
+    binding = crypto_a3.a3_binding("2b2ef2a3-5f8e41ac-9d6a5ee2-1f0f2cd9-bc4f4a0a", 1) if fmt == "A3" else None
+    blob = crypto.encrypt(plaintext, keyring(), fmt, binding)
     assert blob[:2] == fmt.encode()
-    assert crypto.decrypt(blob, keyring()) == plaintext
-    if fmt == "A2":
+    assert crypto.decrypt(blob, keyring(), binding) == plaintext
+    if fmt == "A3":
+        assert crypto_a3.parse_a3_header(blob, binding).object_size == len(blob)
+    elif fmt == "A2":
         assert crypto.parse_a2_header(blob).object_size == len(blob)
     else:
         assert crypto.a1_plaintext_size(len(blob)) == size

@@ -10,6 +10,7 @@ from orthanc_objstore import crypto
 from orthanc_objstore.config import EncryptionConfig, MasterKey
 from orthanc_objstore.encryption import EncryptedStore
 from orthanc_objstore.errors import IntegrityError, NotFound, StoreError, UnknownKeyError
+from orthanc_objstore.store import Owner
 from orthanc_objstore.stores.memory import MemoryStore
 from test_crypto import DEK, IV, official_a1
 
@@ -17,6 +18,7 @@ KEY_1 = MasterKey(1, "/keys/one.key", os.urandom(32))
 KEY_2 = MasterKey(2, "/keys/two.key", os.urandom(32))
 UUID_KEY = "2b2ef2a3-5f8e41ac-9d6a5ee2-1f0f2cd9-bc4f4a0a.dcm.enc"
 CHUNK = crypto.A2_CHUNK_SIZE
+OWNER = Owner("2b2ef2a3-5f8e41ac-9d6a5ee2-1f0f2cd9-bc4f4a0a", 1)
 
 
 def encrypted(inner=None, current=KEY_1, previous=(), fmt="A1", max_mb=1024):
@@ -37,13 +39,13 @@ class CountingStore(MemoryStore):
         super().__init__()
         self.reads = []
 
-    def get(self, key):
-        data = super().get(key)
+    def get(self, key, *, owner=None):
+        data = super().get(key, owner=owner)
         self.reads.append(("get", len(data)))
         return data
 
-    def get_range(self, key, start, length):
-        data = MemoryStore.get(self, key)[start:start + length] if length else b""
+    def get_range(self, key, start, length, *, owner=None):
+        data = MemoryStore.get(self, key, owner=owner)[start:start + length] if length else b""
         if start + length > len(MemoryStore.get(self, key)):
             raise IntegrityError("past the end", key)
         self.reads.append(("range", length))
@@ -56,15 +58,16 @@ def test_sizes_round_trip(fmt, size):
     inner = MemoryStore()
     store = encrypted(inner, fmt=fmt)
     plaintext = os.urandom(size)
-    store.put(UUID_KEY, plaintext)
+    store.put(UUID_KEY, plaintext, owner=OWNER)
     stored = inner.get(UUID_KEY)
     assert stored[:2] == fmt.encode() and stored[2:6] == b"\x01\x00\x00\x00"
     assert len(plaintext) < 1000 or plaintext[:1000] not in stored
-    assert store.get(UUID_KEY) == plaintext
+    assert store.get(UUID_KEY, owner=OWNER) == plaintext
     assert store.head(UUID_KEY) == size
     if size:
-        assert store.get_range(UUID_KEY, size - 1, 1) == plaintext[-1:]
-        assert store.get_range(UUID_KEY, size // 3, size // 2) == plaintext[size // 3:size // 3 + size // 2]
+        assert store.get_range(UUID_KEY, size - 1, 1, owner=OWNER) == plaintext[-1:]
+        assert (store.get_range(UUID_KEY, size // 3, size // 2, owner=OWNER)
+                == plaintext[size // 3:size // 3 + size // 2])
 
 
 def test_a_hand_built_official_object_is_read():

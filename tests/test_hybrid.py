@@ -29,10 +29,10 @@ def new_uuid():
 class Broken(MemoryStore):
     """A store that is down for reads."""
 
-    def get(self, key):
+    def get(self, key, **owner):
         raise StoreUnavailable("the store is down", key)
 
-    get_range = head = lambda self, key, *args: self.get(key)
+    get_range = head = lambda self, key, *args, **owner: self.get(key)
 
 
 @pytest.mark.parametrize("mode", ["WriteToFileSystem", "WriteToObjectStorage"])

@@ -148,10 +148,10 @@ class Failing(MemoryStore):
 
     error = None
 
-    def get(self, key):
+    def get(self, key, *, owner=None):
         if self.error is not None:
             raise self.error
-        return super().get(key)
+        return super().get(key, owner=owner)
 
 
 @pytest.mark.parametrize("error, kind", [

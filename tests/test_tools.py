@@ -147,6 +147,29 @@ def test_migrate_encrypted_then_reencrypt_after_rotation(tmp_path, s3_backend, c
     assert run("verify", "--config", only_new, "--deep", capsys=capsys)[0] == 0
 
 
+def test_migrate_and_reencrypt_record_the_owner_and_reencrypt_to_a3(tmp_path, s3_backend, capsys):
+    orthanc = FakeOrthanc(str(tmp_path))
+    key_1 = write_key(str(tmp_path), "1.key")
+    config = orthanc.config(s3_backend, StorageEncryption={"MasterKey": [1, key_1]})
+    assert run("migrate", "--config", config, capsys=capsys)[0] == 0
+
+    def owners():
+        return {name: s3_backend.read_with_metadata(name)[1].get("orthanc-attachment") for name in s3_backend.keys()}
+    # as Orthanc hands them to the plugin: a custom attachment (type 1025) as content type 0 (unknown)
+    content_types = {entry.uuid: entry.attachment().content_type
+                     for entry in read_sqlite_index(os.path.join(orthanc.index, "index"))}
+    expected = {name: f"{uuid}:{content_types[uuid]}" for name in s3_backend.keys()
+                for uuid in orthanc.files if name.startswith(uuid)}
+    assert len(expected) == len(orthanc.files) and owners() == expected
+
+    a3 = orthanc.config(s3_backend, StorageEncryption={"MasterKey": [1, key_1], "Format": "A3"})
+    status, out, _ = run("re-encrypt", "--config", a3, capsys=capsys)
+    assert status == 0 and f"{len(orthanc.files)} re-encrypted" in out
+    assert {s3_backend.read(name)[:2] for name in s3_backend.keys()} == {b"A3"}
+    assert owners() == expected
+    assert run("verify", "--config", a3, "--deep", capsys=capsys)[0] == 0
+
+
 def test_commands_refuse_bad_setup(tmp_path, s3_backend, capsys):
     orthanc = FakeOrthanc(str(tmp_path))
     config = orthanc.config(s3_backend)

@@ -8,6 +8,8 @@ ones as 8 MiB blocks (4 in parallel) committed at once by Put Block List (uncomm
 failed upload are never readable and expire on their own). Every upload carries an MD5 the service
 checks.
 A whole read is one GET for blobs up to 256 MiB; every read checks the length it received.
+The owner (see ``store``) is blob metadata ``orthanc_attachment``, checked from the properties that
+come with the download's first answer (no extra request).
 """
 
 import logging
@@ -20,7 +22,7 @@ from azure.storage.blob import BlobServiceClient, ExponentialRetry, StandardBlob
 from ..buffers import BufferReader
 from ..errors import (BucketNotFound, ConfigError, IntegrityError, NotFound, PermissionDenied, StoreError,
                       StoreUnavailable)
-from ..store import read_exact_range
+from ..store import OWNER_METADATA_AZURE, Owner, check_owner, read_exact_range
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +59,12 @@ def _translate(exc: Exception, key: str, operation: str) -> StoreError:
     return StoreError(f"{where}: {code or status or type(exc).__name__}", key)
 
 
+def _check_owner(key, owner, downloader) -> None:
+    """The owner check on a download's properties (read from the first answer, before the rest of the data)."""
+    metadata = downloader.properties.metadata or {}
+    check_owner(key, owner, metadata.get(OWNER_METADATA_AZURE), "Azure")
+
+
 class _RawTier(str):
     """An access tier the SDK's StandardBlobTier lacks ("Premium"), sent as is, as the official plugin does."""
 
@@ -73,6 +81,8 @@ def _access_tier(name: str):
 
 
 class AzureStore:
+    records_owner = True  # see store.owner_checks
+
     def __init__(self, config, service=None):
         """``config`` is a ``config.AzureConfig``; ``service`` replaces the BlobServiceClient (tests)."""
         self.container_name = config.container_name
@@ -123,17 +133,19 @@ class AzureStore:
         except AzureError as exc:
             raise _translate(exc, self.container_name, "container check") from exc
 
-    def put(self, key: str, data: bytes) -> None:
+    def put(self, key: str, data: bytes, *, owner: Owner | None = None) -> None:
+        metadata = {OWNER_METADATA_AZURE: owner.metadata_value()} if owner is not None else None
         try:
             # bytes as they are (the SDK shares them); any other buffer as a file, never copied whole
             body = data if isinstance(data, bytes) else BufferReader(data)
-            self._container.upload_blob(key, body, length=len(data), **self._upload_options)
+            self._container.upload_blob(key, body, length=len(data), metadata=metadata, **self._upload_options)
         except AzureError as exc:
             raise _translate(exc, key, "write") from exc
 
-    def get(self, key: str) -> bytes:
+    def get(self, key: str, *, owner: Owner | None = None) -> bytes:
         try:
             downloader = self._container.download_blob(key, max_concurrency=1)
+            _check_owner(key, owner, downloader)
             data = downloader.readall()
         except AzureError as exc:
             raise _translate(exc, key, "read") from exc
@@ -141,9 +153,11 @@ class AzureStore:
             raise StoreUnavailable(f"Azure read of {key!r}: got {len(data)} of {downloader.size} bytes", key)
         return data
 
-    def get_range(self, key: str, start: int, length: int) -> bytes:
+    def get_range(self, key: str, start: int, length: int, *, owner: Owner | None = None) -> bytes:
         def fetch() -> bytes:
-            return self._container.download_blob(key, offset=start, length=length, max_concurrency=1).readall()
+            downloader = self._container.download_blob(key, offset=start, length=length, max_concurrency=1)
+            _check_owner(key, owner, downloader)
+            return downloader.readall()
 
         return read_exact_range(key, start, length, fetch=fetch, head=self.head, sdk_errors=(AzureError,),
                                 translate=_translate, where="Azure")

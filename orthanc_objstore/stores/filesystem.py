@@ -3,16 +3,20 @@
 Writes go to a temporary file in the same folder, are optionally fsync'ed, then renamed over the
 final name, so a reader never sees a half-written file and a failed write leaves nothing behind.
 Deleting a file also removes its parent folders when they become empty (as Orthanc does).
+A file has no metadata: ``owner`` is accepted and ignored (the file-system side cannot tell a swapped
+file; the hybrid move checks the index's MD5 instead, and the A3 format authenticates the owner).
 """
 
 import os
 import tempfile
 
 from ..errors import IntegrityError, NotFound, PermissionDenied, StoreError
-from ..store import check_range
+from ..store import Owner, check_range
 
 
 class FileSystemStore:
+    records_owner = False  # a file has no metadata (see the module docstring)
+
     def __init__(self, root: str, fsync: bool = True):
         self.root = os.path.abspath(root)
         self.fsync = fsync
@@ -27,7 +31,7 @@ class FileSystemStore:
             raise ValueError(f"invalid key {key!r} for the file-system store")
         return os.path.join(self.root, *parts)
 
-    def put(self, key: str, data: bytes) -> None:
+    def put(self, key: str, data: bytes, *, owner: Owner | None = None) -> None:
         path = self.path(key)
         folder = os.path.dirname(path)
         with _translated(key):
@@ -43,11 +47,11 @@ class FileSystemStore:
                 _remove_quietly(temporary)
                 raise
 
-    def get(self, key: str) -> bytes:
+    def get(self, key: str, *, owner: Owner | None = None) -> bytes:
         with _translated(key), open(self.path(key), "rb") as file:
             return file.read()
 
-    def get_range(self, key: str, start: int, length: int) -> bytes:
+    def get_range(self, key: str, start: int, length: int, *, owner: Owner | None = None) -> bytes:
         check_range(start, length)
         with _translated(key), open(self.path(key), "rb") as file:
             file.seek(start)

@@ -8,6 +8,13 @@ Retries and timeouts are the SDK's own: ``DEFAULT_RETRY`` bounded by ``RetryTime
 larger ones a resumable upload in 32 MiB chunks; an object becomes visible only once complete.
 A whole read is one GET whose CRC32C/MD5 the SDK checks; a range read checks its length.
 
+The owner (see ``store``) is object metadata ``orthanc-attachment``. fake-gcs-server answers a media
+download with it as the header ``x-goog-meta-orthanc-attachment`` (measured; Cloud Storage's own answer
+is not checked here), read through the SDK's private ``_extract_headers_from_download`` hook, so a read
+checks it without an extra request. When that header is absent (an object without the record, a server
+that does not send it, an SDK that no longer calls the hook) the metadata is asked once, pinned to the
+generation that was downloaded (``ifGenerationMatch``): still checked, at one small request more.
+
 A 404 does not always say whether the object or the bucket is missing. Google Cloud Storage's answers
 usually say "No such object: …" or "The specified bucket does not exist." (not documented: its
 status-code page shows only "Not Found"); fake-gcs-server says "Not Found" for both. When the words do
@@ -29,7 +36,7 @@ from requests.adapters import HTTPAdapter
 from ..buffers import as_file
 from ..errors import (BucketNotFound, ConfigError, IntegrityError, NotFound, PermissionDenied, StoreError,
                       StoreUnavailable)
-from ..store import read_exact_range
+from ..store import OWNER_METADATA, Owner, check_owner, read_exact_range
 
 CHUNK_SIZE = 32 * 1024 * 1024  # a multiple of 256 KiB, as resumable uploads require
 POOL_SIZE = 64
@@ -101,7 +108,22 @@ def _client(config) -> storage.Client:
                           "run on Google Cloud with a service account attached)") from None
 
 
+_OWNER_HEADER = "x-goog-meta-" + OWNER_METADATA
+
+
+class _OwnedBlob(storage.Blob):
+    """A blob that keeps the owner header of its last media download (the SDK keeps only some headers)."""
+
+    downloaded_owner: str | None = None
+
+    def _extract_headers_from_download(self, response):
+        super()._extract_headers_from_download(response)
+        self.downloaded_owner = response.headers.get(_OWNER_HEADER)
+
+
 class GcsStore:
+    records_owner = True  # see store.owner_checks
+
     def __init__(self, config, client=None):
         """``config`` is a ``config.GcsConfig``; ``client`` replaces the storage.Client (tests)."""
         self.bucket_name = config.bucket_name
@@ -145,27 +167,47 @@ class GcsStore:
     def _blob(self, key: str):
         return self._bucket.blob(key, chunk_size=CHUNK_SIZE)
 
-    def put(self, key: str, data: bytes) -> None:
+    def put(self, key: str, data: bytes, *, owner: Owner | None = None) -> None:
+        blob = self._blob(key)
+        if owner is not None:
+            blob.metadata = {OWNER_METADATA: owner.metadata_value()}
         try:
             # what upload_from_string does, with any buffer (not only bytes) and no copy of it
-            self._blob(key).upload_from_file(as_file(data), size=len(data), content_type="application/octet-stream",
-                                             timeout=self._timeout, retry=self._retry)
+            blob.upload_from_file(as_file(data), size=len(data), content_type="application/octet-stream",
+                                  timeout=self._timeout, retry=self._retry)
         except _SDK_ERRORS as exc:
             raise self._error(exc, key, "write") from exc
 
-    def get(self, key: str) -> bytes:
+    def get(self, key: str, *, owner: Owner | None = None) -> bytes:
+        blob = _OwnedBlob(key, self._bucket)
         try:
-            return self._bucket.blob(key).download_as_bytes(timeout=self._timeout, retry=self._retry)
+            data = blob.download_as_bytes(timeout=self._timeout, retry=self._retry)
+            self._check_owner(key, owner, blob)
         except _SDK_ERRORS as exc:
             raise self._error(exc, key, "read") from exc
+        return data
 
-    def get_range(self, key: str, start: int, length: int) -> bytes:
+    def get_range(self, key: str, start: int, length: int, *, owner: Owner | None = None) -> bytes:
         def fetch() -> bytes:
-            return self._bucket.blob(key).download_as_bytes(start=start, end=start + length - 1,
-                                                            timeout=self._timeout, retry=self._retry)
+            blob = _OwnedBlob(key, self._bucket)
+            data = blob.download_as_bytes(start=start, end=start + length - 1,
+                                          timeout=self._timeout, retry=self._retry)
+            self._check_owner(key, owner, blob)
+            return data
 
         return read_exact_range(key, start, length, fetch=fetch, head=self.head, sdk_errors=_SDK_ERRORS,
                                 translate=self._error, where="GCS")
+
+    def _check_owner(self, key: str, owner: Owner | None, blob: _OwnedBlob) -> None:
+        """The owner check after a download: from its header, else from the metadata of that generation."""
+        if owner is None:
+            return
+        recorded = blob.downloaded_owner
+        if recorded is None and blob.generation is not None:
+            described = self._bucket.blob(key)
+            described.reload(if_generation_match=int(blob.generation), timeout=self._timeout, retry=self._retry)
+            recorded = (described.metadata or {}).get(OWNER_METADATA)
+        check_owner(key, owner, recorded, "GCS")
 
     def head(self, key: str) -> int:
         blob = self._bucket.blob(key)

@@ -5,6 +5,10 @@ thread-safe; its connection pool holds ``MaxConnections``). Retries and timeouts
 (``standard`` retry mode: exponential backoff on throttling, 5xx and dropped connections).
 A whole read is a single GET; ``UseTransferManager`` switches writes and whole reads to s3transfer
 (multipart uploads and parallel ranged downloads).
+The owner (see ``store``) is user metadata ``x-amz-meta-orthanc-attachment``, checked from the answer
+of the GET that returns the data (no extra request); with the transfer manager a whole read asks a
+HEAD first (s3transfer takes no ``IfMatch``: the download is pinned to the HEAD's ``VersionId`` on a
+versioned bucket; elsewhere an object replaced between the two requests is not caught).
 """
 
 import base64
@@ -20,8 +24,9 @@ import botocore.exceptions
 from boto3.s3.transfer import TransferConfig
 
 from ..buffers import as_file
-from ..errors import BucketNotFound, IntegrityError, NotFound, PermissionDenied, StoreError, StoreUnavailable
-from ..store import read_exact_range
+from ..errors import (BucketNotFound, IntegrityError, NotFound, PermissionDenied, StoreError, StoreUnavailable,
+                      WrongOwner)
+from ..store import OWNER_METADATA, Owner, check_owner, read_exact_range
 
 # A HEAD answer has no body, so a 404 to HEAD object does not say whether the object or the bucket is
 # missing: the bucket is asked (``S3Store._bucket_exists``). GET, PUT and DELETE say NoSuchKey/NoSuchBucket.
@@ -75,6 +80,8 @@ def _endpoint_url(endpoint: str) -> str | None:
 
 
 class S3Store:
+    records_owner = True  # see store.owner_checks
+
     def __init__(self, config, client=None):
         """``config`` is a ``config.S3Config``."""
         self.bucket = config.bucket_name
@@ -142,37 +149,48 @@ class S3Store:
             return True
         return True
 
-    def put(self, key: str, data: bytes) -> None:
+    def put(self, key: str, data: bytes, *, owner: Owner | None = None) -> None:
         """``data``: bytes or a bytearray (the encryption layer's buffer), sent without a copy of it. The
         server checks one checksum: the CRC32 botocore computes (``x-amz-checksum-crc32``), or Content-MD5
-        where botocore computes none."""
+        where botocore computes none. ``owner`` is recorded as user metadata."""
+        extra = dict(self._extra)
+        if owner is not None:
+            extra["Metadata"] = {OWNER_METADATA: owner.metadata_value()}
         try:
             if self._transfer is not None:
-                self._client.upload_fileobj(as_file(data), self.bucket, key, ExtraArgs=self._extra or None,
+                self._client.upload_fileobj(as_file(data), self.bucket, key, ExtraArgs=extra or None,
                                             Config=self._transfer)
             else:
-                extra = dict(self._extra)
                 if self._md5:
                     extra["ContentMD5"] = base64.b64encode(hashlib.md5(data).digest()).decode()
                 self._client.put_object(Bucket=self.bucket, Key=key, Body=data, **extra)
         except _SDK_ERRORS as exc:
             raise self._error(exc, key, "write") from exc
 
-    def get(self, key: str) -> bytes:
+    def get(self, key: str, *, owner: Owner | None = None) -> bytes:
         try:
             if self._transfer is not None:
+                pinned = {}
+                if owner is not None:
+                    described = self._client.head_object(Bucket=self.bucket, Key=key)
+                    _check_owner(key, owner, described)
+                    pinned = {"VersionId": described["VersionId"]} if described.get("VersionId") else {}
                 buffer = io.BytesIO()
-                self._client.download_fileobj(self.bucket, key, buffer, Config=self._transfer)
+                self._client.download_fileobj(self.bucket, key, buffer, ExtraArgs=pinned or None,
+                                              Config=self._transfer)
                 return buffer.getvalue()
             response = self._client.get_object(Bucket=self.bucket, Key=key)
+            _check_owner(key, owner, response)
             return _read_body(response, key)
         except _SDK_ERRORS as exc:
             raise self._error(exc, key, "read") from exc
 
-    def get_range(self, key: str, start: int, length: int) -> bytes:
+    def get_range(self, key: str, start: int, length: int, *, owner: Owner | None = None) -> bytes:
         def fetch():
             range_header = f"bytes={start}-{start + length - 1}"
-            return _read_body(self._client.get_object(Bucket=self.bucket, Key=key, Range=range_header), key)
+            response = self._client.get_object(Bucket=self.bucket, Key=key, Range=range_header)
+            _check_owner(key, owner, response)
+            return _read_body(response, key)
 
         return read_exact_range(key, start, length, fetch=fetch, head=self.head, sdk_errors=_SDK_ERRORS,
                                 translate=self._error, where="S3")
@@ -205,6 +223,16 @@ class S3Store:
     def _error(self, exc: Exception, key: str, operation: str) -> StoreError:
         """``_translate``, with this store's bucket to ask when a 404 is ambiguous."""
         return _translate(exc, key, operation, self._bucket_exists)
+
+
+def _check_owner(key, owner, response) -> None:
+    """The owner check on a GET or HEAD answer (its user metadata); the body is closed when refused."""
+    try:
+        check_owner(key, owner, response.get("Metadata", {}).get(OWNER_METADATA), "S3")
+    except WrongOwner:
+        if "Body" in response:
+            response["Body"].close()
+        raise
 
 
 def _read_body(response, key) -> bytes:

@@ -3,7 +3,8 @@
 Each ``check_*`` function takes a store (empty or not: keys are unique per call) and raises
 ``AssertionError`` on a violation. ``CHECKS`` lists them all; ``tests/test_conformance.py`` runs
 every check against every store, providers and wrappers alike, so that no store gets a
-hand-picked subset. ``BUCKET_CHECKS`` take instead a store over a bucket/container that does not
+hand-picked subset. The owner checks follow what the store declares (``store.owner_checks``).
+``BUCKET_CHECKS`` take instead a store over a bucket/container that does not
 exist; every store with a bucket (the providers, and wrappers around them) runs them.
 """
 
@@ -12,7 +13,7 @@ import os
 import uuid as uuidlib
 
 from ..errors import BucketNotFound, IntegrityError, NotFound
-from ..store import PROTOCOL_METHODS, StartupCheck, exists
+from ..store import PROTOCOL_METHODS, Owner, StartupCheck, exists, owner_checks
 
 LARGE_SIZE = 50 * 1024 * 1024
 
@@ -146,6 +147,55 @@ def check_large_object(store):
         assert store.get_range(key, LARGE_SIZE - 4096, 4096) == data[-4096:]
     finally:
         store.delete(key)
+
+
+def _owner(content_type=1):
+    return Owner(str(uuidlib.uuid4()), content_type)
+
+
+def check_owner_reads_its_own_object(store):
+    key, data, owner = _key(), os.urandom(70_000), _owner()
+    store.put(key, data, owner=owner)
+    assert store.get(key, owner=owner) == data
+    assert store.get_range(key, 65_000, 5_000, owner=owner) == data[65_000:]
+    assert store.head(key) == len(data)
+
+
+def check_another_owner_is_refused(store):
+    """An object written for attachment A and read as attachment B (another uuid, or the same uuid with
+    another content type) fails with IntegrityError on every store that records or binds the owner; the
+    error names both attachments when the store records them. A store doing neither returns the data."""
+    key, data, written_for = _key(), os.urandom(70_000), _owner()
+    store.put(key, data, owner=written_for)
+    records, binds = owner_checks(store)
+    for read_as in (_owner(), Owner(written_for.uuid, 3)):
+        reads = {"get": (lambda: store.get(key, owner=read_as), data),
+                 "get_range": (lambda: store.get_range(key, 10, 100, owner=read_as), data[10:110]),
+                 "far get_range": (lambda: store.get_range(key, 66_000, 4_000, owner=read_as), data[66_000:])}
+        for name, (read, unchecked) in reads.items():
+            if not records and not binds:
+                assert read() == unchecked, f"{name} on a store without owner checks"
+                continue
+            try:
+                result = read()
+            except IntegrityError as exc:
+                if records:
+                    assert written_for.uuid in str(exc) and read_as.uuid in str(exc), f"{name}: {exc}"
+                    assert f"type {read_as.content_type}" in str(exc), f"{name}: {exc}"
+                assert exc.key == key, f"{name}: {exc.key!r}"
+                continue
+            raise AssertionError(f"{name} as {read_as} of an object written for {written_for} returned "
+                                 f"{len(result)} bytes")
+
+
+def check_object_without_owner_reads_as_before(store):
+    """An object written without an owner (by the official plugin, or before owners were recorded) reads
+    under any owner."""
+    key, data = _key(), os.urandom(70_000)
+    store.put(key, data)
+    owner = _owner()
+    assert store.get(key, owner=owner) == data
+    assert store.get_range(key, 65_000, 5_000, owner=owner) == data[65_000:]
 
 
 def check_missing_bucket_is_not_not_found(store):

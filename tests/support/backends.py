@@ -1,7 +1,8 @@
 """Object-storage backends the end-to-end tests run against, behind one small interface.
 
 A backend gives the plugin's configuration section for Orthanc, lists and reads the objects in its
-bucket/container directly with the SDK (to check names and bytes), and has a fault proxy in front of
+bucket/container directly with the SDK (to check names and bytes), exchanges two objects as a copy
+script would (``swap``: with or without their metadata), and has a fault proxy in front of
 the server so tests can play "the server is down" without losing the server's state.
 """
 
@@ -11,6 +12,14 @@ from orthanc_objstore.config import S3Config
 from orthanc_objstore.stores.s3 import S3Store
 
 from .servers import FaultProxy
+
+
+def swap(backend, first: str, second: str, keep_metadata: bool = True) -> None:
+    """Exchanges the objects under two keys, as a wrong copy/rename script or a sync tool would: with their
+    user metadata (a server-side copy keeps it) or without (bytes only)."""
+    (data_1, meta_1), (data_2, meta_2) = backend.read_with_metadata(first), backend.read_with_metadata(second)
+    backend.write(first, data_2, meta_2 if keep_metadata else None)
+    backend.write(second, data_1, meta_1 if keep_metadata else None)
 
 
 class S3Backend:
@@ -48,8 +57,12 @@ class S3Backend:
     def read(self, key) -> bytes:
         return self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
 
-    def write(self, key, data: bytes):
-        self.client.put_object(Bucket=self.bucket, Key=key, Body=data)
+    def read_with_metadata(self, key) -> tuple[bytes, dict]:
+        response = self.client.get_object(Bucket=self.bucket, Key=key)
+        return response["Body"].read(), response.get("Metadata", {})
+
+    def write(self, key, data: bytes, metadata: dict | None = None):
+        self.client.put_object(Bucket=self.bucket, Key=key, Body=data, Metadata=metadata or {})
 
     def delete(self, key):
         self.client.delete_object(Bucket=self.bucket, Key=key)
@@ -101,8 +114,12 @@ class AzureBackend:
     def read(self, key) -> bytes:
         return self.client.download_blob(key).readall()
 
-    def write(self, key, data: bytes):
-        self.client.upload_blob(key, data, overwrite=True)
+    def read_with_metadata(self, key) -> tuple[bytes, dict]:
+        downloader = self.client.download_blob(key)
+        return downloader.readall(), dict(downloader.properties.metadata or {})
+
+    def write(self, key, data: bytes, metadata: dict | None = None):
+        self.client.upload_blob(key, data, overwrite=True, metadata=metadata or None)
 
     def delete(self, key):
         self.client.delete_blob(key)
@@ -167,8 +184,14 @@ class GcsBackend:
     def read(self, key) -> bytes:
         return self.bucket.blob(key).download_as_bytes()
 
-    def write(self, key, data: bytes):
-        self.bucket.blob(key).upload_from_string(data)
+    def read_with_metadata(self, key) -> tuple[bytes, dict]:
+        blob = self.bucket.get_blob(key)
+        return blob.download_as_bytes(), dict(blob.metadata or {})
+
+    def write(self, key, data: bytes, metadata: dict | None = None):
+        blob = self.bucket.blob(key)
+        blob.metadata = metadata or None
+        blob.upload_from_string(data)
 
     def delete(self, key):
         self.bucket.blob(key).delete()
