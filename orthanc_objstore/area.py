@@ -4,7 +4,8 @@
 place where the legacy-name fallback happens. Cross-cutting layers that work per attachment rather
 than per key (the hybrid router) implement the same ``Area`` protocol around other areas.
 
-Contract: ``create`` stores the attachment and returns its ``Location``; ``read`` returns it whole; ``read_range`` returns exactly ``length`` bytes from ``start``;
+Contract: ``create`` stores the attachment and returns its ``Location``; ``read`` returns it whole;
+``read_range`` returns exactly ``length`` bytes from ``start``;
 ``remove`` deletes it wherever it is, and removing a missing attachment is not an error;
 ``locate`` lists where it is now. ``ObjectArea`` gives the store the attachment as ``owner`` on every
 write and read, so an object found under this attachment's key but written for another is refused

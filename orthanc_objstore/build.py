@@ -10,8 +10,16 @@ import logging
 
 from . import encryption
 from .area import FILE_SYSTEM, OBJECT_STORAGE, Area, ObjectArea
-from .config import (AZURE_SECTION, GCS_SECTION, HYBRID_DISABLED, HYBRID_WRITE_TO_FILE_SYSTEM,
-                     HYBRID_WRITE_TO_OBJECT_STORAGE, S3_SECTION, CommonConfig, PluginConfig)
+from .config import (
+    AZURE_SECTION,
+    GCS_SECTION,
+    HYBRID_DISABLED,
+    HYBRID_WRITE_TO_FILE_SYSTEM,
+    HYBRID_WRITE_TO_OBJECT_STORAGE,
+    S3_SECTION,
+    CommonConfig,
+    PluginConfig,
+)
 from .crypto import ByteBudget
 from .errors import BucketNotFound, ConfigError, StoreError
 from .hybrid import HybridArea
@@ -63,7 +71,8 @@ def _check_container(store: Store, config: PluginConfig) -> None:
         store.check_bucket()
     except BucketNotFound:
         raise ConfigError(f"{config.section}: the bucket/container {store!r} does not exist; create it "
-                          "first (the plugin creates none, except an Azure container with CreateContainerIfNotExists)") from None
+                          "first (the plugin creates none, except an Azure container with "
+                          "CreateContainerIfNotExists)") from None
     except StoreError as exc:
         log.warning("%s: could not check the bucket at start-up (%s); going on, every operation will be "
                     "retried against it", config.section, exc)

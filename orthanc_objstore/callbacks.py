@@ -9,8 +9,8 @@ import logging
 import threading
 import time
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from .area import Area, Location
 from .errors import IntegrityError, NotFound, StoreError, StoreUnavailable

@@ -16,6 +16,7 @@ options of a section, for ``check-config --list-options`` and the tests.
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from . import config_rules as rules
 from .config_rules import MasterKey, load_master_key  # noqa: F401 (part of this module's interface)
@@ -194,7 +195,7 @@ def _tiering(section: Section, values: dict) -> None:
     read = tiering.read(TieringConfig)
     if not isinstance(raw, dict):
         return
-    parsed = {}
+    parsed: dict[str, Any] = {}
     read["check_every"] = "1h" if read["check_every"] is ABSENT else read["check_every"]
     for field, name in (("move_after", "MoveToObjectStorageAfter"), ("check_every", "CheckEvery")):
         try:

@@ -127,7 +127,8 @@ def gcs_bucket_name(section: Section, values: dict) -> None:
     name = values["bucket_name"]
     if name and not _GCS_BUCKET_NAME.fullmatch(name):
         section.bad("BucketName", name, "3 to 63 lowercase letters, digits, '-', '_' and '.' (up to 222 with "
-                                        "dots), starting and ending with a letter or digit (Google's bucket naming rules)")
+                                        "dots), starting and ending with a letter or digit (Google's bucket "
+                                        "naming rules)")
 
 
 def service_account_file(section: Section, values: dict) -> None:

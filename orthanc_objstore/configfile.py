@@ -25,7 +25,8 @@ from collections.abc import Mapping
 
 from .errors import ConfigError
 
-_VARIABLE = re.compile(r"""\$\{([^:]*?)\}|\$\{([^:]*?):-([^'"]*?)\}|\$\{([^:]*?):-"([^"]*?)"\}|\$\{([^:]*?):-'([^']*?)'\}""")
+_VARIABLE = re.compile(r"""\$\{([^:]*?)\}|\$\{([^:]*?):-([^'"]*?)\}|\$\{([^:]*?):-"([^"]*?)"\}"""
+                       r"""|\$\{([^:]*?):-'([^']*?)'\}""")
 _NUMBER = re.compile(r"[-+]?\d*\.?\d*(?:[eE][-+]?\d*)?")
 _INTEGER = re.compile(r"-?\d+")
 

@@ -125,7 +125,7 @@ class Keyring:
             _check_key(key)
             self._keys[key_id] = key
         self._keys[current_id] = current_key  # the current key wins, as in the official plugin
-        self._keystreams = {}
+        self._keystreams: dict = {}
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -159,7 +159,7 @@ def _check_key_id(key_id: int) -> None:
 
 # --- A1 -----------------------------------------------------------------------------------------------
 
-def encrypt_a1(plaintext: bytes, key_id: int, master_key: bytes, *, iv: bytes | None = None,
+def encrypt_a1(plaintext: bytes | bytearray, key_id: int, master_key: bytes, *, iv: bytes | None = None,
                dek: bytes | None = None, keystream: bytes | None = None) -> bytearray:
     """The official plugin's format. ``iv``/``dek`` are fresh random values unless given (test vectors).
 
@@ -284,7 +284,7 @@ def _chunk_aad(header_raw: bytes, index: int, last: bool) -> bytes:
     return header_raw + struct.pack("<QB", index, 1 if last else 0)
 
 
-def encrypt_a2(plaintext: bytes, key_id: int, master_key: bytes, *, chunk_size: int = A2_CHUNK_SIZE,
+def encrypt_a2(plaintext: bytes | bytearray, key_id: int, master_key: bytes, *, chunk_size: int = A2_CHUNK_SIZE,
                dek: bytes | None = None, nonce: bytes | None = None) -> bytearray:
     """Encrypts into one preallocated buffer (no other whole-object copy) and returns it."""
     _check_key_id(key_id)
@@ -316,7 +316,7 @@ def unwrap_a2_key(header: A2Header, keyring: Keyring) -> bytes:
                               "the header was tampered with, or that id names another key") from None
 
 
-def decrypt_a2_chunks(header: A2Header, dek: bytes, first_index: int, stored: bytes) -> bytearray:
+def decrypt_a2_chunks(header: A2Header, dek: bytes, first_index: int, stored: bytes | memoryview) -> bytearray:
     """Decrypts consecutive stored chunks starting at chunk ``first_index`` (as given by ``chunk_span``)
     into one new buffer (nothing else of the object's size is allocated)."""
     stored_chunk = header.chunk_size + TAG_SIZE
@@ -364,7 +364,8 @@ def version_of(blob: bytes) -> str:
     return _check_header(blob)
 
 
-def encrypt(plaintext: bytes, keyring: Keyring, fmt: str = "A1", binding: bytes | None = None) -> bytes:
+def encrypt(plaintext: bytes | bytearray, keyring: Keyring, fmt: str = "A1",
+            binding: bytes | None = None) -> bytes | bytearray:
     """``plaintext`` in format ``fmt``; A3 needs the attachment's ``binding`` (``a3_binding``)."""
     if fmt == "A3":
         from . import crypto_a3  # it builds on this module
@@ -377,7 +378,7 @@ def encrypt(plaintext: bytes, keyring: Keyring, fmt: str = "A1", binding: bytes 
     raise CryptoError(f"unknown encryption format {fmt!r}; allowed: {', '.join(FORMATS)}")
 
 
-def decrypt(blob: bytes, keyring: Keyring, binding: bytes | None = None) -> bytes:
+def decrypt(blob: bytes, keyring: Keyring, binding: bytes | None = None) -> bytes | bytearray:
     """Decrypts any format, dispatching on the version in the header (A3 needs its ``binding``)."""
     if version_of(blob) == "A3":
         from . import crypto_a3  # it builds on this module

@@ -17,9 +17,25 @@ import struct
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.keywrap import aes_key_wrap
 
-from .crypto import (_A2_HEADER, A2_CHUNK_SIZE, A2_MAX_CHUNK_SIZE, A2_NONCE_SIZE, HEADER_SIZE, KEY_SIZE, A2Header,
-                     CryptoError, DecryptionError, Keyring, _check_header, _check_key_id, _chunk_aad, _chunk_nonce,
-                     decrypt_a2_chunks, parse_a2_header, unwrap_a2_key)
+from .crypto import (
+    _A2_HEADER,
+    A2_CHUNK_SIZE,
+    A2_MAX_CHUNK_SIZE,
+    A2_NONCE_SIZE,
+    HEADER_SIZE,
+    KEY_SIZE,
+    A2Header,
+    CryptoError,
+    DecryptionError,
+    Keyring,
+    _check_header,
+    _check_key_id,
+    _chunk_aad,
+    _chunk_nonce,
+    decrypt_a2_chunks,
+    parse_a2_header,
+    unwrap_a2_key,
+)
 
 
 def a3_binding(uuid: str, content_type: int) -> bytes:
@@ -30,7 +46,8 @@ def a3_binding(uuid: str, content_type: int) -> bytes:
     return struct.pack("<H", len(encoded)) + encoded + struct.pack("<I", content_type)
 
 
-def encrypt_a3(plaintext: bytes, keyring: Keyring, binding: bytes | None, *, chunk_size: int = A2_CHUNK_SIZE,
+def encrypt_a3(plaintext: bytes | bytearray, keyring: Keyring, binding: bytes | None,
+               *, chunk_size: int = A2_CHUNK_SIZE,
                dek: bytes | None = None, nonce: bytes | None = None) -> bytes:
     """``plaintext`` as A3 under the current master key, bound to the attachment ``binding`` names."""
     if binding is None:
@@ -65,7 +82,7 @@ def parse_a3_header(header: bytes, binding: bytes | None) -> A2Header:
                     parsed.plaintext_size, parsed.wrapped_key, parsed.nonce)
 
 
-def decrypt_a3_chunks(header: A2Header, dek: bytes, first_index: int, stored: bytes) -> bytes:
+def decrypt_a3_chunks(header: A2Header, dek: bytes, first_index: int, stored: bytes | memoryview) -> bytes | bytearray:
     """``decrypt_a2_chunks`` for an A3 header (from ``parse_a3_header``), saying what a failure means."""
     try:
         return decrypt_a2_chunks(header, dek, first_index, stored)
@@ -74,7 +91,7 @@ def decrypt_a3_chunks(header: A2Header, dek: bytes, first_index: int, stored: by
                               "was written for another attachment") from None
 
 
-def decrypt_a3(blob: bytes, keyring: Keyring, binding: bytes | None) -> bytes:
+def decrypt_a3(blob: bytes, keyring: Keyring, binding: bytes | None) -> bytes | bytearray:
     header = parse_a3_header(blob, binding)
     dek = unwrap_a2_key(header, keyring)
     if len(blob) != header.object_size:

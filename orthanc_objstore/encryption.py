@@ -65,7 +65,7 @@ class EncryptedStore:
     def __repr__(self) -> str:
         return f"EncryptedStore({self.inner!r}, format {self.format}, master key id {self.keyring.current_id})"
 
-    def put(self, key: str, data: bytes, *, owner: Owner | None = None) -> None:
+    def put(self, key: str, data: bytes | bytearray, *, owner: Owner | None = None) -> None:
         with _translated(key, "encrypt"), self.budget.hold(len(data), "encrypt"):
             fmt = "A2" if self.format == "A3" and owner is None else self.format  # A3 needs an owner to bind
             blob = crypto.encrypt(data, self.keyring, fmt, _binding(owner))

@@ -15,8 +15,9 @@ could not be reached or was too busy) and never block without a bound.
 """
 
 import re
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Any, ContextManager, Protocol
+from typing import Any, Protocol
 
 
 class OrthancCallError(Exception):
@@ -37,7 +38,7 @@ class OrthancApi(Protocol):
     def get_bytes(self, uri: str) -> bytes:
         """The raw answer of ``GET uri`` (e.g. an archive); raises ``OrthancCallError`` on any error status."""
 
-    def handler_slot(self) -> ContextManager[None]:
+    def handler_slot(self) -> AbstractContextManager[None]:
         """Held by a REST handler while it uses the port; raises ``OrthancCallError(503)`` at once when
         too many handlers already do (each one holds one of Orthanc's HTTP threads)."""
 
@@ -120,7 +121,9 @@ class RestIndex:
         return None
 
     def exists(self, level: str, resource_id: str) -> bool:
-        return valid_resource_id(resource_id) and self.api.get_json(f"/{LEVELS[level].folder}/{resource_id}") is not None
+        if not valid_resource_id(resource_id):
+            return False
+        return self.api.get_json(f"/{LEVELS[level].folder}/{resource_id}") is not None
 
     def children(self, level: str, resource_id: str) -> list[str]:
         this = LEVELS[level]

@@ -14,15 +14,29 @@ import logging
 import threading
 import time
 import uuid as uuidlib
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from .area import Area
 from .errors import StoreError
 from .index import OrthancIndex
 from .jobstore import FileJobStore, JobStore
-from .move import (ERROR_CANCELED, ERROR_STORAGE, FAILED, FAILURE, FINISHED_STATES, JOB_ID_PREFIX, MISSING, PENDING,
-                   RUNNING, SUCCESS, MoveJob, move_attachment, other_storage, plan)
+from .move import (
+    ERROR_CANCELED,
+    ERROR_STORAGE,
+    FAILED,
+    FAILURE,
+    FINISHED_STATES,
+    JOB_ID_PREFIX,
+    MISSING,
+    PENDING,
+    RUNNING,
+    SUCCESS,
+    MoveJob,
+    move_attachment,
+    other_storage,
+    plan,
+)
 
 log = logging.getLogger("orthanc_objstore.move")
 

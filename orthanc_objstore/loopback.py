@@ -1,4 +1,4 @@
-"""The ``OrthancApi`` port over Orthanc's own HTTP server on the loopback interface (never holds the GIL while it waits).
+"""The ``OrthancApi`` port over Orthanc's own HTTP server on the loopback interface (no GIL held while it waits).
 
 Why HTTP to ourselves: Python plugin 4.0 (Debian 12) keeps the GIL during every ``orthanc.*`` call,
 and a call that waits on Orthanc's index with the GIL held deadlocks with a delete whose storage
@@ -23,8 +23,9 @@ import json
 import socket
 import ssl
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any
 
 from .index import OrthancCallError
 

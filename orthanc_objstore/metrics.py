@@ -13,7 +13,7 @@ plain names. ``Publisher`` pushes the samples to Orthanc every few seconds from 
 import logging
 import re
 import threading
-from typing import Callable
+from collections.abc import Callable
 
 log = logging.getLogger(__name__)
 

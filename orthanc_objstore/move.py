@@ -25,8 +25,9 @@ import hashlib
 import threading
 import time
 from dataclasses import asdict
+from typing import Protocol
 
-from .area import FILE_SYSTEM, OBJECT_STORAGE, Area
+from .area import FILE_SYSTEM, OBJECT_STORAGE
 from .errors import IntegrityError, NotFound
 from .index import LEVEL_BY_GROUP, LEVELS, Attachment, OrthancIndex
 
@@ -87,13 +88,29 @@ def matches_index(data: bytes, attachment: Attachment) -> str | None:
     return None
 
 
-def move_attachment(attachment: Attachment, source: Area, target: Area) -> str:
+class MoveSource(Protocol):
+    """What a step needs of its source (an ``Area`` is one)."""
+
+    def read(self, uuid: str, content_type: int) -> bytes: ...
+
+    def remove(self, uuid: str, content_type: int) -> None: ...
+
+
+class MoveTarget(Protocol):
+    """What a step needs of its target (an ``Area`` is one)."""
+
+    def create(self, uuid: str, content_type: int, data: bytes) -> object: ...
+
+    def locate(self, uuid: str, content_type: int) -> list: ...
+
+
+def move_attachment(attachment: Attachment, source: MoveSource, target: MoveTarget) -> str:
     """Moves one attachment from area ``source`` to area ``target``; returns MOVED, SKIPPED or MISSING.
 
     The bytes read from the source must match the size and MD5 of Orthanc's index before they are
     written; the write replaces any copy an interrupted move left on the target; the source is
-    deleted only after the write succeeded (a store's ``put`` stores exactly the bytes given, which S3
-    checks with Content-MD5). Raises ``StoreError`` (``IntegrityError`` for a source that does not
+    deleted only after the write succeeded (a store's ``put`` stores exactly the bytes given, which the
+    server checks against a checksum). Raises ``StoreError`` (``IntegrityError`` for a source that does not
     match the index) on failure; the source copy is then always still in place.
     """
     uuid, content_type = attachment.uuid, attachment.content_type
@@ -160,7 +177,8 @@ class MoveJob:
     def record(self, step: int, outcome: str, error: str | None = None) -> dict:
         """Applies a finished step and returns its journal record (to append to the job's journal)."""
         attachment = self.plan[step] if self.plan else None
-        record: dict = {"i": step, "o": outcome, "b": 0 if outcome == MISSING or attachment is None else attachment.size}
+        size = 0 if outcome == MISSING or attachment is None else attachment.size
+        record: dict = {"i": step, "o": outcome, "b": size}
         if error and attachment is not None:
             record["e"] = {"Uuid": attachment.uuid, "Resource": attachment.resource, "Error": error}
         self.apply(record)

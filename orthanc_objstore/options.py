@@ -1,4 +1,4 @@
-"""The option table's machinery: ``option()`` declares a configuration option on a dataclass field, ``Section`` reads it.
+"""The option table's machinery: ``option()`` declares an option on a dataclass field, ``Section`` reads it.
 
 A configuration dataclass says everything about an option once, on its field::
 

@@ -288,7 +288,8 @@ def install(started=None):
         lifecycle.on_stopped.append(manager.stop)
         tiering = plugin_config.common.tiering
         if tiering is not None and tiering.enabled:  # automatic moves by age (tiering.py)
-            policy = TieringPolicy(api, manager, tiering, os.path.join(jobs_folder(plugin_config.common), "tiering.jsonl"))
+            state = os.path.join(jobs_folder(plugin_config.common), "tiering.jsonl")
+            policy = TieringPolicy(api, manager, tiering, state)
             lifecycle.on_started.append(policy.start)
             lifecycle.on_stopped.insert(0, policy.stop)
     in_process = isinstance(api, InProcessApi)

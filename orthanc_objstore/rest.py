@@ -7,8 +7,9 @@ Orthanc-free: a handler gets the ``output`` object Orthanc passes (``AnswerBuffe
 
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from .index import OrthancCallError
 
@@ -29,8 +30,9 @@ class Request:
     @classmethod
     def from_plugin(cls, uri: str, request: dict) -> "Request":
         body = request.get("body") or b""
-        return cls(request.get("method", "GET"), uri, tuple(request.get("groups") or ()), dict(request.get("get") or {}),
-                   body.encode() if isinstance(body, str) else bytes(body), dict(request.get("headers") or {}))
+        return cls(request.get("method", "GET"), uri, tuple(request.get("groups") or ()),
+                   dict(request.get("get") or {}), body.encode() if isinstance(body, str) else bytes(body),
+                   dict(request.get("headers") or {}))
 
 
 Handler = Callable[[Any, Request], None]

@@ -1,4 +1,4 @@
-"""The move-storage routes: ``POST /move-storage``, the move jobs under ``/jobs``, ``GET /{level}/{id}/storage-location``.
+"""The move-storage routes: ``POST /move-storage``, move jobs under ``/jobs``, ``GET /{level}/{id}/storage-location``.
 
 Every request and answer format of these routes lives here: the ``/move-storage`` body
 (``parse_request``, SPEC MOVE-1/MOVE-2), the jobs' JSON (``job_status``, as Orthanc's core jobs), and
@@ -10,8 +10,8 @@ import datetime
 import json
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from .area import Area
 from .index import LEVEL_BY_FOLDER, LEVELS, OrthancApi, OrthancIndex, RestIndex, valid_resource_id
@@ -70,7 +70,7 @@ def parse_request(body: bytes) -> MoveRequest:
 
 
 def _timestamp(epoch: float) -> str:
-    moment = datetime.datetime.fromtimestamp(epoch, datetime.timezone.utc)
+    moment = datetime.datetime.fromtimestamp(epoch, datetime.UTC)
     return moment.strftime("%Y%m%dT%H%M%S.%f")
 
 

@@ -55,7 +55,6 @@ from typing import Protocol, runtime_checkable
 
 from .errors import IntegrityError, NotFound, StoreError, WrongOwner
 
-
 OWNER_METADATA = "orthanc-attachment"  # the metadata name (Azure: "orthanc_attachment", see OWNER_METADATA_AZURE)
 OWNER_METADATA_AZURE = OWNER_METADATA.replace("-", "_")  # Azure metadata names must be C# identifiers
 
@@ -99,7 +98,7 @@ def check_owner(key: str, owner: "Owner | None", recorded: str | None, where: st
 class Store(Protocol):
     """A key → bytes object store. See the module docstring for the contract."""
 
-    def put(self, key: str, data: bytes, *, owner: Owner | None = None) -> None: ...
+    def put(self, key: str, data: bytes | bytearray, *, owner: Owner | None = None) -> None: ...
 
     def get(self, key: str, *, owner: Owner | None = None) -> bytes: ...
 

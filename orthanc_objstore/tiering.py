@@ -21,8 +21,8 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from .area import OBJECT_STORAGE
 from .index import OrthancApi, OrthancCallError
@@ -101,8 +101,9 @@ class TieringState:
         """Keeps only the studies in ``live`` (those the last full pass saw), rewritten atomically."""
         with self._lock:
             self.moved = {study: last for study, last in self.moved.items() if study in live}
-            lines = [{"moved": [[study, last]]} for study, last in self.moved.items()]
-            lines += [{"job": job_id, "studies": [list(pair) for pair in studies]} for job_id, studies in self.jobs.items()]
+            lines: list[dict] = [{"moved": [[study, last]]} for study, last in self.moved.items()]
+            lines += [{"job": job_id, "studies": [list(pair) for pair in studies]}
+                      for job_id, studies in self.jobs.items()]
             temporary = self.path + ".tmp"
             with open(temporary, "w") as file:
                 file.writelines(json.dumps(line, separators=(",", ":")) + "\n" for line in lines)

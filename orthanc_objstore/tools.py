@@ -97,7 +97,8 @@ class _Source:
     """Orthanc's StorageDirectory as the move step's source; ``remove`` only when deleting was asked for."""
 
     def __init__(self, folder: str, delete: bool):
-        self.area = ObjectArea(FileSystemStore(folder, fsync=False), Naming(structure=LEGACY), "file-system")
+        self.files = FileSystemStore(folder, fsync=False)
+        self.area = ObjectArea(self.files, Naming(structure=LEGACY), "file-system")
         self.delete = delete
 
     def read(self, uuid, content_type):
@@ -149,12 +150,13 @@ def migrate_step(context: Context, source: _Source, target: _CheckedTarget, entr
     if size == attachment.size:
         if not source.delete:
             return "skipped", None
-        problem = matches_index(objects.store.get(key, owner=_owner(attachment)), attachment)  # deleting: check the copy fully first
+        # deleting: check the copy fully first
+        problem = matches_index(objects.store.get(key, owner=_owner(attachment)), attachment)
         if problem is None:
             source.remove(attachment.uuid, attachment.content_type)
             return "skipped", None
     if context.arguments.dry_run:
-        path = source.area.store.path(source.area.naming.key(attachment.uuid, attachment.content_type))
+        path = source.files.path(source.area.naming.key(attachment.uuid, attachment.content_type))
         if not os.path.isfile(path):
             return "failed", f"missing: {_describe(entry)} is not in the StorageDirectory ({path})"
         return "to copy", None

@@ -4,6 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh test
+echo "== static checks of the package: ruff, mypy"
+.venv/bin/ruff check orthanc_objstore
+.venv/bin/mypy orthanc_objstore
 echo "== running the tests"
 # Orthanc 1.10.1 cannot choose its bind address (it listens on every interface). Where we may, the
 # tests run in a network namespace of their own that has only the loopback interface, so nothing

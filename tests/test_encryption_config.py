@@ -79,7 +79,7 @@ def test_unreadable_and_missing_key_files(key_file, tmp_path):
     ({"MasterKey": [-1, "k"]}, "allowed: [id"),
     ({"MasterKey": [2 ** 32, "k"]}, "allowed: [id"),
     ({"Enable": "yes"}, "Enable"),
-    ({"Format": "A3", "Enable": False}, "Format: 'A3' (string) is invalid; allowed: A1, A2"),
+    ({"Format": "A4", "Enable": False}, "Format: 'A4' (string) is invalid; allowed: A1, A2, A3"),
     ({"MaxConcurrentInputSize": 0, "Enable": False}, "MaxConcurrentInputSize"),
     ({"PreviousMasterKeys": {"1": "k"}, "MasterKey": [1, "k"]}, "PreviousMasterKeys"),
 ])

@@ -14,14 +14,27 @@ come with the download's first answer (no extra request).
 
 import logging
 
-from azure.core.exceptions import (AzureError, ClientAuthenticationError, HttpResponseError,
-                                   ResourceExistsError, ResourceNotFoundError, ServiceRequestError,
-                                   ServiceResponseError)
+from azure.core.exceptions import (
+    AzureError,
+    ClientAuthenticationError,
+    HttpResponseError,
+    ResourceExistsError,
+    ResourceNotFoundError,
+    ServiceRequestError,
+    ServiceResponseError,
+)
 from azure.storage.blob import BlobServiceClient, ExponentialRetry, StandardBlobTier
 
 from ..buffers import BufferReader
-from ..errors import (BucketNotFound, ConfigError, IntegrityError, NotFound, PermissionDenied, StoreError,
-                      StoreUnavailable)
+from ..errors import (
+    BucketNotFound,
+    ConfigError,
+    IntegrityError,
+    NotFound,
+    PermissionDenied,
+    StoreError,
+    StoreUnavailable,
+)
 from ..store import OWNER_METADATA_AZURE, Owner, check_owner, read_exact_range
 
 log = logging.getLogger(__name__)
@@ -133,7 +146,7 @@ class AzureStore:
         except AzureError as exc:
             raise _translate(exc, self.container_name, "container check") from exc
 
-    def put(self, key: str, data: bytes, *, owner: Owner | None = None) -> None:
+    def put(self, key: str, data: bytes | bytearray, *, owner: Owner | None = None) -> None:
         metadata = {OWNER_METADATA_AZURE: owner.metadata_value()} if owner is not None else None
         try:
             # bytes as they are (the SDK shares them); any other buffer as a file, never copied whole

@@ -31,7 +31,7 @@ class FileSystemStore:
             raise ValueError(f"invalid key {key!r} for the file-system store")
         return os.path.join(self.root, *parts)
 
-    def put(self, key: str, data: bytes, *, owner: Owner | None = None) -> None:
+    def put(self, key: str, data: bytes | bytearray, *, owner: Owner | None = None) -> None:
         path = self.path(key)
         folder = os.path.dirname(path)
         with _translated(key):

@@ -34,8 +34,15 @@ from google.cloud.storage.retry import DEFAULT_RETRY
 from requests.adapters import HTTPAdapter
 
 from ..buffers import as_file
-from ..errors import (BucketNotFound, ConfigError, IntegrityError, NotFound, PermissionDenied, StoreError,
-                      StoreUnavailable)
+from ..errors import (
+    BucketNotFound,
+    ConfigError,
+    IntegrityError,
+    NotFound,
+    PermissionDenied,
+    StoreError,
+    StoreUnavailable,
+)
 from ..store import OWNER_METADATA, Owner, check_owner, read_exact_range
 
 CHUNK_SIZE = 32 * 1024 * 1024  # a multiple of 256 KiB, as resumable uploads require
@@ -167,7 +174,7 @@ class GcsStore:
     def _blob(self, key: str):
         return self._bucket.blob(key, chunk_size=CHUNK_SIZE)
 
-    def put(self, key: str, data: bytes, *, owner: Owner | None = None) -> None:
+    def put(self, key: str, data: bytes | bytearray, *, owner: Owner | None = None) -> None:
         blob = self._blob(key)
         if owner is not None:
             blob.metadata = {OWNER_METADATA: owner.metadata_value()}

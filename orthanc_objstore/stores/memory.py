@@ -18,7 +18,7 @@ class MemoryStore:
     def __repr__(self) -> str:
         return f"MemoryStore({len(self._objects)} objects)"
 
-    def put(self, key: str, data: bytes, *, owner: Owner | None = None) -> None:
+    def put(self, key: str, data: bytes | bytearray, *, owner: Owner | None = None) -> None:
         with self._lock:
             self._objects[key] = bytes(data)
             if owner is None:
@@ -61,7 +61,8 @@ class MemoryStore:
     def swap(self, first: str, second: str) -> None:
         """Exchanges two objects with their metadata, as a copy script inside a bucket would (for tests)."""
         with self._lock:
-            for table in (self._objects, self._owners):
+            tables: tuple[dict, ...] = (self._objects, self._owners)
+            for table in tables:
                 a, b = table.pop(first, None), table.pop(second, None)
                 if b is not None:
                     table[first] = b

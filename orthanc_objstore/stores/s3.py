@@ -24,8 +24,15 @@ import botocore.exceptions
 from boto3.s3.transfer import TransferConfig
 
 from ..buffers import as_file
-from ..errors import (BucketNotFound, IntegrityError, NotFound, PermissionDenied, StoreError, StoreUnavailable,
-                      WrongOwner)
+from ..errors import (
+    BucketNotFound,
+    IntegrityError,
+    NotFound,
+    PermissionDenied,
+    StoreError,
+    StoreUnavailable,
+    WrongOwner,
+)
 from ..store import OWNER_METADATA, Owner, check_owner, read_exact_range
 
 # A HEAD answer has no body, so a 404 to HEAD object does not say whether the object or the bucket is
@@ -149,7 +156,7 @@ class S3Store:
             return True
         return True
 
-    def put(self, key: str, data: bytes, *, owner: Owner | None = None) -> None:
+    def put(self, key: str, data: bytes | bytearray, *, owner: Owner | None = None) -> None:
         """``data``: bytes or a bytearray (the encryption layer's buffer), sent without a copy of it. The
         server checks one checksum: the CRC32 botocore computes (``x-amz-checksum-crc32``), or Content-MD5
         where botocore computes none. ``owner`` is recorded as user metadata."""

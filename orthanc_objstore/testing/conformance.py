@@ -169,9 +169,10 @@ def check_another_owner_is_refused(store):
     store.put(key, data, owner=written_for)
     records, binds = owner_checks(store)
     for read_as in (_owner(), Owner(written_for.uuid, 3)):
-        reads = {"get": (lambda: store.get(key, owner=read_as), data),
-                 "get_range": (lambda: store.get_range(key, 10, 100, owner=read_as), data[10:110]),
-                 "far get_range": (lambda: store.get_range(key, 66_000, 4_000, owner=read_as), data[66_000:])}
+        reads = {"get": (lambda owner=read_as: store.get(key, owner=owner), data),
+                 "get_range": (lambda owner=read_as: store.get_range(key, 10, 100, owner=owner), data[10:110]),
+                 "far get_range": (lambda owner=read_as: store.get_range(key, 66_000, 4_000, owner=owner),
+                                   data[66_000:])}
         for name, (read, unchecked) in reads.items():
             if not records and not binds:
                 assert read() == unchecked, f"{name} on a store without owner checks"
@@ -203,7 +204,8 @@ def check_missing_bucket_is_not_not_found(store):
     move job to "the file is elsewhere", and a delete that returned would hide the missing bucket."""
     key = _key("no-bucket")
     operations = {"put": lambda: store.put(key, b"x"), "get": lambda: store.get(key),
-                  "get_range": lambda: store.get_range(key, 0, 1), "empty get_range": lambda: store.get_range(key, 0, 0),
+                  "get_range": lambda: store.get_range(key, 0, 1),
+                  "empty get_range": lambda: store.get_range(key, 0, 0),
                   "head": lambda: store.head(key), "delete": lambda: store.delete(key)}
     if isinstance(store, StartupCheck):
         operations["check_bucket"] = store.check_bucket
