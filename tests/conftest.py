@@ -11,7 +11,22 @@ from support.servers import AzuriteServer, MotoServer, require
 from support.watchdog import take_unreported
 
 
+TIERS = {"unit": "unit tests: no server, no Orthanc (seconds)",
+         "providers": "against the emulators (moto, Azurite, fake-gcs-server) and external tools, no Orthanc",
+         "e2e": "end to end through a real Orthanc (1.10.1 and 1.13)"}
+
+
+def pytest_collection_modifyitems(items):
+    """Each test carries the marker of its folder's tier: tests/unit, tests/providers, tests/e2e."""
+    for item in items:
+        tier = item.path.parent.name
+        if tier in TIERS:
+            item.add_marker(getattr(pytest.mark, tier))
+
+
 def pytest_configure(config):
+    for tier, meaning in TIERS.items():
+        config.addinivalue_line("markers", f"{tier}: {meaning}")
     config.addinivalue_line("markers", "orthanc_versions(*versions): run only on these Orthanc versions "
                             "(default: all of support.orthanc.VERSIONS)")
     config.addinivalue_line("markers", "xfail_on_newest(reason): a known failure on Orthanc 1.13 (strict: "

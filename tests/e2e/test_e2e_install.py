@@ -20,7 +20,7 @@ from orthanc_objstore import __version__
 from support.orthanc import HOST_VERSION
 from support.servers import require
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 WHEELHOUSE = os.path.join(ROOT, "build", "wheelhouse")
 DEBIAN_PYTHON = "/usr/bin/python3"
 

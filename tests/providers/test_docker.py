@@ -23,7 +23,7 @@ from orthanc_objstore.errors import ConfigError
 from support import docker_env
 from support.servers import require
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DOCKER = os.path.join(ROOT, "docker")
 # Where pip puts the package in the image (Ubuntu's layout for root pip installs, docker-image.md §2).
 IMAGE_PLUGIN_PATH = "/usr/local/lib/python3.14/dist-packages/orthanc_objstore/plugin.py"

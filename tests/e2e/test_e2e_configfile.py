@@ -15,7 +15,7 @@ from support.orthanc import HOST_VERSION, PYTHON_PLUGIN
 from support.servers import require, venv_bin
 
 pytestmark = pytest.mark.orthanc
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DEBIAN_FOLDER = pathlib.Path(ROOT, "tests", "data", "debian-etc-orthanc")
 STARTED = ": storage area in "  # in the plugin's start-up line
 

@@ -8,7 +8,7 @@ import pytest
 from orthanc_objstore import cli, config
 from support.servers import require
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DEBIAN_FOLDER = os.path.join(ROOT, "tests", "data", "debian-etc-orthanc")
 
 
