@@ -17,24 +17,19 @@ import struct
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.keywrap import aes_key_wrap
 
-from .crypto import (
+from .crypto_a2 import A2Header, _chunk_aad, _chunk_nonce, decrypt_a2_chunks, parse_a2_header, unwrap_a2_key
+from .crypto_keys import (
     _A2_HEADER,
     A2_CHUNK_SIZE,
     A2_MAX_CHUNK_SIZE,
     A2_NONCE_SIZE,
     HEADER_SIZE,
     KEY_SIZE,
-    A2Header,
     CryptoError,
     DecryptionError,
     Keyring,
     _check_header,
     _check_key_id,
-    _chunk_aad,
-    _chunk_nonce,
-    decrypt_a2_chunks,
-    parse_a2_header,
-    unwrap_a2_key,
 )
 
 
