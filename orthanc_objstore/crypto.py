@@ -1,4 +1,4 @@
-"""Client-side encryption formats A1 (the official plugin's, byte for byte) and A2 (ours), pure functions.
+"""Client-side encryption, the front door: formats A1 (the official plugin's, byte for byte), A2 and A3 (ours).
 
 This module knows bytes and keys only: no store, no Orthanc, no configuration. It raises its own
 exceptions (``DecryptionError``, ``UnknownMasterKey``, ``InputTooLarge``); the encryption wrapper
