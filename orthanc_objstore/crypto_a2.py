@@ -77,13 +77,21 @@ def _chunk_aad(header_raw: bytes, index: int, last: bool) -> bytes:
 def encrypt_a2(plaintext: bytes | bytearray, key_id: int, master_key: bytes, *, chunk_size: int = A2_CHUNK_SIZE,
                dek: bytes | None = None, nonce: bytes | None = None) -> bytearray:
     """Encrypts into one preallocated buffer (no other whole-object copy) and returns it."""
+    return encrypt_chunked(plaintext, key_id, master_key, "A2", b"", chunk_size=chunk_size, dek=dek, nonce=nonce)
+
+
+def encrypt_chunked(plaintext: bytes | bytearray, key_id: int, master_key: bytes, version: str, binding: bytes, *,
+                    chunk_size: int, dek: bytes | None, nonce: bytes | None) -> bytearray:
+    """The chunked envelope of A2 and A3 (which authenticates ``binding`` after the header in every chunk)."""
     _check_key_id(key_id)
     if not 1 <= chunk_size <= A2_MAX_CHUNK_SIZE:
-        raise CryptoError(f"the A2 chunk size must be from 1 to {A2_MAX_CHUNK_SIZE}")
+        raise CryptoError(f"the {version} chunk size must be from 1 to {A2_MAX_CHUNK_SIZE}")
     dek = os.urandom(KEY_SIZE) if dek is None else dek
     nonce = os.urandom(A2_NONCE_SIZE) if nonce is None else nonce
-    header = _A2_HEADER.pack(b"A2", key_id, chunk_size, len(plaintext), aes_key_wrap(master_key, dek), nonce)
-    parsed = parse_a2_header(header)
+    header = _A2_HEADER.pack(version.encode(), key_id, chunk_size, len(plaintext), aes_key_wrap(master_key, dek),
+                             nonce)
+    parsed = parse_a2_header(b"A2" + header[2:])
+    aad = header + binding
     count = parsed.chunk_count
     blob = bytearray(parsed.object_size)  # the one output buffer: header, then each chunk and its tag
     blob[:HEADER_SIZE] = header
@@ -92,7 +100,7 @@ def encrypt_a2(plaintext: bytes | bytearray, key_id: int, master_key: bytes, *, 
         position = HEADER_SIZE
         for index in range(count):
             chunk = bytes(source[index * chunk_size:(index + 1) * chunk_size])  # cryptography < 39 wants bytes
-            sealed = aead.encrypt(_chunk_nonce(nonce, index), chunk, _chunk_aad(header, index, index == count - 1))
+            sealed = aead.encrypt(_chunk_nonce(nonce, index), chunk, _chunk_aad(aad, index, index == count - 1))
             target[position:position + len(sealed)] = sealed  # chunk-sized temporaries only
             position += len(sealed)
     return blob

@@ -11,25 +11,16 @@ object's key nor its path, so RootPath, StorageStructure and moves between stora
 chunking and range reads are A2's. Pure functions, as ``crypto``; ``crypto.encrypt``/``decrypt`` dispatch here.
 """
 
-import os
 import struct
 
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from cryptography.hazmat.primitives.keywrap import aes_key_wrap
-
-from .crypto_a2 import A2Header, _chunk_aad, _chunk_nonce, decrypt_a2_chunks, parse_a2_header, unwrap_a2_key
+from .crypto_a2 import A2Header, decrypt_a2_chunks, encrypt_chunked, parse_a2_header, unwrap_a2_key
 from .crypto_keys import (
-    _A2_HEADER,
     A2_CHUNK_SIZE,
-    A2_MAX_CHUNK_SIZE,
-    A2_NONCE_SIZE,
     HEADER_SIZE,
-    KEY_SIZE,
     CryptoError,
     DecryptionError,
     Keyring,
     _check_header,
-    _check_key_id,
 )
 
 
@@ -43,25 +34,13 @@ def a3_binding(uuid: str, content_type: int) -> bytes:
 
 def encrypt_a3(plaintext: bytes | bytearray, keyring: Keyring, binding: bytes | None,
                *, chunk_size: int = A2_CHUNK_SIZE,
-               dek: bytes | None = None, nonce: bytes | None = None) -> bytes:
-    """``plaintext`` as A3 under the current master key, bound to the attachment ``binding`` names."""
+               dek: bytes | None = None, nonce: bytes | None = None) -> bytearray:
+    """``plaintext`` as A3 under the current master key, bound to the attachment ``binding`` names (A2's
+    chunked envelope, into one buffer)."""
     if binding is None:
         raise CryptoError("format A3 binds the object to its attachment: a binding is needed to encrypt")
-    key_id, master_key = keyring.current_id, keyring.current_key
-    _check_key_id(key_id)
-    if not 1 <= chunk_size <= A2_MAX_CHUNK_SIZE:
-        raise CryptoError(f"the A3 chunk size must be from 1 to {A2_MAX_CHUNK_SIZE}")
-    dek = os.urandom(KEY_SIZE) if dek is None else dek
-    nonce = os.urandom(A2_NONCE_SIZE) if nonce is None else nonce
-    header = _A2_HEADER.pack(b"A3", key_id, chunk_size, len(plaintext), aes_key_wrap(master_key, dek), nonce)
-    parsed = parse_a3_header(header, binding)
-    aead = AESGCM(dek)
-    count = parsed.chunk_count
-    parts = [header]
-    for index in range(count):
-        chunk = bytes(plaintext[index * chunk_size:(index + 1) * chunk_size])
-        parts.append(aead.encrypt(_chunk_nonce(nonce, index), chunk, _chunk_aad(parsed.raw, index, index == count - 1)))
-    return b"".join(parts)
+    return encrypt_chunked(plaintext, keyring.current_id, keyring.current_key, "A3", binding,
+                           chunk_size=chunk_size, dek=dek, nonce=nonce)
 
 
 def parse_a3_header(header: bytes, binding: bytes | None) -> A2Header:
