@@ -5,6 +5,7 @@ import json
 import threading
 
 import pytest
+from support.orthanc import wait_for
 
 from orthanc_objstore.index import OrthancCallError
 from orthanc_objstore.loopback import LoopbackApi, LoopbackSettings
@@ -106,7 +107,7 @@ def test_calls_and_handlers_are_bounded(server):
     slow = threading.Thread(target=api.get_json, args=("/slow",))
     slow.start()
     try:
-        assert _wait(lambda: any(path == "/slow" for _, path, _, _ in server.seen))
+        assert wait_for(lambda: any(path == "/slow" for _, path, _, _ in server.seen), timeout=10.0, interval=0.01)
         with pytest.raises(OrthancCallError, match="already running") as busy:
             api.get_json("/patients/ab")
         assert busy.value.status == 503
@@ -133,12 +134,3 @@ def test_settings_from_orthancs_configuration():
     assert LoopbackSettings.from_configuration({"HttpBindAddresses": ["10.1.2.3", "127.0.0.1"]}).host == "127.0.0.1"
     assert LoopbackSettings.from_configuration({"HttpPort": "x", "HttpThreadsCount": 0}).port == 8042
 
-
-def _wait(predicate, timeout=10.0):
-    import time
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.01)
-    return True

@@ -2,11 +2,11 @@
 
 import hashlib
 import threading
-import time
 import uuid as uuidlib
 
 import pytest
 from support.fake_orthanc import FakeOrthancApi, RecordingOutput
+from support.orthanc import wait_for
 
 from orthanc_objstore import jobs, routes
 from orthanc_objstore.area import ObjectArea
@@ -135,7 +135,7 @@ def test_a_synchronous_move_answers_503_when_orthanc_stops(tmp_path):
     thread = threading.Thread(target=lambda: answers.append(call(
         world.routes()["/move-storage"], "/move-storage", body=b'{"Resources": ["a0"], "TargetStorage": "object-storage"}')))
     thread.start()
-    assert _wait(lambda: world.manager.jobs())
+    assert wait_for(lambda: world.manager.jobs(), timeout=10.0, interval=0.01)
     world.manager.stop()
     thread.join(10)
     assert answers[0].status == 503 and answers[0].json()["ID"] == world.manager.jobs()[0].id
@@ -159,14 +159,6 @@ def test_storage_location_and_orthanc_unreachable_or_busy(orthanc):
         for slot in slots:
             slot.__exit__(None, None, None)
 
-
-def _wait(predicate, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.01)
-    return True
 
 
 def test_core_jobs_come_from_job_events_and_leave_with_the_history():
