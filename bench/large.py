@@ -9,15 +9,15 @@ encryption, and each as a ratio to Orthanc's own storage. "+1.00x" in the last c
 copy of the file than Orthanc's own storage holds at its peak.
 
 Part 2, store level (no Orthanc): each provider's store vs the plain SDK call (bench/providers.py's
-Naive) for large puts and gets, rounds interleaved, medians, ratio = store / SDK in objects per second.
+Naive) for one large put and get, each timed alone, after a warm-up round, in rounds whose order
+alternates (store first, then SDK first); medians; ratio = SDK seconds / store seconds.
 
     .venv/bin/python bench/large.py [--sizes 50,200] [--gigabyte] [--provider s3] [--store-providers s3,azure,gcs]
-                                    [--store-size 50] [--rounds 3] [--skip-orthanc] [--skip-stores]
+                                    [--store-size 50] [--rounds 9] [--skip-orthanc] [--skip-stores]
 """
 
 import argparse
 import base64
-import io
 import json
 import os
 import shutil
@@ -31,30 +31,13 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, "..", "tests"))
 
-import pydicom  # noqa: E402
-from pydicom.data import get_testdata_file  # noqa: E402
-
 import providers  # noqa: E402
 import run  # noqa: E402
+from support.dicom import large_instance  # noqa: E402
 from support.orthanc import Orthanc  # noqa: E402
 
 MB = 1000 * 1000
 SETUPS = ("file storage", "naive plugin", "this plugin", "plugin A1", "plugin A2")
-
-
-def large_dicom(size: int) -> bytes:
-    """A valid multi-frame instance of about ``size`` bytes: CT_small's header, random 16-bit frames."""
-    dataset = pydicom.dcmread(get_testdata_file("CT_small.dcm", download=False))
-    rows = columns = 512
-    frame = rows * columns * 2
-    frames = max(1, round(size / frame))
-    dataset.Rows, dataset.Columns, dataset.NumberOfFrames = rows, columns, frames
-    dataset.BitsAllocated, dataset.BitsStored, dataset.HighBit = 16, 16, 15
-    dataset.PixelData = os.urandom(frame * frames)
-    dataset.SOPInstanceUID = dataset.file_meta.MediaStorageSOPInstanceUID = f"1.2.826.0.1.3680043.8.498.91.{size}"
-    buffer = io.BytesIO()
-    dataset.save_as(buffer)
-    return buffer.getvalue()
 
 
 def memory_kb(pid: int, field: str) -> int:
@@ -109,7 +92,7 @@ def orthanc_part(arguments, workdir):
     server, setups = configurations(arguments.provider, os.path.join(workdir, arguments.provider))
     try:
         for size in sizes:
-            dicom = large_dicom(size)
+            dicom = large_instance(size)
             rows = {}
             for name in SETUPS:
                 settings, environment = setups[name]
@@ -138,24 +121,46 @@ def report_orthanc(provider, size, rows):
     print(f"  plain: peak = naive {(plain['rise'] - rows['naive plugin']['rise']) / size:+.2f}x the file (goal <= 0)")
 
 
+def store_round(store, sdk, data, flip: bool) -> dict:
+    """One round: a put and a get of ``data`` by each of the two, in alternating order (``flip``), each
+    on an object of its own; {(name, phase): seconds}."""
+    pair = [("store", store), ("sdk", sdk)]
+    if flip:
+        pair.reverse()
+    seconds = {}
+    keys = {name: f"bench/{uuid.uuid4()}" for name, _ in pair}
+    for name, target in pair:
+        started = time.perf_counter()
+        target.put(keys[name], data)
+        seconds[(name, "put")] = time.perf_counter() - started
+    for name, target in pair:
+        started = time.perf_counter()
+        got = target.get(keys[name])
+        seconds[(name, "get")] = time.perf_counter() - started
+        assert len(got) == len(data), "a read returned the wrong size"
+        del got
+    for name, target in pair:
+        target.delete(keys[name])
+    return seconds
+
+
 def stores_part(arguments, workdir):
+    """Per provider: the store's put and get of one large object against the plain SDK call, each timed
+    alone, in rounds whose order alternates; medians; ratio = SDK seconds / store seconds (>= 0.95 asked)."""
     size = arguments.store_size * MB
     data = os.urandom(size)
     for provider in arguments.store_providers.split(","):
         server, backend = providers.server_and_backend(provider, workdir)
         try:
             ours, naive = backend.store(), providers.Naive(backend)
-            results = {"store": [], "sdk": []}
-            for _ in range(arguments.rounds):
-                for name, target in (("store", ours), ("sdk", naive)):
-                    keys = [f"bench/{uuid.uuid4()}" for _ in range(2)]
-                    results[name].append(providers.phases(target, keys, data, 1))
-            row = {name: {phase: statistics.median(r[phase] for r in runs) for phase in ("put", "get")}
-                   for name, runs in results.items()}
-            print(f"[{provider}] {size / MB:.0f} MB objects, 1 client, median of {arguments.rounds}: "
-                  + ", ".join(f"{phase} {row['store'][phase]:.2f}/{row['sdk'][phase]:.2f} objects/s = "
-                              f"{row['store'][phase] / row['sdk'][phase]:.2f}" for phase in ("put", "get"))
-                  + " (store / SDK; target >= 0.95)")
+            store_round(ours, naive, data, False)  # warm-up: connections, first allocations
+            rounds = [store_round(ours, naive, data, number % 2 == 1) for number in range(arguments.rounds)]
+            median = {cell: statistics.median(r[cell] for r in rounds) for cell in rounds[0]}
+            print(f"[{provider}] {size / MB:.0f} MB objects, 1 client, median of {arguments.rounds} rounds: "
+                  + ", ".join(f"{phase} {median[('store', phase)]:.3f}/{median[('sdk', phase)]:.3f} s, "
+                              f"SDK/store = {median[('sdk', phase)] / median[('store', phase)]:.2f}"
+                              for phase in ("put", "get"))
+                  + " (store / SDK seconds; target >= 0.95)")
         finally:
             backend.close()
             if server is not None:
@@ -169,7 +174,7 @@ def main():
     parser.add_argument("--provider", default="s3", help=f"for the Orthanc part, among {','.join(run.PROVIDERS)}")
     parser.add_argument("--store-providers", default="s3,azure,gcs")
     parser.add_argument("--store-size", type=int, default=50, help="object size of the store part, in MB")
-    parser.add_argument("--rounds", type=int, default=3, help="rounds of the store part (interleaved; medians)")
+    parser.add_argument("--rounds", type=int, default=9, help="rounds of the store part (alternating; medians)")
     parser.add_argument("--skip-orthanc", action="store_true")
     parser.add_argument("--skip-stores", action="store_true")
     arguments = parser.parse_args()

@@ -32,3 +32,28 @@ def make_instances(count: int, studies: int = 1, series_per_study: int = 1, temp
         dataset.save_as(buffer)
         files.append(buffer.getvalue())
     return files
+
+
+def large_instance(size: int, uid_suffix: str = "") -> bytes:
+    """A valid multi-frame instance of about ``size`` bytes (CT_small's header, random 16-bit 512x512
+    frames, so nothing compresses); its SOP instance UID ends in ``size`` and ``uid_suffix``."""
+    import os
+    try:
+        import pydicom
+        from pydicom.data import get_testdata_file
+    except ImportError:
+        require(False, "pydicom is not installed")
+    path = get_testdata_file("CT_small.dcm", download=False)
+    require(path is not None, "pydicom's sample CT_small.dcm is missing")
+    dataset = pydicom.dcmread(path)
+    rows = columns = 512
+    frame = rows * columns * 2
+    frames = max(1, round(size / frame))
+    dataset.Rows, dataset.Columns, dataset.NumberOfFrames = rows, columns, frames
+    dataset.BitsAllocated, dataset.BitsStored, dataset.HighBit = 16, 16, 15
+    dataset.PixelData = os.urandom(frame * frames)
+    dataset.SOPInstanceUID = dataset.file_meta.MediaStorageSOPInstanceUID = \
+        f"1.2.826.0.1.3680043.8.498.91.{size}{uid_suffix}"
+    buffer = io.BytesIO()
+    dataset.save_as(buffer)
+    return buffer.getvalue()
