@@ -9,8 +9,8 @@ encryption, and each as a ratio to Orthanc's own storage. "+1.00x" in the last c
 copy of the file than Orthanc's own storage holds at its peak.
 
 Part 2, store level (no Orthanc): each provider's store vs the plain SDK call (bench/providers.py's
-Naive) for one large put and get, each timed alone, after a warm-up round, in rounds whose order
-alternates (store first, then SDK first); medians; ratio = SDK seconds / store seconds.
+Naive) for one large put and get (both read the same object), each timed alone, after a warm-up round,
+in rounds whose order alternates (store first, then SDK first); medians; ratio = SDK seconds / store seconds.
 
     .venv/bin/python bench/large.py [--sizes 50,200] [--gigabyte] [--provider s3] [--store-providers s3,azure,gcs]
                                     [--store-size 50] [--rounds 9] [--skip-orthanc] [--skip-stores]
@@ -122,8 +122,8 @@ def report_orthanc(provider, size, rows):
 
 
 def store_round(store, sdk, data, flip: bool) -> dict:
-    """One round: a put and a get of ``data`` by each of the two, in alternating order (``flip``), each
-    on an object of its own; {(name, phase): seconds}."""
+    """One round: a put of ``data`` by each of the two (an object each), then a get by each of the
+    object the SDK wrote, in alternating order (``flip``); {(name, phase): seconds}."""
     pair = [("store", store), ("sdk", sdk)]
     if flip:
         pair.reverse()
@@ -133,9 +133,9 @@ def store_round(store, sdk, data, flip: bool) -> dict:
         started = time.perf_counter()
         target.put(keys[name], data)
         seconds[(name, "put")] = time.perf_counter() - started
-    for name, target in pair:
+    for name, target in pair:  # both read the same object: the server's side of the two reads is alike
         started = time.perf_counter()
-        got = target.get(keys[name])
+        got = target.get(keys["sdk"])
         seconds[(name, "get")] = time.perf_counter() - started
         assert len(got) == len(data), "a read returned the wrong size"
         del got

@@ -12,15 +12,18 @@ import time
 import urllib.error
 import urllib.request
 
-import pytest
-
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
 
 def require(condition, reason):
-    """Skips on a developer's partial machine; fails in CI, where .ci/run installs everything."""
+    """Skips on a developer's partial machine; fails in CI, where .ci/run installs everything. Outside
+    pytest (the benchmarks import tests/support) a missing piece is a RuntimeError."""
     if condition:
         return
+    try:
+        import pytest
+    except ImportError:
+        raise RuntimeError(reason) from None
     if IN_CI:
         pytest.fail(f"missing in CI: {reason}")
     pytest.skip(reason)

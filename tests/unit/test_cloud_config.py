@@ -3,7 +3,7 @@
 import json
 
 import pytest
-
+from support.config_checks import config_problems
 from support.servers import need_module
 
 from orthanc_objstore import build, config
@@ -20,13 +20,6 @@ def azure(**options):
 
 def gcs(**options):
     return {"GoogleCloudStorage": {"BucketName": "orthanc-bucket", **options}}
-
-
-def problems_of(configuration):
-    with pytest.raises(ConfigError) as caught:
-        config.parse(configuration)
-    assert all(ACCOUNT_KEY not in problem for problem in caught.value.problems)
-    return caught.value.problems
 
 
 def test_azure_defaults_and_trimming():
@@ -71,7 +64,7 @@ def test_gcs_defaults_emulator_and_project_from_the_environment(monkeypatch):
     (gcs(RetryTimeout="2"), "GoogleCloudStorage.RetryTimeout: '2' (string) is invalid"),
 ])
 def test_each_invalid_value_is_named(configuration, expected):
-    problems = problems_of(configuration)
+    problems = config_problems(configuration, ACCOUNT_KEY)
     assert any(problem.startswith(expected) for problem in problems), problems
 
 
@@ -83,7 +76,7 @@ def test_each_invalid_value_is_named(configuration, expected):
 def test_bad_service_account_files_name_the_file_not_the_content(tmp_path, content, expected):
     path = tmp_path / "key.json"
     path.write_bytes(content)
-    problems = problems_of(gcs(ServiceAccountFile=str(path)))
+    problems = config_problems(gcs(ServiceAccountFile=str(path)), ACCOUNT_KEY)
     assert any(expected in problem and str(path) in problem for problem in problems), problems
     assert not any("authorized_user" in problem for problem in problems)
 

@@ -4,9 +4,9 @@ import base64
 import os
 
 import pytest
+from support.config_checks import config_problems
 
 from orthanc_objstore import config
-from orthanc_objstore.errors import ConfigError
 
 SECRET = "wJalrXUtnFEMI-K7MDENG-bPxRfiCYEXAMPLEKEY"
 
@@ -15,13 +15,6 @@ def s3(**options):
     section = {"BucketName": "bucket", "Region": "eu-west-1"}
     section.update(options)
     return {"AwsS3Storage": section}
-
-
-def problems_of(configuration):
-    with pytest.raises(ConfigError) as caught:
-        config.parse(configuration)
-    assert all(SECRET not in problem for problem in caught.value.problems)
-    return caught.value.problems
 
 
 def test_no_section_disables_the_plugin_with_a_warning():
@@ -108,17 +101,17 @@ def test_migration_flag_means_write_to_object_storage():
     ({"GoogleCloudStorage": {}}, "GoogleCloudStorage.BucketName: missing, and it is required"),
 ])
 def test_each_invalid_value_names_section_option_value_and_what_is_allowed(configuration, expected):
-    problems = problems_of(configuration)
+    problems = config_problems(configuration, SECRET)
     assert any(problem.startswith(expected) for problem in problems), problems
 
 
 def test_every_problem_is_reported_at_once():
-    problems = problems_of(s3(BucketName=1, Region=2, MaxRetries="ten"))
+    problems = config_problems(s3(BucketName=1, Region=2, MaxRetries="ten"), SECRET)
     assert len(problems) == 3
 
 
 def test_more_than_one_provider_section_is_refused():
-    problems = problems_of({**s3(), "GoogleCloudStorage": {"BucketName": "b"}})
+    problems = config_problems({**s3(), "GoogleCloudStorage": {"BucketName": "b"}}, SECRET)
     assert "AwsS3Storage, GoogleCloudStorage" in problems[0]
 
 
@@ -163,16 +156,16 @@ def test_encryption_disabled_explicitly(tmp_path):
 def test_bad_key_files_refuse_start_up_naming_the_file(tmp_path, content, expected):
     path = tmp_path / "bad.key"
     path.write_bytes(content)
-    problems = problems_of(s3(StorageEncryption={"MasterKey": [1, str(path)]}))
+    problems = config_problems(s3(StorageEncryption={"MasterKey": [1, str(path)]}), SECRET)
     assert expected in problems[0] and str(path) in problems[0]
 
 
 def test_missing_key_file_and_missing_master_key(tmp_path):
-    problems = problems_of(s3(StorageEncryption={"MasterKey": [1, str(tmp_path / "absent.key")]}))
+    problems = config_problems(s3(StorageEncryption={"MasterKey": [1, str(tmp_path / "absent.key")]}), SECRET)
     assert "cannot read the key file" in problems[0]
-    problems = problems_of(s3(StorageEncryption={"Enable": True}))
+    problems = config_problems(s3(StorageEncryption={"Enable": True}), SECRET)
     assert "StorageEncryption.MasterKey: missing" in problems[0]
-    problems = problems_of(s3(StorageEncryption={"MasterKey": "file.key"}))
+    problems = config_problems(s3(StorageEncryption={"MasterKey": "file.key"}), SECRET)
     assert "StorageEncryption.MasterKey: 'file.key' is invalid; allowed: [id," in problems[0]
 
 
