@@ -1,6 +1,7 @@
-"""Failures never lose data (SPEC Q-1): the object store goes down during uploads and reads."""
+"""Failures never lose data (SPEC Q-1): the object store goes down, or hangs, during uploads and reads."""
 
 import io
+import threading
 import zipfile
 
 import pytest
@@ -102,3 +103,44 @@ def test_store_down_during_delete_leaves_no_orphan(backend, orthanc_factory, dic
     assert backend.keys() != []
     backend.proxy.mode = "pass"
     assert wait_for(lambda: backend.keys() == [], timeout=30), backend.keys()
+
+
+# What makes a hung store's requests give up fast: a short RequestTimeout and no retries.
+GIVE_UP_FAST = {"s3": {"RequestTimeout": 3, "MaxRetries": 0}, "azure": {"RequestTimeout": 3, "MaxRetries": 0},
+                "gcs": {"RequestTimeout": 3, "RetryTimeout": 0}}
+
+
+def test_a_hung_store_fails_its_requests_while_orthanc_keeps_answering(backend, orthanc_factory, dicom_files):
+    """A store that keeps connections open and never answers (a stalled load balancer or network path):
+    an upload and a read waiting on it fail once RequestTimeout has passed, Orthanc answers its other
+    requests meanwhile, nothing half-written stays, and everything works again once the store answers."""
+    orthanc = orthanc_factory(backend.settings(**GIVE_UP_FAST[backend.name]))
+    (_, first), (_, second) = dicom_files[0], dicom_files[1]
+    stored = orthanc.upload(first)["ID"]
+    keys_before = backend.keys()
+
+    backend.proxy.mode = "hold"
+    outcome = []
+    upload = threading.Thread(target=lambda: outcome.append(_attempt(orthanc.upload, second)), daemon=True)
+    upload.start()
+    assert backend.proxy.held.wait(30), "the upload never reached the store"
+    assert orthanc.get_json("/system")["Name"]  # asked while the upload waits on the hung store
+    assert orthanc.get_json("/instances") == [stored]
+    upload.join(60)
+    assert outcome and isinstance(outcome[0], HttpError), outcome
+    with pytest.raises(HttpError):
+        orthanc.get(f"/instances/{stored}/file")  # a read of a hung store fails, it never hangs Orthanc
+
+    backend.proxy.mode = "pass"
+    assert orthanc.get_json("/instances") == [stored]
+    assert backend.keys() == keys_before
+    assert orthanc.get(f"/instances/{stored}/file") == first
+    instance = orthanc.upload(second)["ID"]
+    assert orthanc.get(f"/instances/{instance}/file") == second
+
+
+def _attempt(call, *arguments):
+    try:
+        return call(*arguments)
+    except Exception as exc:  # noqa: BLE001 - the test inspects it
+        return exc

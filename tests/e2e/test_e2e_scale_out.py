@@ -9,7 +9,6 @@ shared index references.
 
 import io
 import os
-import socket
 import threading
 import zipfile
 
@@ -17,6 +16,7 @@ import pytest
 
 from support.orthanc import PYTHON_PLUGIN, HttpError
 from support.postgres import INDEX_PLUGIN, PostgresServer
+from support.servers import FaultProxy
 from test_e2e_storage import attachment_uuids, official_names
 
 pytestmark = pytest.mark.orthanc
@@ -154,55 +154,10 @@ def test_a_replica_that_dies_loses_nothing(replicas, s3_backend, dicom_files):
 
 
 
-class HoldingProxy:
-    """A TCP proxy to the S3 server that, once ``hold`` is set, swallows requests and never forwards them.
-
-    It freezes a replica in the middle of an upload (its write to the bucket never completes), so that
-    the test can kill it exactly there. Checked per chunk, so pooled keep-alive connections are held too.
-    """
-
-    def __init__(self, target_port: int):
-        self.target_port = target_port
-        self.hold = threading.Event()
-        self.held = threading.Event()
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self._listener.getsockname()[1]}"
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def close(self):
-        self._listener.close()
-
-    def _accept(self):
-        while True:
-            try:
-                client, _ = self._listener.accept()
-            except OSError:
-                return
-            upstream = socket.create_connection(("127.0.0.1", self.target_port))
-            threading.Thread(target=self._pipe, args=(client, upstream, True), daemon=True).start()
-            threading.Thread(target=self._pipe, args=(upstream, client, False), daemon=True).start()
-
-    def _pipe(self, source, target, is_request):
-        try:
-            while data := source.recv(65536):
-                if is_request and self.hold.is_set():
-                    self.held.set()
-                    continue
-                target.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for sock in (source, target):
-                try:
-                    sock.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-
-
 def test_a_replica_killed_in_the_middle_of_an_upload_loses_nothing(s3_backend, index, orthanc_factory,
                                                                    dicom_files):
     """The client's request fails; its retry through the other replica stores the instance completely."""
-    proxy = HoldingProxy(s3_backend.moto.port)
+    proxy = FaultProxy(s3_backend.moto.port)  # the replica to freeze has a proxy of its own
     try:
         settings = {**s3_backend.settings(), **index, "Plugins": [PYTHON_PLUGIN, INDEX_PLUGIN]}
         frozen_settings = {**settings, "DatabaseServerIdentifier": "replica-a"}
@@ -212,7 +167,7 @@ def test_a_replica_killed_in_the_middle_of_an_upload_loses_nothing(s3_backend, i
         second = orthanc_factory({**settings, "DatabaseServerIdentifier": "replica-b"}, name="replica-b")
         data = dicom_files[0][1]
 
-        proxy.hold.set()
+        proxy.mode = "hold"
         outcome = []
         upload = threading.Thread(target=lambda: outcome.append(_attempt(first.upload, data)), daemon=True)
         upload.start()
@@ -225,7 +180,7 @@ def test_a_replica_killed_in_the_middle_of_an_upload_loses_nothing(s3_backend, i
         assert second.get(f"/instances/{instance}/file") == data
         assert s3_backend.keys() == expected_keys(second, [instance])
 
-        proxy.hold.clear()
+        proxy.mode = "pass"
         first.start()
         assert first.get_json("/instances") == [instance]
         assert first.get(f"/instances/{instance}/file") == data

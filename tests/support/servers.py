@@ -108,7 +108,9 @@ class FaultProxy:
     ``drop_matching`` closes the connections whose request contains ``match`` in its request line,
     headers or first bytes of body (GCS multipart uploads name the object in the body, not the URL);
     ``slow`` forwards everything but waits ``delay`` seconds before forwarding each request (a slow,
-    distant store).
+    distant store); ``hold`` swallows whatever clients send, on new and pooled connections alike, and
+    never answers (a hung store: connections open, no reply), setting ``held`` once it has swallowed
+    something; the held connections end when their clients give up.
 
     It also counts what goes through: ``requests`` (request lines) and ``bytes_from_server`` (every
     byte the server sent back, HTTP headers included); ``reset_counts()`` starts over.
@@ -120,6 +122,7 @@ class FaultProxy:
         self.cut_after = 200
         self.match = b""
         self.delay = 0.0
+        self.held = threading.Event()
         self.requests = []
         self.bytes_from_server = 0
         self._count_lock = threading.Lock()
@@ -169,6 +172,9 @@ class FaultProxy:
                     data = source.recv(65536)
                     if not data:
                         return
+                    if source is client and self.mode == "hold":
+                        self.held.set()
+                        continue
                     if source is client:
                         first_line = data.split(b"\r\n", 1)[0]
                         if first_line[:8].split(b" ")[0] in (b"GET", b"PUT", b"POST", b"DELETE", b"HEAD"):

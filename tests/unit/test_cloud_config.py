@@ -3,6 +3,7 @@
 import json
 
 import pytest
+
 from support.config_checks import config_problems
 from support.servers import need_module
 

@@ -4,6 +4,7 @@ import base64
 import os
 
 import pytest
+
 from support.config_checks import config_problems
 
 from orthanc_objstore import config
