@@ -88,19 +88,18 @@ def encrypt_chunked(plaintext: bytes | bytearray, key_id: int, master_key: bytes
         raise CryptoError(f"the {version} chunk size must be from 1 to {A2_MAX_CHUNK_SIZE}")
     dek = os.urandom(KEY_SIZE) if dek is None else dek
     nonce = os.urandom(A2_NONCE_SIZE) if nonce is None else nonce
-    header = _A2_HEADER.pack(version.encode(), key_id, chunk_size, len(plaintext), aes_key_wrap(master_key, dek),
-                             nonce)
-    parsed = parse_a2_header(b"A2" + header[2:])
-    aad = header + binding
-    count = parsed.chunk_count
-    blob = bytearray(parsed.object_size)  # the one output buffer: header, then each chunk and its tag
+    wrapped = aes_key_wrap(master_key, dek)
+    header = _A2_HEADER.pack(version.encode(), key_id, chunk_size, len(plaintext), wrapped, nonce)
+    layout = A2Header(header + binding, key_id, chunk_size, len(plaintext), wrapped, nonce)  # raw: the AAD prefix
+    count = layout.chunk_count
+    blob = bytearray(layout.object_size)  # the one output buffer: header, then each chunk and its tag
     blob[:HEADER_SIZE] = header
     aead = AESGCM(dek)  # one key schedule for all chunks
     with memoryview(plaintext) as source, memoryview(blob) as target:
         position = HEADER_SIZE
         for index in range(count):
             chunk = bytes(source[index * chunk_size:(index + 1) * chunk_size])  # cryptography < 39 wants bytes
-            sealed = aead.encrypt(_chunk_nonce(nonce, index), chunk, _chunk_aad(aad, index, index == count - 1))
+            sealed = aead.encrypt(_chunk_nonce(nonce, index), chunk, _chunk_aad(layout.raw, index, index == count - 1))
             target[position:position + len(sealed)] = sealed  # chunk-sized temporaries only
             position += len(sealed)
     return blob
