@@ -1,12 +1,19 @@
 """Failures never lose data (SPEC Q-1): the object store goes down, or hangs, during uploads and reads."""
 
 import io
-import threading
 import zipfile
 
 import pytest
 
-from support.orthanc import ARCHIVE_GUARD_OFF, HOST_VERSION, NEWEST_VERSION, HttpError, storescu, wait_for
+from support.orthanc import (
+    ARCHIVE_GUARD_OFF,
+    HOST_VERSION,
+    NEWEST_VERSION,
+    HttpError,
+    in_background,
+    storescu,
+    wait_for,
+)
 
 pytestmark = pytest.mark.orthanc
 
@@ -120,9 +127,7 @@ def test_a_hung_store_fails_its_requests_while_orthanc_keeps_answering(backend, 
     keys_before = backend.keys()
 
     backend.proxy.mode = "hold"
-    outcome = []
-    upload = threading.Thread(target=lambda: outcome.append(_attempt(orthanc.upload, second)), daemon=True)
-    upload.start()
+    upload, outcome = in_background(orthanc.upload, second)
     assert backend.proxy.held.wait(30), "the upload never reached the store"
     assert orthanc.get_json("/system")["Name"]  # asked while the upload waits on the hung store
     assert orthanc.get_json("/instances") == [stored]
@@ -137,10 +142,3 @@ def test_a_hung_store_fails_its_requests_while_orthanc_keeps_answering(backend, 
     assert orthanc.get(f"/instances/{stored}/file") == first
     instance = orthanc.upload(second)["ID"]
     assert orthanc.get(f"/instances/{instance}/file") == second
-
-
-def _attempt(call, *arguments):
-    try:
-        return call(*arguments)
-    except Exception as exc:  # noqa: BLE001 - the test inspects it
-        return exc

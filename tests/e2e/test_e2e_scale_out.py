@@ -14,7 +14,7 @@ import zipfile
 
 import pytest
 
-from support.orthanc import PYTHON_PLUGIN, HttpError
+from support.orthanc import PYTHON_PLUGIN, HttpError, in_background
 from support.postgres import INDEX_PLUGIN, PostgresServer
 from support.servers import FaultProxy
 from test_e2e_storage import attachment_uuids, official_names
@@ -168,9 +168,7 @@ def test_a_replica_killed_in_the_middle_of_an_upload_loses_nothing(s3_backend, i
         data = dicom_files[0][1]
 
         proxy.mode = "hold"
-        outcome = []
-        upload = threading.Thread(target=lambda: outcome.append(_attempt(first.upload, data)), daemon=True)
-        upload.start()
+        upload, outcome = in_background(first.upload, data)
         assert proxy.held.wait(30), "the upload never reached the bucket"
         first.kill()  # SIGKILL while the plugin is writing the DICOM file
         upload.join(60)
@@ -186,13 +184,6 @@ def test_a_replica_killed_in_the_middle_of_an_upload_loses_nothing(s3_backend, i
         assert first.get(f"/instances/{instance}/file") == data
     finally:
         proxy.close()
-
-
-def _attempt(call, *arguments):
-    try:
-        return call(*arguments)
-    except Exception as exc:  # noqa: BLE001 - the test inspects it
-        return exc
 
 
 def test_move_job_on_one_replica_while_the_other_serves_reads(s3_backend, index, orthanc_factory, dicom_files):

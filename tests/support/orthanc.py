@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import subprocess
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -317,3 +318,19 @@ def wait_for(predicate, timeout=20.0, interval=0.2):
         if value or time.monotonic() > deadline:
             return value
         time.sleep(interval)
+
+
+def in_background(call, *arguments):
+    """Starts ``call(*arguments)`` in a daemon thread: (the thread, a list that receives its result, or
+    the exception it raised, for the test to inspect)."""
+    outcome = []
+
+    def run():
+        try:
+            outcome.append(call(*arguments))
+        except Exception as exc:  # noqa: BLE001 - the test inspects it
+            outcome.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread, outcome
