@@ -1,21 +1,27 @@
 """Synthetic DICOM instances made from one of pydicom's sample files (distinct UIDs, real pixel data)."""
 
 import io
+import os
 
 from .servers import require
 
 
-def make_instances(count: int, studies: int = 1, series_per_study: int = 1, template: str = "CT_small.dcm",
-                   seed: str = "1.2.826.0.1.3680043.8.498.77") -> list[bytes]:
-    """``count`` DICOM files spread over ``studies`` studies of ``series_per_study`` series each."""
+def _sample(name: str):
+    """pydicom's sample file ``name``, read as a dataset (skips, or fails in CI, without pydicom or the file)."""
     try:
         import pydicom
         from pydicom.data import get_testdata_file
     except ImportError:
         require(False, "pydicom is not installed")
-    path = get_testdata_file(template, download=False)
-    require(path is not None, f"pydicom's sample {template} is missing")
-    base = pydicom.dcmread(path)
+    path = get_testdata_file(name, download=False)
+    require(path is not None, f"pydicom's sample {name} is missing")
+    return pydicom.dcmread(path)
+
+
+def make_instances(count: int, studies: int = 1, series_per_study: int = 1, template: str = "CT_small.dcm",
+                   seed: str = "1.2.826.0.1.3680043.8.498.77") -> list[bytes]:
+    """``count`` DICOM files spread over ``studies`` studies of ``series_per_study`` series each."""
+    base = _sample(template)
     files = []
     for number in range(count):
         study = number % studies
@@ -37,15 +43,7 @@ def make_instances(count: int, studies: int = 1, series_per_study: int = 1, temp
 def large_instance(size: int, uid_suffix: str = "") -> bytes:
     """A valid multi-frame instance of about ``size`` bytes (CT_small's header, random 16-bit 512x512
     frames, so nothing compresses); its SOP instance UID ends in ``size`` and ``uid_suffix``."""
-    import os
-    try:
-        import pydicom
-        from pydicom.data import get_testdata_file
-    except ImportError:
-        require(False, "pydicom is not installed")
-    path = get_testdata_file("CT_small.dcm", download=False)
-    require(path is not None, "pydicom's sample CT_small.dcm is missing")
-    dataset = pydicom.dcmread(path)
+    dataset = _sample("CT_small.dcm")
     rows = columns = 512
     frame = rows * columns * 2
     frames = max(1, round(size / frame))
