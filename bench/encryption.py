@@ -28,11 +28,12 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "tests"))
 
-from orthanc_objstore.config import EncryptionConfig, MasterKey, S3Config  # noqa: E402
-from orthanc_objstore.encryption import EncryptedStore  # noqa: E402
-from orthanc_objstore.stores.s3 import S3Store  # noqa: E402
 from support.orthanc import Orthanc  # noqa: E402
 from support.servers import MotoServer  # noqa: E402
+
+from orthanc_objstore.config.sections.sections import EncryptionConfig, MasterKey, S3Config  # noqa: E402
+from orthanc_objstore.storage.encrypted import EncryptedStore  # noqa: E402
+from orthanc_objstore.storage.providers.s3 import S3Store  # noqa: E402
 
 OBJECT_SIZE = 512 * 1024
 SETUPS = ("plain", "A1", "A2")

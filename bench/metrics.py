@@ -17,11 +17,11 @@ import os
 import time
 import uuid as uuidlib
 
-from orthanc_objstore.area import ObjectArea
-from orthanc_objstore.metered import MeteredArea, StorageMetrics
-from orthanc_objstore.metrics import Counter
-from orthanc_objstore.naming import Naming
-from orthanc_objstore.stores.memory import MemoryStore
+from orthanc_objstore.areas.contract import ObjectArea
+from orthanc_objstore.areas.naming import Naming
+from orthanc_objstore.metrics.registry.metered import MeteredArea, StorageMetrics
+from orthanc_objstore.metrics.registry.registry import Counter
+from orthanc_objstore.storage.providers.memory import MemoryStore
 
 
 def one_pass(area, uuids, data, threads):

@@ -30,7 +30,7 @@ from support.backends import S3Backend  # noqa: E402
 from support.orthanc_files import FakeOrthanc  # noqa: E402
 from support.servers import MotoServer  # noqa: E402
 
-from orthanc_objstore import cli  # noqa: E402
+from orthanc_objstore.offline import cli  # noqa: E402
 
 
 def naive_copy(moto, orthanc, bucket, workers) -> float:

@@ -24,11 +24,12 @@ import uuid as uuidlib
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "tests"))
 
-from orthanc_objstore.config import S3Config  # noqa: E402
-from orthanc_objstore.store import Owner  # noqa: E402
-from orthanc_objstore.stores.s3 import S3Store  # noqa: E402
 from support.backends import AzureBackend, GcsBackend  # noqa: E402
 from support.servers import AzuriteServer, FaultProxy, MotoServer  # noqa: E402
+
+from orthanc_objstore.config.sections.sections import S3Config  # noqa: E402
+from orthanc_objstore.storage.protocol import Owner  # noqa: E402
+from orthanc_objstore.storage.providers.s3 import S3Store  # noqa: E402
 
 
 def s3_store(moto):

@@ -22,7 +22,6 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "tests"))
 
 import pydicom  # noqa: E402
-
 from support.dicom import make_instances  # noqa: E402
 from support.orthanc import Orthanc  # noqa: E402
 from support.servers import AzuriteServer, FakeGcsServer, MotoServer  # noqa: E402

@@ -8,9 +8,10 @@ or Google SDKs (and a missing SDK gives an install hint instead of an ImportErro
 import importlib
 import logging
 
-from . import encryption
-from .area import FILE_SYSTEM, OBJECT_STORAGE, Area, ObjectArea
-from .config import (
+from .areas.contract import FILE_SYSTEM, OBJECT_STORAGE, Area, ObjectArea
+from .areas.hybrid import HybridArea
+from .areas.naming import LEGACY, Naming
+from .config.sections import (
     AZURE_SECTION,
     GCS_SECTION,
     HYBRID_DISABLED,
@@ -20,20 +21,19 @@ from .config import (
     CommonConfig,
     PluginConfig,
 )
-from .crypto import ByteBudget
+from .crypto.formats import ByteBudget
 from .errors import BucketNotFound, ConfigError, StoreError
-from .hybrid import HybridArea
-from .metered import MeteredArea, StorageMetrics
-from .naming import LEGACY, Naming
-from .store import StartupCheck, Store
-from .stores.filesystem import FileSystemStore
+from .metrics.metered import MeteredArea, StorageMetrics
+from .storage import encrypted as encryption
+from .storage.protocol import StartupCheck, Store
+from .storage.providers.filesystem import FileSystemStore
 
 log = logging.getLogger(__name__)
 
 _PROVIDERS = {
-    S3_SECTION: ("orthanc_objstore.stores.s3", "S3Store", "boto3"),
-    AZURE_SECTION: ("orthanc_objstore.stores.azure", "AzureStore", "azure-storage-blob"),
-    GCS_SECTION: ("orthanc_objstore.stores.gcs", "GcsStore", "google-cloud-storage"),
+    S3_SECTION: ("orthanc_objstore.storage.providers.s3", "S3Store", "boto3"),
+    AZURE_SECTION: ("orthanc_objstore.storage.providers.azure", "AzureStore", "azure-storage-blob"),
+    GCS_SECTION: ("orthanc_objstore.storage.providers.gcs", "GcsStore", "google-cloud-storage"),
 }
 
 

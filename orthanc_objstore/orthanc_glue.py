@@ -21,20 +21,21 @@ import time
 
 import orthanc
 
-from . import __version__, build, config
-from .archive_guard import ROUTE as ARCHIVE_ROUTE
-from .archive_guard import ArchiveGuard, ReadFailures
-from .callbacks import ErrorCodes, StorageCallbacks
+from . import __version__, build
+from .areas.hybrid import HybridArea
+from .config import sections as config
 from .errors import ConfigError
-from .hybrid import HybridArea
-from .index import OrthancApi, OrthancCallError, RestIndex
-from .jobs import FileJobStore, JobManager
-from .loopback import LoopbackApi, LoopbackSettings
-from .metrics import Metrics, Publisher
-from .orphans import OrphanReaper
-from .rest import route
-from .routes import CoreJobs, MoveStorageRoutes
-from .tiering import TieringPolicy
+from .jobs.scheduler import FileJobStore, JobManager
+from .jobs.tiering import TieringPolicy
+from .metrics.registry import Metrics, Publisher
+from .orthanc_side.archive_guard import ROUTE as ARCHIVE_ROUTE
+from .orthanc_side.archive_guard import ArchiveGuard, ReadFailures
+from .orthanc_side.callbacks import ErrorCodes, StorageCallbacks
+from .orthanc_side.orphans import OrphanReaper
+from .orthanc_side.rest import route
+from .orthanc_side.routes import CoreJobs, MoveStorageRoutes
+from .port.index import OrthancApi, OrthancCallError, RestIndex
+from .port.loopback import LoopbackApi, LoopbackSettings
 
 log = logging.getLogger("orthanc_objstore")
 

@@ -4,12 +4,10 @@ import os
 import shutil
 
 import pytest
-
 from support.backends import AzureBackend, GcsBackend, S3Backend
 from support.orthanc import NEWEST_VERSION, VERSIONS, Orthanc
 from support.servers import AzuriteServer, MotoServer, require
 from support.watchdog import take_unreported
-
 
 TIERS = {"unit": "unit tests: no server, no Orthanc (seconds)",
          "providers": "against the emulators (moto, Azurite, fake-gcs-server) and external tools, no Orthanc",

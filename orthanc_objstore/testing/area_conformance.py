@@ -17,7 +17,7 @@ import concurrent.futures
 import os
 import uuid as uuidlib
 
-from ..area import STORAGE_NAMES, Area, Location
+from ..areas.contract import STORAGE_NAMES, Area, Location
 from ..errors import IntegrityError, NotFound
 
 DICOM = 1  # Orthanc gives every attachment its own uuid: one uuid, one content type (the file system

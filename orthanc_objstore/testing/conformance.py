@@ -13,7 +13,7 @@ import os
 import uuid as uuidlib
 
 from ..errors import BucketNotFound, IntegrityError, NotFound
-from ..store import PROTOCOL_METHODS, Owner, StartupCheck, exists, owner_checks
+from ..storage.protocol import PROTOCOL_METHODS, Owner, StartupCheck, exists, owner_checks
 
 LARGE_SIZE = 50 * 1024 * 1024
 

@@ -4,7 +4,6 @@ import io
 import zipfile
 
 import pytest
-
 from support.orthanc import HttpError
 
 pytestmark = pytest.mark.orthanc

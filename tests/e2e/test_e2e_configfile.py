@@ -7,12 +7,12 @@ import pathlib
 import subprocess
 
 import pytest
-
-from orthanc_objstore import configfile
-from orthanc_objstore.errors import ConfigError
 from support.configuration_cases import CASES, ENVIRONMENT, write
 from support.orthanc import HOST_VERSION, PYTHON_PLUGIN
 from support.servers import require, venv_bin
+
+from orthanc_objstore.config.sections import files as configfile
+from orthanc_objstore.errors import ConfigError
 
 pytestmark = pytest.mark.orthanc
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

@@ -7,7 +7,6 @@ import struct
 import pytest
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-
 from support.orthanc import HttpError
 from test_e2e_storage import attachment_uuids, official_names
 

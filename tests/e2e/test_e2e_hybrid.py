@@ -5,7 +5,6 @@ import os
 import threading
 
 import pytest
-
 from support.dicom import make_instances
 from support.orthanc import HttpError, wait_for
 

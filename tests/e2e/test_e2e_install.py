@@ -15,10 +15,10 @@ import tomllib
 import zipfile
 
 import pytest
-
-from orthanc_objstore import __version__
 from support.orthanc import HOST_VERSION
 from support.servers import require
+
+from orthanc_objstore import __version__
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 WHEELHOUSE = os.path.join(ROOT, "build", "wheelhouse")
@@ -64,7 +64,7 @@ def test_the_wheel_holds_the_package_and_declares_its_dependencies(wheel):
     required = [line for line in metadata.get_all("Requires-Dist") if "extra ==" not in line]
     assert sorted(required) == sorted(declared)
     assert metadata["Version"] == __version__
-    assert b"orthanc-objstore = orthanc_objstore.cli:main" in entry_points
+    assert b"orthanc-objstore = orthanc_objstore.offline.cli:main" in entry_points
 
 
 def test_version_from_the_fresh_venv(fresh_venv):

@@ -9,11 +9,11 @@ import base64
 import os
 
 import pytest
-
-from orthanc_objstore import crypto
 from support.dicom import large_instance
 from support.orthanc import HttpError
 from test_e2e_storage import attachment_uuids
+
+from orthanc_objstore.crypto.formats import formats as crypto
 
 pytestmark = pytest.mark.orthanc
 

@@ -1,7 +1,6 @@
 """End to end: the plugin's metrics in Orthanc's /tools/metrics-prometheus (and the plugin's own page) after traffic."""
 
 import pytest
-
 from support.dicom import make_instances
 from support.orthanc import HOST_VERSION, HttpError, wait_for
 

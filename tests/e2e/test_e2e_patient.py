@@ -1,7 +1,6 @@
 """End to end: two patients' DICOM objects swapped inside the bucket are refused, never served for each other."""
 
 import pytest
-
 from support.backends import swap
 from support.dicom import make_instances
 from support.orthanc import HttpError

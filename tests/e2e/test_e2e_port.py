@@ -4,7 +4,6 @@ import base64
 import json
 
 import pytest
-
 from support.dicom import make_instances
 from support.orthanc import HOST_VERSION, NEWEST_VERSION
 

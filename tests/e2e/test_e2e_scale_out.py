@@ -13,7 +13,6 @@ import threading
 import zipfile
 
 import pytest
-
 from support.orthanc import PYTHON_PLUGIN, HttpError, in_background
 from support.postgres import INDEX_PLUGIN, PostgresServer
 from support.servers import FaultProxy

@@ -8,7 +8,6 @@ import io
 import zipfile
 
 import pytest
-
 from support.orthanc import HOST_VERSION, NEWEST_VERSION, HttpError, storescu
 
 pytestmark = pytest.mark.orthanc

@@ -14,11 +14,17 @@ import time
 from concurrent.futures import ThreadPoolExecutor, wait
 
 import pytest
-
 from support.dicom import make_instances
 from support.orthanc import HOST_VERSION, NEWEST_VERSION, VERSIONS, wait_for
-from support.stress import (Recorder, Unanswered, difference, indexed_attachments, object_names, request_bound,
-                            storage_files)
+from support.stress import (
+    Recorder,
+    Unanswered,
+    difference,
+    indexed_attachments,
+    object_names,
+    request_bound,
+    storage_files,
+)
 
 pytestmark = pytest.mark.orthanc
 

@@ -1,7 +1,6 @@
 """End to end: automatic tiering (the Tiering section) through a real Orthanc, and with two replicas."""
 
 import pytest
-
 from support.dicom import make_instances
 from support.orthanc import PYTHON_PLUGIN, wait_for
 from support.postgres import INDEX_PLUGIN, PostgresServer

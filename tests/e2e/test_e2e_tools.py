@@ -9,7 +9,6 @@ import struct
 import subprocess
 
 import pytest
-
 from support.dicom import make_instances
 from support.orthanc import HOST_VERSION
 from support.servers import require, venv_bin

@@ -7,10 +7,8 @@ import json
 import os
 
 import pytest
-
-from support.servers import need_module
-
 from support.orthanc import HOST_VERSION, NEWEST_VERSION, HttpError
+from support.servers import need_module
 from test_e2e_storage import attachment_uuids
 
 pytestmark = pytest.mark.orthanc
@@ -150,7 +148,7 @@ def test_attachments_move_between_v1_and_v3(backend, orthanc_factory, dicom_file
 def test_range_reads_of_encrypted_objects(backend, orthanc_factory, dicom_files, orthanc_version,
                                           encryption_format):
     # the encryption layer comes from its own branch; once merged this test must run (see the report)
-    need_module("orthanc_objstore.encryption")
+    need_module("orthanc_objstore.storage.encrypted")
     orthanc = orthanc_factory({}, start=False)
     key_path = orthanc.write_file("master.key", base64.b64encode(os.urandom(32)))
     orthanc.config.update(backend.settings(StorageEncryption={"Enable": True, "MasterKey": [1, key_path],

@@ -7,7 +7,6 @@ import threading
 import time
 
 import pytest
-
 from support import watchdog as watchdog_module
 from support.orthanc import OrthancFrozen
 from support.servers import require, venv_bin

@@ -4,13 +4,13 @@ import os
 
 import pytest
 
-from orthanc_objstore.area import FILE_SYSTEM, ObjectArea
+from orthanc_objstore.areas.contract import FILE_SYSTEM, ObjectArea
+from orthanc_objstore.areas.naming import LEGACY, Naming
 from orthanc_objstore.build import build_hybrid_area
-from orthanc_objstore.config import EncryptionConfig, MasterKey
-from orthanc_objstore.encryption import EncryptedStore
-from orthanc_objstore.naming import LEGACY, Naming
-from orthanc_objstore.stores.filesystem import FileSystemStore
-from orthanc_objstore.stores.memory import MemoryStore
+from orthanc_objstore.config.sections.sections import EncryptionConfig, MasterKey
+from orthanc_objstore.storage.encrypted import EncryptedStore
+from orthanc_objstore.storage.providers.filesystem import FileSystemStore
+from orthanc_objstore.storage.providers.memory import MemoryStore
 from orthanc_objstore.testing.area_conformance import CHECKS
 
 

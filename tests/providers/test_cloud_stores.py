@@ -66,7 +66,7 @@ def test_azure_reads_a_large_blob_in_8_mib_ranges_and_a_small_one_in_one_request
 
 def test_azure_blob_replaced_during_a_ranged_read_fails_the_read_never_mixes_versions(azure_backend):
     from orthanc_objstore.errors import StoreUnavailable
-    from orthanc_objstore.stores import azure
+    from orthanc_objstore.storage.providers import azure
 
     assert azure.READ_RANGE_SIZE < LARGE  # so that the read takes more than one range
     store = azure_backend.store()
@@ -101,7 +101,8 @@ def test_azure_with_a_container_sas_starts_and_works(azure_backend, caplog):
 
     from azure.storage.blob import ContainerSasPermissions, generate_container_sas
 
-    from orthanc_objstore import build, config
+    from orthanc_objstore import build
+    from orthanc_objstore.config.sections import sections as config
 
     sas = generate_container_sas(
         "devstoreaccount1", azure_backend.container, account_key=azure_backend.secret,
@@ -129,7 +130,7 @@ def test_gcs_tells_a_missing_bucket_from_a_missing_object(answer, expected, asks
     """By Google's wording when there is one, else by asking the bucket (fake-gcs-server words both "Not Found")."""
     from google.api_core import exceptions as api_exceptions
 
-    from orthanc_objstore.stores.gcs import _translate
+    from orthanc_objstore.storage.providers.gcs import _translate
     asked = []
     error = _translate(api_exceptions.NotFound(answer), "k", "read", bucket_exists=lambda: asked.append(1) or True)
     assert type(error).__name__ == expected and bool(asked) == asks_the_bucket

@@ -4,10 +4,10 @@ import os
 
 import pytest
 
-from orthanc_objstore.config import EncryptionConfig, MasterKey
-from orthanc_objstore.encryption import EncryptedStore
-from orthanc_objstore.stores.filesystem import FileSystemStore
-from orthanc_objstore.stores.memory import MemoryStore
+from orthanc_objstore.config.sections.sections import EncryptionConfig, MasterKey
+from orthanc_objstore.storage.encrypted import EncryptedStore
+from orthanc_objstore.storage.providers.filesystem import FileSystemStore
+from orthanc_objstore.storage.providers.memory import MemoryStore
 from orthanc_objstore.testing.conformance import BUCKET_CHECKS, CHECKS
 
 

@@ -17,11 +17,11 @@ import subprocess
 import tempfile
 
 import pytest
-
-from orthanc_objstore import config
-from orthanc_objstore.errors import ConfigError
 from support import docker_env
 from support.servers import require
+
+from orthanc_objstore.config.sections import sections as config
+from orthanc_objstore.errors import ConfigError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DOCKER = os.path.join(ROOT, "docker")

@@ -6,10 +6,10 @@ import uuid
 
 import pytest
 
-from orthanc_objstore import crypto
-from orthanc_objstore.buffers import BufferReader
-from orthanc_objstore.config import EncryptionConfig, MasterKey
-from orthanc_objstore.encryption import EncryptedStore
+from orthanc_objstore.config.sections.sections import EncryptionConfig, MasterKey
+from orthanc_objstore.crypto.formats import formats as crypto
+from orthanc_objstore.storage.buffers import BufferReader
+from orthanc_objstore.storage.encrypted import EncryptedStore
 
 SIZE = 9 * 1024 * 1024 + 123  # above the Azure block and GCS multipart thresholds (8 MiB)
 
@@ -57,7 +57,7 @@ def test_encrypted_large_object_round_trip_on_every_provider(backend, fmt):
 
 def test_a_file_larger_than_max_concurrent_input_size_still_fails_clearly():
     from orthanc_objstore.errors import StoreError
-    from orthanc_objstore.stores.memory import MemoryStore
+    from orthanc_objstore.storage.providers.memory import MemoryStore
     store = EncryptedStore(MemoryStore(), EncryptionConfig(MasterKey(1, "/keys/large.key", os.urandom(32)), (), 1, "A1"))
     with pytest.raises(StoreError, match="more than MaxConcurrentInputSize"):
         store.put("big", bytes(1024 * 1024 + 1))

@@ -8,15 +8,35 @@ import uuid as uuidlib
 
 import pytest
 
-from orthanc_objstore import build, config, jobs, move
-from orthanc_objstore.area import ObjectArea
-from orthanc_objstore.errors import IntegrityError, NotFound, PermissionDenied, StoreError, StoreUnavailable, UnknownKeyError
-from orthanc_objstore.metered import (BYTES_TOTAL, ERRORS_TOTAL, FALLBACKS_TOTAL, MOVE_BYTES_TOTAL, MOVE_FILES_TOTAL,
-                                      OPERATIONS_TOTAL, ORPHANS_PENDING, RETRIES_TOTAL, MeteredArea, StorageMetrics,
-                                      error_kind)
-from orthanc_objstore.metrics import Counter, Metrics, Publisher, exposed_name, flat_name
-from orthanc_objstore.naming import Naming
-from orthanc_objstore.stores.memory import MemoryStore
+from orthanc_objstore import build
+from orthanc_objstore.areas.contract import ObjectArea
+from orthanc_objstore.areas.naming import Naming
+from orthanc_objstore.config.sections import sections as config
+from orthanc_objstore.errors import (
+    IntegrityError,
+    NotFound,
+    PermissionDenied,
+    StoreError,
+    StoreUnavailable,
+    UnknownKeyError,
+)
+from orthanc_objstore.jobs.scheduler import scheduler as jobs
+from orthanc_objstore.jobs.scheduler import steps as move
+from orthanc_objstore.metrics.registry.metered import (
+    BYTES_TOTAL,
+    ERRORS_TOTAL,
+    FALLBACKS_TOTAL,
+    MOVE_BYTES_TOTAL,
+    MOVE_FILES_TOTAL,
+    OPERATIONS_TOTAL,
+    ORPHANS_PENDING,
+    RETRIES_TOTAL,
+    MeteredArea,
+    StorageMetrics,
+    error_kind,
+)
+from orthanc_objstore.metrics.registry.registry import Counter, Metrics, Publisher, exposed_name, flat_name
+from orthanc_objstore.storage.providers.memory import MemoryStore
 
 OBJECTS = "object-storage"
 
@@ -289,8 +309,8 @@ def test_move_steps_are_counted_by_outcome(tmp_path):
 
 
 def test_s3_retries_are_counted(s3_backend):
-    from orthanc_objstore.config import S3Config
-    from orthanc_objstore.stores.s3 import S3Store
+    from orthanc_objstore.config.sections.sections import S3Config
+    from orthanc_objstore.storage.providers.s3 import S3Store
 
     store = S3Store(S3Config(bucket_name=s3_backend.bucket, region="us-east-1", endpoint=s3_backend.proxy.url,
                              access_key="test", secret_key="test", virtual_addressing=False, max_retries=3,

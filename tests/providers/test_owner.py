@@ -5,17 +5,18 @@ import os
 import uuid as uuidlib
 
 import pytest
-
-from orthanc_objstore import crypto, crypto_a3
-from orthanc_objstore.area import ObjectArea
-from orthanc_objstore.config import EncryptionConfig, MasterKey
-from orthanc_objstore.encryption import EncryptedStore
-from orthanc_objstore.errors import IntegrityError, WrongOwner
-from orthanc_objstore.naming import Naming
-from orthanc_objstore.store import OWNER_METADATA, OWNER_METADATA_AZURE, Owner
-from orthanc_objstore.stores import gcs
-from orthanc_objstore.stores.memory import MemoryStore
 from test_s3_options import store_for
+
+from orthanc_objstore.areas.contract import ObjectArea
+from orthanc_objstore.areas.naming import Naming
+from orthanc_objstore.config.sections.sections import EncryptionConfig, MasterKey
+from orthanc_objstore.crypto.formats import a3 as crypto_a3
+from orthanc_objstore.crypto.formats import formats as crypto
+from orthanc_objstore.errors import IntegrityError, WrongOwner
+from orthanc_objstore.storage.encrypted import EncryptedStore
+from orthanc_objstore.storage.protocol import OWNER_METADATA, OWNER_METADATA_AZURE, Owner
+from orthanc_objstore.storage.providers import gcs
+from orthanc_objstore.storage.providers.memory import MemoryStore
 
 UUID_A, UUID_B = "8a3e6a47-3c1d-4f1e-9a53-2f8d3c0b7e11", "0c1b2a39-7d4e-4b6f-8e1a-5c3d2b1a0f9e"
 KEYRING = crypto.Keyring(3, os.urandom(32))
@@ -68,7 +69,7 @@ def test_a3_range_reads_check_the_owner_and_a1_a2_stay_readable():
 
 
 def test_config_accepts_a3():
-    from orthanc_objstore import config
+    from orthanc_objstore.config.sections import sections as config
     assert "A3" in config.ENCRYPTION_FORMATS
 
 

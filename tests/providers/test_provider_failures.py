@@ -7,9 +7,10 @@ import uuid
 
 import pytest
 
-from orthanc_objstore import build, config
+from orthanc_objstore import build
+from orthanc_objstore.config.sections import sections as config
 from orthanc_objstore.errors import ConfigError, NotFound, StoreError, StoreUnavailable
-from orthanc_objstore.store import exists
+from orthanc_objstore.storage.protocol import exists
 
 # Short retry budgets so that each failure is reported in seconds.
 FAST = {"azure": {"max_retries": 1, "connect_timeout": 2, "request_timeout": 5},

@@ -6,9 +6,9 @@ import threading
 
 import pytest
 
-from orthanc_objstore.config import S3Config
+from orthanc_objstore.config.sections.sections import S3Config
 from orthanc_objstore.errors import NotFound, StoreUnavailable
-from orthanc_objstore.stores.s3 import S3Store
+from orthanc_objstore.storage.providers.s3 import S3Store
 
 pytestmark = pytest.mark.orthanc
 

@@ -8,12 +8,13 @@ import sqlite3
 import struct
 
 import pytest
-
-from orthanc_objstore import cli
-from orthanc_objstore.errors import ConfigError
-from orthanc_objstore.offline_index import COMPRESSION_ZLIB, read_sqlite_index
-from orthanc_objstore.progress import Progress
 from support.orthanc_files import FakeOrthanc
+
+from orthanc_objstore.errors import ConfigError
+from orthanc_objstore.offline import cli
+from orthanc_objstore.offline.index import COMPRESSION_ZLIB, read_sqlite_index
+from orthanc_objstore.offline.progress import Progress
+
 
 def run(*argv, capsys):
     status = cli.main(list(argv))

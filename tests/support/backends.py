@@ -8,8 +8,8 @@ the server so tests can play "the server is down" without losing the server's st
 
 import uuid
 
-from orthanc_objstore.config import S3Config
-from orthanc_objstore.stores.s3 import S3Store
+from orthanc_objstore.config.sections import S3Config
+from orthanc_objstore.storage.providers.s3 import S3Store
 
 from .servers import FaultProxy
 
@@ -128,16 +128,16 @@ class AzureBackend:
         return self.settings(ContainerName="no-such-container-here", CreateContainerIfNotExists=False)
 
     def store(self, proxied=False, **options):
-        from orthanc_objstore.config import AzureConfig
-        from orthanc_objstore.stores.azure import AzureStore
+        from orthanc_objstore.config.sections import AzureConfig
+        from orthanc_objstore.storage.providers.azure import AzureStore
         port = self.proxy.port if proxied else None
         return AzureStore(AzureConfig(connection_string=self.azurite.connection_string(port),
                                       container_name=self.container, **options))
 
     def missing_bucket_store(self):
         """A store over a container that does not exist in this account (and may not be created)."""
-        from orthanc_objstore.config import AzureConfig
-        from orthanc_objstore.stores.azure import AzureStore
+        from orthanc_objstore.config.sections import AzureConfig
+        from orthanc_objstore.storage.providers.azure import AzureStore
         return AzureStore(AzureConfig(connection_string=self.azurite.connection_string(),
                                       container_name=f"missing-{uuid.uuid4().hex[:12]}",
                                       create_container_if_not_exists=False))
@@ -200,15 +200,15 @@ class GcsBackend:
         return self.settings(BucketName="no-such-bucket-here")
 
     def store(self, proxied=False, **options):
-        from orthanc_objstore.config import GcsConfig
-        from orthanc_objstore.stores.gcs import GcsStore
+        from orthanc_objstore.config.sections import GcsConfig
+        from orthanc_objstore.storage.providers.gcs import GcsStore
         endpoint = self.proxy.url if proxied else self.server.url
         return GcsStore(GcsConfig(bucket_name=self.bucket_name, emulator_host=endpoint, **options))
 
     def missing_bucket_store(self):
         """A store over a bucket that does not exist on this server."""
-        from orthanc_objstore.config import GcsConfig
-        from orthanc_objstore.stores.gcs import GcsStore
+        from orthanc_objstore.config.sections import GcsConfig
+        from orthanc_objstore.storage.providers.gcs import GcsStore
         return GcsStore(GcsConfig(bucket_name=f"missing-{uuid.uuid4().hex[:12]}", emulator_host=self.server.url))
 
     def close(self):

@@ -2,7 +2,7 @@
 
 import pytest
 
-from orthanc_objstore import config
+from orthanc_objstore.config import sections as config
 from orthanc_objstore.errors import ConfigError
 
 

@@ -6,14 +6,13 @@ import re
 import time
 import uuid as uuidlib
 
-from support.fake_orthanc import FakeOrthancApi
-
-from orthanc_objstore import jobs
-from orthanc_objstore.area import ObjectArea
+from orthanc_objstore.areas.contract import ObjectArea
+from orthanc_objstore.areas.naming import LEGACY, Naming
 from orthanc_objstore.build import build_hybrid_area
-from orthanc_objstore.index import RestIndex
-from orthanc_objstore.naming import LEGACY, Naming
-from orthanc_objstore.stores.memory import MemoryStore
+from orthanc_objstore.jobs import scheduler as jobs
+from orthanc_objstore.port.index import RestIndex
+from orthanc_objstore.storage.providers.memory import MemoryStore
+from support.fake_orthanc import FakeOrthancApi
 
 _STUDIES = re.compile(r"/studies\?expand&since=([0-9]+)&limit=([0-9]+)")
 

@@ -4,7 +4,7 @@ import contextlib
 import json
 import threading
 
-from orthanc_objstore.index import OrthancCallError
+from orthanc_objstore.port.index import OrthancCallError
 
 
 class FakeOrthancApi:

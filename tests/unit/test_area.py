@@ -4,11 +4,11 @@ import time
 
 import pytest
 
-from orthanc_objstore.area import ObjectArea
+from orthanc_objstore.areas.contract import ObjectArea
+from orthanc_objstore.areas.naming import Naming
 from orthanc_objstore.errors import NotFound, StoreUnavailable
-from orthanc_objstore.naming import Naming
-from orthanc_objstore.orphans import OrphanReaper
-from orthanc_objstore.stores.memory import MemoryStore
+from orthanc_objstore.orthanc_side.orphans import OrphanReaper
+from orthanc_objstore.storage.providers.memory import MemoryStore
 
 U = "0a1b2c3d-4e5f-6a7b-8c9d-0e1f2a3b4c5d"
 

@@ -6,11 +6,11 @@ import zlib
 
 import pytest
 
-from orthanc_objstore.area import Location, ObjectArea
-from orthanc_objstore.callbacks import ErrorCodes, StorageCallbacks
+from orthanc_objstore.areas.contract import Location, ObjectArea
+from orthanc_objstore.areas.naming import Naming
 from orthanc_objstore.errors import IntegrityError, StoreUnavailable
-from orthanc_objstore.naming import Naming
-from orthanc_objstore.stores.memory import MemoryStore
+from orthanc_objstore.orthanc_side.callbacks import ErrorCodes, StorageCallbacks
+from orthanc_objstore.storage.providers.memory import MemoryStore
 
 U1 = "0a1b2c3d-4e5f-6a7b-8c9d-0e1f2a3b4c5d"
 U2 = "1a1b2c3d-4e5f-6a7b-8c9d-0e1f2a3b4c5d"

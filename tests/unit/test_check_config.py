@@ -4,9 +4,10 @@ import os
 import shutil
 
 import pytest
-
-from orthanc_objstore import cli, config
 from support.servers import require
+
+from orthanc_objstore.config import sections as config
+from orthanc_objstore.offline import cli
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DEBIAN_FOLDER = os.path.join(ROOT, "tests", "data", "debian-etc-orthanc")

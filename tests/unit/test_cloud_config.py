@@ -3,11 +3,11 @@
 import json
 
 import pytest
-
 from support.config_checks import config_problems
 from support.servers import need_module
 
-from orthanc_objstore import build, config
+from orthanc_objstore import build
+from orthanc_objstore.config import sections as config
 from orthanc_objstore.errors import ConfigError
 
 ACCOUNT_KEY = "c2VjcmV0LWFjY291bnQta2V5LW5ldmVyLWluLWEtbG9nLWxpbmU="
@@ -98,7 +98,7 @@ def service_account_file(tmp_path):
 
 def test_a_service_account_file_gives_a_client_for_its_project(tmp_path, monkeypatch):
     need_module("google.cloud.storage")
-    from orthanc_objstore.stores.gcs import GcsStore
+    from orthanc_objstore.storage.providers.gcs import GcsStore
     monkeypatch.delenv("STORAGE_EMULATOR_HOST", raising=False)
     path, pem = service_account_file(tmp_path)
     store = GcsStore(config.parse(gcs(ServiceAccountFile=path))[0].provider)
@@ -122,7 +122,7 @@ def test_no_credentials_at_all_is_one_clear_start_up_error(tmp_path, monkeypatch
 
 def test_an_unusable_connection_string_is_a_config_error_without_the_key():
     need_module("azure.storage.blob")
-    from orthanc_objstore.stores.azure import AzureStore
+    from orthanc_objstore.storage.providers.azure import AzureStore
     broken = config.AzureConfig(connection_string=f"AccountKey={ACCOUNT_KEY};BlobEndpoint=",
                                 container_name="orthanc")
     with pytest.raises(ConfigError) as caught:
@@ -133,7 +133,7 @@ def test_an_unusable_connection_string_is_a_config_error_without_the_key():
 
 def test_azure_store_repr_and_describe_hide_the_account_key():
     need_module("azure.storage.blob")
-    from orthanc_objstore.stores.azure import AzureStore
+    from orthanc_objstore.storage.providers.azure import AzureStore
     store = AzureStore(config.parse(azure())[0].provider)
     assert ACCOUNT_KEY not in repr(store)
     assert store.describe("x.dcm") == "azure://pacs/orthanc/x.dcm"

@@ -4,10 +4,9 @@ import base64
 import os
 
 import pytest
-
 from support.config_checks import config_problems
 
-from orthanc_objstore import config
+from orthanc_objstore.config import sections as config
 
 SECRET = "wJalrXUtnFEMI-K7MDENG-bPxRfiCYEXAMPLEKEY"
 
@@ -179,7 +178,7 @@ MINIMAL = {"AwsS3Storage": {"BucketName": "bucket", "Region": "eu-west-1"},
 
 @pytest.mark.parametrize("section", sorted(MINIMAL))
 def test_every_default_comes_from_the_option_table(section):
-    from orthanc_objstore.options import declared
+    from orthanc_objstore.config.options import declared
     parsed, warnings = config.parse({section: MINIMAL[section]}, environ={})
     assert warnings == []
     for holder in (parsed.common, parsed.provider):
@@ -214,5 +213,5 @@ def test_the_environment_is_passed_in():
 
 
 def test_encryption_constants_have_one_source():
-    from orthanc_objstore import crypto
+    from orthanc_objstore.crypto import formats as crypto
     assert config.ENCRYPTION_FORMATS is crypto.FORMATS and config.MASTER_KEY_SIZE == crypto.KEY_SIZE

@@ -1,10 +1,10 @@
 """configfile: Orthanc's configuration read as Orthanc reads it (comments, folders, ${VAR}, JsonCpp's rules)."""
 
 import pytest
-
-from orthanc_objstore import configfile
-from orthanc_objstore.errors import ConfigError
 from support.configuration_cases import CASES, ENVIRONMENT, write
+
+from orthanc_objstore.config import files as configfile
+from orthanc_objstore.errors import ConfigError
 
 BASE = '"HttpPort": 8042'
 

@@ -9,7 +9,8 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.keywrap import aes_key_unwrap
 
-from orthanc_objstore import crypto, crypto_a3
+from orthanc_objstore.crypto import a3 as crypto_a3
+from orthanc_objstore.crypto import formats as crypto
 
 MASTER = bytes(range(32))
 IV = bytes(range(32, 64))

@@ -5,14 +5,14 @@ import os
 import struct
 
 import pytest
-
-from orthanc_objstore import crypto
-from orthanc_objstore.config import EncryptionConfig, MasterKey
-from orthanc_objstore.encryption import EncryptedStore
-from orthanc_objstore.errors import IntegrityError, NotFound, StoreError, UnknownKeyError
-from orthanc_objstore.store import Owner
-from orthanc_objstore.stores.memory import MemoryStore
 from test_crypto import DEK, IV, official_a1
+
+from orthanc_objstore.config.sections import EncryptionConfig, MasterKey
+from orthanc_objstore.crypto import formats as crypto
+from orthanc_objstore.errors import IntegrityError, NotFound, StoreError, UnknownKeyError
+from orthanc_objstore.storage.encrypted import EncryptedStore
+from orthanc_objstore.storage.protocol import Owner
+from orthanc_objstore.storage.providers.memory import MemoryStore
 
 KEY_1 = MasterKey(1, "/keys/one.key", os.urandom(32))
 KEY_2 = MasterKey(2, "/keys/two.key", os.urandom(32))
@@ -281,7 +281,8 @@ def test_hundreds_of_megabytes_round_trip(fmt):
 
 @pytest.mark.parametrize("mode", ["WriteToObjectStorage", "WriteToFileSystem"])
 def test_hybrid_mode_encrypts_both_sides(tmp_path, mode):
-    from orthanc_objstore import build, config
+    from orthanc_objstore import build
+    from orthanc_objstore.config import sections as config
     key_path = tmp_path / "master.key"
     key_path.write_bytes(base64.b64encode(KEY_1.key))
     parsed, _ = config.parse({"StorageDirectory": str(tmp_path / "storage"), "AwsS3Storage": {

@@ -6,8 +6,9 @@ import stat
 
 import pytest
 
-from orthanc_objstore import cli, config
+from orthanc_objstore.config import sections as config
 from orthanc_objstore.errors import ConfigError
+from orthanc_objstore.offline import cli
 
 
 @pytest.fixture

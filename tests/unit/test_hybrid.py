@@ -7,13 +7,14 @@ import uuid as uuidlib
 
 import pytest
 
-from orthanc_objstore import build, config
-from orthanc_objstore.area import FILE_SYSTEM, OBJECT_STORAGE, Location, ObjectArea
+from orthanc_objstore import build
+from orthanc_objstore.areas.contract import FILE_SYSTEM, OBJECT_STORAGE, Location, ObjectArea
+from orthanc_objstore.areas.hybrid import HybridArea
+from orthanc_objstore.areas.naming import LEGACY, Naming
 from orthanc_objstore.build import build_hybrid_area
+from orthanc_objstore.config import sections as config
 from orthanc_objstore.errors import NotFound, StoreUnavailable
-from orthanc_objstore.hybrid import HybridArea
-from orthanc_objstore.naming import LEGACY, Naming
-from orthanc_objstore.stores.memory import MemoryStore
+from orthanc_objstore.storage.providers.memory import MemoryStore
 
 
 def sides():

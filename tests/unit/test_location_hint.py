@@ -2,10 +2,10 @@
 
 import pytest
 
-from orthanc_objstore.area import Location, ObjectArea
+from orthanc_objstore.areas.contract import Location, ObjectArea
+from orthanc_objstore.areas.naming import Naming
 from orthanc_objstore.errors import NotFound
-from orthanc_objstore.naming import Naming
-from orthanc_objstore.stores.memory import MemoryStore
+from orthanc_objstore.storage.providers.memory import MemoryStore
 
 UUID = "0a1b2c3d-0000-4000-8000-00000000abcd"
 OTHER = "ffffffff-0000-4000-8000-00000000abcd"

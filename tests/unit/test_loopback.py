@@ -7,8 +7,8 @@ import threading
 import pytest
 from support.orthanc import wait_for
 
-from orthanc_objstore.index import OrthancCallError
-from orthanc_objstore.loopback import LoopbackApi, LoopbackSettings
+from orthanc_objstore.port.index import OrthancCallError
+from orthanc_objstore.port.loopback import LoopbackApi, LoopbackSettings
 
 
 class Server(http.server.ThreadingHTTPServer):

@@ -7,13 +7,15 @@ import uuid as uuidlib
 
 import pytest
 
-from orthanc_objstore import jobs, move, routes
-from orthanc_objstore.index import LEVELS, Attachment
-from orthanc_objstore.area import ObjectArea
-from orthanc_objstore.errors import IntegrityError, StoreUnavailable
+from orthanc_objstore.areas.contract import ObjectArea
+from orthanc_objstore.areas.naming import LEGACY, Naming
 from orthanc_objstore.build import build_hybrid_area
-from orthanc_objstore.naming import LEGACY, Naming
-from orthanc_objstore.stores.memory import MemoryStore
+from orthanc_objstore.errors import IntegrityError, StoreUnavailable
+from orthanc_objstore.jobs import scheduler as jobs
+from orthanc_objstore.jobs import steps as move
+from orthanc_objstore.orthanc_side import routes
+from orthanc_objstore.port.index import LEVELS, Attachment
+from orthanc_objstore.storage.providers.memory import MemoryStore
 
 
 class FakeIndex:

@@ -2,7 +2,7 @@
 
 import pytest
 
-from orthanc_objstore.naming import Naming, candidate_keys, object_key, validate_uuid
+from orthanc_objstore.areas.naming import Naming, candidate_keys, object_key, validate_uuid
 
 U = "0a1b2c3d-4e5f-6a7b-8c9d-0e1f2a3b4c5d"
 

@@ -8,12 +8,13 @@ import pytest
 from support.fake_orthanc import FakeOrthancApi, RecordingOutput
 from support.orthanc import wait_for
 
-from orthanc_objstore import jobs, routes
-from orthanc_objstore.area import ObjectArea
-from orthanc_objstore.errors import StoreUnavailable
+from orthanc_objstore.areas.contract import ObjectArea
+from orthanc_objstore.areas.naming import LEGACY, Naming
 from orthanc_objstore.build import build_hybrid_area
-from orthanc_objstore.naming import LEGACY, Naming
-from orthanc_objstore.stores.memory import MemoryStore
+from orthanc_objstore.errors import StoreUnavailable
+from orthanc_objstore.jobs import scheduler as jobs
+from orthanc_objstore.orthanc_side import routes
+from orthanc_objstore.storage.providers.memory import MemoryStore
 
 
 class Orthanc:

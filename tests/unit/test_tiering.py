@@ -6,11 +6,12 @@ import threading
 import pytest
 from support.fake_archive import FakeArchive
 
-from orthanc_objstore import config, jobs
-from orthanc_objstore.config import TieringConfig
+from orthanc_objstore.config import sections as config
+from orthanc_objstore.config.schedule import Window, parse_duration
+from orthanc_objstore.config.sections import TieringConfig
 from orthanc_objstore.errors import ConfigError
-from orthanc_objstore.schedule import Window, parse_duration
-from orthanc_objstore.tiering import TIERING_PRIORITY, TieringPolicy, last_update_epoch
+from orthanc_objstore.jobs import scheduler as jobs
+from orthanc_objstore.jobs.tiering import TIERING_PRIORITY, TieringPolicy, last_update_epoch
 
 DAY = 86400
 

@@ -1,0 +1,269 @@
+"""Configuration: Orthanc's JSON configuration → frozen dataclasses, every problem found at start-up.
+
+This is the only module that reads raw configuration. Each dataclass field below declares its option
+once (name, default, bounds, aliases: ``options.option``); one generic reader reads them; the rules
+between fields are small named functions (``config_rules``, and two below the table). It accepts every
+option of the official plugins with the same name, type and default (SPEC CFG-2), refuses any invalid
+value with a line naming the section, the option, the value and what is allowed (CFG-3), warns about
+unknown options with the closest known name (CFG-4), and never puts a secret in a message (CFG-5).
+
+``parse(configuration, environ)`` returns ``(PluginConfig | None, warnings)``; ``None`` when no
+provider section is present (Orthanc then keeps its own storage). It raises ``ConfigError`` with one
+line per problem when anything is invalid: the plugin fails closed. ``options(section)`` lists the
+options of a section, for ``check-config --list-options`` and the tests.
+"""
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from ..areas.naming import STRUCTURES
+from ..crypto.formats import FORMATS as ENCRYPTION_FORMATS
+from ..crypto.formats import KEY_SIZE as MASTER_KEY_SIZE  # noqa: F401 (the key size, for keygen)
+from ..errors import ConfigError
+from . import rules
+from .options import ABSENT, Option, Section, declared, option
+from .rules import MasterKey, load_master_key  # noqa: F401 (part of this module's interface)
+from .schedule import Window, parse_duration
+
+S3_SECTION = "AwsS3Storage"
+AZURE_SECTION = "AzureBlobStorage"
+GCS_SECTION = "GoogleCloudStorage"
+ENCRYPTION_SECTION = "StorageEncryption"
+TIERING_SECTION = "Tiering"
+GLOBAL_SECTION = "(Orthanc configuration)"
+"""The top level of Orthanc's configuration: the global options the plugin reads."""
+
+HYBRID_DISABLED = "Disabled"
+HYBRID_WRITE_TO_FILE_SYSTEM = "WriteToFileSystem"
+HYBRID_WRITE_TO_OBJECT_STORAGE = "WriteToObjectStorage"
+HYBRID_MODES = (HYBRID_DISABLED, HYBRID_WRITE_TO_FILE_SYSTEM, HYBRID_WRITE_TO_OBJECT_STORAGE)
+
+S3_STORAGE_CLASSES = ("STANDARD", "REDUCED_REDUNDANCY", "STANDARD_IA", "ONEZONE_IA", "INTELLIGENT_TIERING",
+                      "GLACIER", "DEEP_ARCHIVE", "OUTPOSTS", "GLACIER_IR", "SNOW")
+AZURE_ACCESS_TIERS = ("Hot", "Cool", "Archive", "Premium", "Cold")
+GLOBAL = "orthanc"  # the scope of a global Orthanc option
+
+# Options that are no field: they only change how other fields are read.
+ENCRYPTION_ENABLE = Option("Enable", True, "boolean")
+MIGRATION_FROM_FILE_SYSTEM = Option("MigrationFromFileSystemEnabled", False, "boolean")
+
+
+@dataclass(frozen=True)
+class EncryptionConfig:
+    master_key: MasterKey = option("MasterKey", kind="raw", note='required while Enable is true: [id, "/path/to/key"]')
+    previous_master_keys: tuple[MasterKey, ...] = option("PreviousMasterKeys", (), kind="raw",
+                                                         note='[[id, "/path/to/key"], ...], to read older objects')
+    max_concurrent_input_size_mb: int = option("MaxConcurrentInputSize", 1024, minimum=1, maximum=1024 * 1024)
+    format: str = option("Format", "A1", choices=ENCRYPTION_FORMATS)
+
+
+@dataclass(frozen=True)
+class TieringConfig:
+    """``Tiering`` (inside the storage section, hybrid mode only): durations in seconds, the window parsed."""
+
+    move_after: int = option("MoveToObjectStorageAfter", kind="raw", required=True,
+                             note='required: e.g. "30d" (durations: "90s", "15m", "12h", "30d")')
+    check_every: int = option("CheckEvery", "1h", kind="raw", note="how often the policy looks for studies to move")
+    window: Window | None = option("Window", None, note='"HH:MM-HH:MM" local time; absent: at any time')
+    max_concurrent_files: int = option("MaxConcurrentFiles", 8, minimum=1, maximum=64)
+    enabled: bool = option("Enabled", True, note="false on every replica but one when several share an index")
+
+
+@dataclass(frozen=True)
+class CommonConfig:
+    """Options every provider section shares, plus the global Orthanc options the plugin reads."""
+
+    storage_structure: str = option("StorageStructure", "flat", choices=STRUCTURES)
+    root_path: str = option("RootPath", "")
+    enable_legacy_unknown_files: bool = option("EnableLegacyUnknownFiles", False)
+    hybrid_mode: str = option("HybridMode", HYBRID_DISABLED, choices=HYBRID_MODES)
+    encryption: EncryptionConfig | None = option(ENCRYPTION_SECTION, None, kind="raw",
+                                                 note="client-side encryption, a section (below)")
+    tiering: TieringConfig | None = option(TIERING_SECTION, None, kind="raw",
+                                           note="automatic moves by age, a section (below); hybrid mode only")
+    storage_directory: str = option("StorageDirectory", "OrthancStorage", scope=GLOBAL)
+    sync_storage_area: bool = option("SyncStorageArea", True, scope=GLOBAL)
+    server_identifier: str = option("DatabaseServerIdentifier", "", scope=GLOBAL)
+    storage_compression: bool = option("StorageCompression", False, scope=GLOBAL)
+
+
+@dataclass(frozen=True)
+class S3Config:
+    bucket_name: str = option("BucketName", required=True)
+    region: str = option("Region", required=True)
+    access_key: str | None = option("AccessKey", None)
+    secret_key: str | None = option("SecretKey", None, secret=True)
+    endpoint: str = option("Endpoint", "")
+    virtual_addressing: bool = option("VirtualAddressing", True)
+    connect_timeout: int = option("ConnectTimeout", 30, aliases=("ConnectionTimeout",))
+    request_timeout: int = option("RequestTimeout", 1200)
+    max_connections: int = option("MaxConnections", 25, minimum=1)
+    max_retries: int = option("MaxRetries", 10)
+    enable_aws_sdk_logs: bool = option("EnableAwsSdkLogs", False)
+    use_transfer_manager: bool = option("UseTransferManager", False)
+    transfer_pool_size: int = option("TransferPoolSize", 10, minimum=1)
+    transfer_buffer_size_mb: int = option("TransferBufferSize", 5, minimum=5, maximum=5 * 1024)
+    storage_class: str | None = option("StorageClass", None, choices=S3_STORAGE_CLASSES)
+    tags: tuple[tuple[str, str], ...] = option("Tags", (), kind="string_map")
+    https_ca_certificates: str = option("HttpsCACertificates", "", scope=GLOBAL)
+
+
+@dataclass(frozen=True)
+class AzureConfig:
+    """``AzureBlobStorage``. Timeouts and retries are beyond the official plugin (which used SDK defaults)."""
+
+    connection_string: str = option("ConnectionString", required=True, secret=True, strip=True)
+    container_name: str = option("ContainerName", required=True, strip=True)
+    create_container_if_not_exists: bool = option("CreateContainerIfNotExists", True)
+    access_tier: str | None = option("AccessTier", None, choices=AZURE_ACCESS_TIERS)
+    connect_timeout: int = option("ConnectTimeout", 20, minimum=1)
+    request_timeout: int = option("RequestTimeout", 60, minimum=1)
+    max_retries: int = option("MaxRetries", 3, maximum=100)
+
+
+@dataclass(frozen=True)
+class GcsConfig:
+    """``GoogleCloudStorage``. Without ``service_account_file``, application-default credentials are used;
+    ``emulator_host`` (from the STORAGE_EMULATOR_HOST environment variable) points the client at an
+    emulator with anonymous credentials; ``project`` comes from GOOGLE_CLOUD_PROJECT."""
+
+    bucket_name: str = option("BucketName", required=True)
+    service_account_file: str | None = option("ServiceAccountFile", None)
+    emulator_host: str | None = None
+    project: str | None = None
+    connect_timeout: int = option("ConnectTimeout", 60, minimum=1)
+    request_timeout: int = option("RequestTimeout", 60, minimum=1)
+    retry_timeout: int = option("RetryTimeout", 120)
+
+
+@dataclass(frozen=True)
+class PluginConfig:
+    section: str
+    common: CommonConfig
+    provider: S3Config | AzureConfig | GcsConfig
+
+
+# --- rules the option table cannot say (more in config_rules) -------------------------------------------
+
+def _migration_means_write_to_object_storage(section: Section, values: dict) -> None:
+    """The official plugin's deprecated MigrationFromFileSystemEnabled, when HybridMode says nothing else."""
+    if section.value(MIGRATION_FROM_FILE_SYSTEM) and values["hybrid_mode"] == HYBRID_DISABLED:
+        values["hybrid_mode"] = HYBRID_WRITE_TO_OBJECT_STORAGE
+
+
+def _encryption(section: Section, values: dict) -> None:
+    """StorageEncryption, a nested section: its keys loaded, or None when it is absent or disabled."""
+    raw = values["encryption"]
+    values["encryption"] = None if raw is ABSENT else _encryption_section(section, raw)
+
+
+def _encryption_section(parent: Section, raw) -> EncryptionConfig | None:
+    section = Section(f"{parent.name}.{ENCRYPTION_SECTION}", raw, parent.problems, options(ENCRYPTION_SECTION))
+    parent.children.append(section)
+    enabled = section.value(ENCRYPTION_ENABLE)
+    values = section.read(EncryptionConfig)
+    if not enabled:
+        return None
+    if values["master_key"] is ABSENT:
+        section.problem("MasterKey", "missing; encryption is enabled, so it is required "
+                                     "(set \"Enable\": false to store objects unencrypted)")
+        return None
+    current = rules.master_key(section, "MasterKey", values["master_key"])
+    previous, old = values["previous_master_keys"], []
+    if previous is not ABSENT and previous is not None:
+        if not isinstance(previous, list):
+            section.problem("PreviousMasterKeys", "must be an array of [id, \"/path\"] pairs")
+        else:
+            old = [rules.master_key(section, f"PreviousMasterKeys[{i}]", item) for i, item in enumerate(previous)]
+    keys = [key for key in old if key is not None]
+    if current is None or len(keys) != len(old):
+        return None
+    rules.distinct_key_ids(section, current, keys)
+    return EncryptionConfig(**{**values, "master_key": current, "previous_master_keys": tuple(keys)})
+
+
+def _tiering(section: Section, values: dict) -> None:
+    """Tiering, a nested section: parsed, or None when it is absent; refused when HybridMode is Disabled."""
+    raw = values["tiering"]
+    values["tiering"] = None
+    if raw is ABSENT or raw is None:
+        return
+    tiering = Section(f"{section.name}.{TIERING_SECTION}", raw, section.problems, options(TIERING_SECTION))
+    section.children.append(tiering)
+    read = tiering.read(TieringConfig)
+    if not isinstance(raw, dict):
+        return
+    parsed: dict[str, Any] = {}
+    read["check_every"] = "1h" if read["check_every"] is ABSENT else read["check_every"]
+    for field, name in (("move_after", "MoveToObjectStorageAfter"), ("check_every", "CheckEvery")):
+        try:
+            parsed[field] = parse_duration(read[field])
+        except ValueError as exc:
+            if read[field] is not ABSENT:
+                tiering.problem(name, str(exc))
+    if read["window"] is not None:
+        try:
+            parsed["window"] = Window.parse(read["window"])
+        except ValueError as exc:
+            tiering.problem("Window", str(exc))
+    if values["hybrid_mode"] == HYBRID_DISABLED:
+        section.problem(TIERING_SECTION, "only works in hybrid mode; set HybridMode to \"WriteToFileSystem\" or "
+                                         "\"WriteToObjectStorage\", or remove the Tiering section")
+    elif len(parsed) == 2 + (read["window"] is not None):
+        values["tiering"] = TieringConfig(**{**read, **parsed})
+
+
+COMMON_RULES = (rules.root_path_is_relative, _migration_means_write_to_object_storage, _encryption, _tiering)
+PROVIDERS = {  # section → (its dataclass, its rules, the fields it takes from the environment)
+    S3_SECTION: (S3Config, (rules.credentials_pair, rules.s3_tags), rules.no_environment),
+    AZURE_SECTION: (AzureConfig, (rules.azure_connection_string, rules.azure_container_name), rules.no_environment),
+    GCS_SECTION: (GcsConfig, (rules.service_account_file, rules.gcs_bucket_name), rules.gcs_environment),
+}
+
+
+def options(section: str) -> tuple[Option, ...]:
+    """The options of ``section``: a provider section (the common options, then its own),
+    ``ENCRYPTION_SECTION`` (inside any provider section) or ``GLOBAL_SECTION``."""
+    if section == ENCRYPTION_SECTION:
+        return (ENCRYPTION_ENABLE, *(spec for _, spec in declared(EncryptionConfig)))
+    if section == TIERING_SECTION:
+        return tuple(spec for _, spec in declared(TieringConfig))
+    if section == GLOBAL_SECTION:
+        classes = (CommonConfig, *(cls for cls, _, _ in PROVIDERS.values()))
+        return tuple(dict.fromkeys(spec for cls in classes for _, spec in declared(cls, GLOBAL)))
+    if section in PROVIDERS:
+        return (*(spec for _, spec in declared(CommonConfig, "section")), MIGRATION_FROM_FILE_SYSTEM,
+                *(spec for _, spec in declared(PROVIDERS[section][0], "section")))
+    raise ValueError(f"unknown section {section!r}; known: "
+                     f"{', '.join([*PROVIDERS, ENCRYPTION_SECTION, TIERING_SECTION, GLOBAL_SECTION])}")
+
+
+def _read(cls, section: Section, orthanc: Section, checks) -> dict:
+    values = {**section.read(cls), **orthanc.read(cls, GLOBAL)}
+    for rule in checks:
+        rule(section, values)
+    return values
+
+
+def parse(configuration: dict, environ: Mapping[str, str] = os.environ) -> tuple[PluginConfig | None, list[str]]:
+    """Reads the plugin's configuration out of Orthanc's whole configuration (a dict); ``environ`` is
+    the process environment (GCS reads STORAGE_EMULATOR_HOST and GOOGLE_CLOUD_PROJECT from it)."""
+    present = [name for name in PROVIDERS if name in configuration]
+    if not present:
+        return None, [f"no {' / '.join(PROVIDERS)} section in the configuration: the plugin is disabled "
+                      "and Orthanc keeps its own storage"]
+    if len(present) > 1:
+        raise ConfigError(f"more than one storage section is configured ({', '.join(present)}); "
+                          "keep exactly one")
+    problems: list[str] = []
+    name = present[0]
+    provider_class, checks, from_environment = PROVIDERS[name]
+    section = Section(name, configuration[name], problems, options(name))
+    orthanc = Section(GLOBAL_SECTION, configuration, problems)
+    common = CommonConfig(**_read(CommonConfig, section, orthanc, COMMON_RULES))
+    provider = provider_class(**_read(provider_class, section, orthanc, checks), **from_environment(environ))
+    if problems:
+        raise ConfigError(problems)
+    return PluginConfig(name, common, provider), section.unknown_option_warnings()

@@ -1,0 +1,164 @@
+"""The store protocol: the five operations every provider and every wrapper implements.
+
+A *store* maps keys (``str``, '/'-separated, never starting with '/') to immutable byte strings.
+It knows nothing of Orthanc, uuids, content types, naming or encryption: those live above it
+(``naming``, ``area``) or around it (wrapper stores such as the encryption layer).
+
+Contract, for every implementation:
+
+``put(key, data, *, owner=None)``
+    Stores ``data`` under ``key``, replacing any previous object. Atomic from a reader's point of
+    view: a concurrent ``get`` sees the old object, the new one or ``NotFound``, never a prefix.
+    On failure nothing readable is left under ``key`` that was not there before (providers whose
+    SDK cannot promise this say so in their docstring).
+
+``get(key, *, owner=None) -> bytes``
+    The whole object, exactly as written. One request where the SDK allows it. Raises
+    ``NotFound`` when the object does not exist; any other failure raises another ``StoreError``
+    (a short or damaged body is ``IntegrityError`` or ``StoreUnavailable``, never returned).
+
+``get_range(key, start, length, *, owner=None) -> bytes``
+    Exactly ``length`` bytes starting at offset ``start``. A range reaching past the end of the
+    object raises ``IntegrityError``; ``length == 0`` returns ``b""`` if the object exists.
+
+``head(key) -> int``
+    The size in bytes of the object; raises ``NotFound`` when it does not exist.
+
+``delete(key)``
+    Removes the object. Idempotent: deleting a missing object is not an error.
+
+``owner`` (an ``Owner``: the attachment's uuid and content type) is optional everywhere. Given to
+``put``, a store that keeps object metadata records it with the object (``Owner.metadata_value``);
+given to ``get`` / ``get_range``, it checks the recorded owner on the same request that returns the
+data and raises ``WrongOwner`` (an ``IntegrityError``) naming both attachments when they differ. An
+object without the record (written by the official plugin, before this check, or without ``owner``)
+reads as before; so does any read without ``owner`` (offline tools, tests). A store without metadata
+(the file-system store) accepts ``owner`` and ignores it; wrappers pass it on (and may use it more:
+the A3 encryption format authenticates it). Each store says which it does: ``records_owner`` (True:
+metadata recorded and checked, a mismatch names both attachments) and ``binds_owner`` (True: the
+object's bytes are bound to their owner, a mismatch fails authentication); see ``owner_checks``.
+
+Implementations are shared by all of Orthanc's threads at once: they must be thread-safe and must
+not hold a lock across network I/O. ``describe(key)`` returns a human-readable location for logs
+and the "where is my file" route (for example ``s3://bucket/key``); it never contains a secret.
+
+Providers with a bucket or container also implement ``StartupCheck``; every operation of theirs on a
+missing bucket raises ``BucketNotFound``, never ``NotFound``.
+
+Conveniences built on the protocol are free functions below; they are never overridden.
+``read_exact_range`` is the part of ``get_range`` that every provider shares.
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+from ..errors import IntegrityError, NotFound, StoreError, WrongOwner
+
+OWNER_METADATA = "orthanc-attachment"  # the metadata name (Azure: "orthanc_attachment", see OWNER_METADATA_AZURE)
+OWNER_METADATA_AZURE = OWNER_METADATA.replace("-", "_")  # Azure metadata names must be C# identifiers
+
+
+@dataclass(frozen=True)
+class Owner:
+    """The attachment an object belongs to: Orthanc's uuid and content type (never the key or path, so
+    RootPath, StorageStructure and moves between storages do not change it)."""
+
+    uuid: str
+    content_type: int
+
+    def metadata_value(self) -> str:
+        """The recorded form, ``uuid:content_type`` (ASCII, fits every provider's metadata)."""
+        return f"{self.uuid}:{self.content_type}"
+
+    def __str__(self) -> str:
+        return f"attachment {self.uuid} of type {self.content_type}"
+
+
+def owner_checks(store) -> tuple[bool, bool]:
+    """(records_owner, binds_owner) of a store; a store that says nothing does neither."""
+    return bool(getattr(store, "records_owner", False)), bool(getattr(store, "binds_owner", False))
+
+
+def check_owner(key: str, owner: "Owner | None", recorded: str | None, where: str) -> None:
+    """Refuses an object whose recorded owner (``recorded``, the metadata value or None) is not ``owner``.
+
+    Nothing to check without ``owner`` or without a record. A record that is not ours is refused too:
+    this name is written by this plugin only."""
+    if owner is None or recorded is None or recorded == owner.metadata_value():
+        return
+    uuid, _, content_type = recorded.rpartition(":")
+    recorded_name = f"attachment {uuid} of type {content_type}" if uuid else f"an unreadable owner {recorded[:80]!r}"
+    raise WrongOwner(f"{where} read of {key!r}: the object was written for {recorded_name}, not for {owner}; "
+                         "refusing to return another attachment's data (objects moved or copied inside the "
+                         "bucket?)", key)
+
+
+@runtime_checkable
+class Store(Protocol):
+    """A key → bytes object store. See the module docstring for the contract."""
+
+    def put(self, key: str, data: bytes | bytearray, *, owner: Owner | None = None) -> None: ...
+
+    def get(self, key: str, *, owner: Owner | None = None) -> bytes: ...
+
+    def get_range(self, key: str, start: int, length: int, *, owner: Owner | None = None) -> bytes: ...
+
+    def head(self, key: str) -> int: ...
+
+    def delete(self, key: str) -> None: ...
+
+    def describe(self, key: str) -> str: ...
+
+
+PROTOCOL_METHODS = ("put", "get", "get_range", "head", "delete", "describe")
+
+
+@runtime_checkable
+class StartupCheck(Protocol):
+    """A store whose bucket/container can be checked once at start-up (the cloud providers)."""
+
+    def check_bucket(self) -> None:
+        """Returns when the bucket/container exists (Azure creates it here when allowed to). Raises
+        ``BucketNotFound`` when it does not exist, any other ``StoreError`` when it cannot tell."""
+
+
+def exists(store: Store, key: str) -> bool:
+    """True when ``key`` exists in ``store``; errors other than ``NotFound`` propagate."""
+    try:
+        store.head(key)
+    except NotFound:
+        return False
+    return True
+
+
+def exact_range(data: bytes, key: str, length: int, where: str) -> bytes:
+    """``data`` if a range read returned exactly ``length`` bytes; else the range went past the end of
+    the object: IntegrityError (never a short result passed on as success)."""
+    if len(data) != length:
+        raise IntegrityError(f"{where} range read of {key!r}: {len(data)} bytes instead of {length} "
+                             "(range past the end of the object)", key)
+    return data
+
+
+def read_exact_range(key: str, start: int, length: int, *, fetch: Callable[[], bytes],
+                     head: Callable[[str], int], sdk_errors: tuple[type[Exception], ...],
+                     translate: Callable[[Exception, str, str], StoreError], where: str) -> bytes:
+    """``get_range`` for a provider: the range checked, ``length == 0`` answered by ``head`` (the object
+    must exist), else ``fetch()`` (one ranged request of the SDK), its ``sdk_errors`` translated, and
+    a result shorter than ``length`` refused (``exact_range``)."""
+    check_range(start, length)
+    if length == 0:
+        head(key)
+        return b""
+    try:
+        data = fetch()
+    except sdk_errors as exc:
+        raise translate(exc, key, "range read") from exc
+    return exact_range(data, key, length, where)
+
+
+def check_range(start: int, length: int) -> None:
+    """Refuses negative offsets and lengths (a programming error, not a store error)."""
+    if start < 0 or length < 0:
+        raise ValueError(f"invalid range: start={start}, length={length}")
