@@ -14,8 +14,9 @@ from . import tools
 
 
 def plugin_path() -> str:
-    """The file to set as Orthanc's "PythonScript"."""
-    return os.path.join(os.path.dirname(os.path.abspath(__file__)), "plugin.py")
+    """The file to set as Orthanc's "PythonScript": ``plugin.py`` at the top of the package."""
+    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # this file is offline/cli.py
+    return os.path.join(package, "plugin.py")
 
 
 def _check_config(path: str) -> int:
