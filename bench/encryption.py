@@ -31,7 +31,8 @@ sys.path.insert(0, os.path.join(HERE, "..", "tests"))
 from support.orthanc import Orthanc  # noqa: E402
 from support.servers import MotoServer  # noqa: E402
 
-from orthanc_objstore.config.sections.sections import EncryptionConfig, MasterKey, S3Config  # noqa: E402
+from orthanc_objstore.config.sections import MasterKey, S3Config  # noqa: E402
+from orthanc_objstore.crypto.keys import Keyring  # noqa: E402
 from orthanc_objstore.storage.encrypted import EncryptedStore  # noqa: E402
 from orthanc_objstore.storage.providers.s3 import S3Store  # noqa: E402
 
@@ -125,7 +126,7 @@ def main():
         s3 = S3Store(S3Config(bucket_name="bench-encryption", region="us-east-1", endpoint=moto.url,
                               access_key="bench", secret_key="bench", virtual_addressing=False))
         master = MasterKey(1, key_path, key)
-        stores = {"plain": s3, **{name: EncryptedStore(s3, EncryptionConfig(master, (), 1024, name))
+        stores = {"plain": s3, **{name: EncryptedStore(s3, Keyring(master.id, master.key), name)
                                   for name in SETUPS[1:]}}
         objects = [os.urandom(OBJECT_SIZE) for _ in range(arguments.objects)]
         for name, store in stores.items():

@@ -19,8 +19,8 @@ import uuid as uuidlib
 
 from orthanc_objstore.areas.contract import ObjectArea
 from orthanc_objstore.areas.naming import Naming
-from orthanc_objstore.metrics.registry.metered import MeteredArea, StorageMetrics
-from orthanc_objstore.metrics.registry.registry import Counter
+from orthanc_objstore.metrics.metered import MeteredArea, StorageMetrics
+from orthanc_objstore.metrics.registry import Counter
 from orthanc_objstore.storage.providers.memory import MemoryStore
 
 

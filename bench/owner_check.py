@@ -27,7 +27,7 @@ sys.path.insert(0, os.path.join(HERE, "..", "tests"))
 from support.backends import AzureBackend, GcsBackend  # noqa: E402
 from support.servers import AzuriteServer, FaultProxy, MotoServer  # noqa: E402
 
-from orthanc_objstore.config.sections.sections import S3Config  # noqa: E402
+from orthanc_objstore.config.sections import S3Config  # noqa: E402
 from orthanc_objstore.storage.protocol import Owner  # noqa: E402
 from orthanc_objstore.storage.providers.s3 import S3Store  # noqa: E402
 

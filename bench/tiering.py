@@ -24,8 +24,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 from support.fake_archive import FakeArchive  # noqa: E402
 
-from orthanc_objstore.config.sections.sections import TieringConfig  # noqa: E402
-from orthanc_objstore.jobs.scheduler.tiering import TieringPolicy  # noqa: E402
+from orthanc_objstore.config.sections import TieringConfig  # noqa: E402
+from orthanc_objstore.jobs.tiering import TieringPolicy  # noqa: E402
 
 DAY = 86400
 

@@ -19,12 +19,14 @@ from .config.sections import (
     HYBRID_WRITE_TO_OBJECT_STORAGE,
     S3_SECTION,
     CommonConfig,
+    EncryptionConfig,
     PluginConfig,
 )
-from .crypto.formats import ByteBudget
+from .crypto.keys import Keyring
 from .errors import BucketNotFound, ConfigError, StoreError
 from .metrics.metered import MeteredArea, StorageMetrics
 from .storage import encrypted as encryption
+from .storage.budget import ByteBudget
 from .storage.protocol import StartupCheck, Store
 from .storage.providers.filesystem import FileSystemStore
 
@@ -78,11 +80,23 @@ def _check_container(store: Store, config: PluginConfig) -> None:
                     "retried against it", config.section, exc)
 
 
+def keyring(config: EncryptionConfig) -> Keyring:
+    """The master keys of the StorageEncryption section: the current one, and the previous ones to read with."""
+    return Keyring(config.master_key.id, config.master_key.key,
+                   [(key.id, key.key) for key in config.previous_master_keys])
+
+
+def input_budget(config: EncryptionConfig) -> ByteBudget:
+    """The MaxConcurrentInputSize budget, to share between the stores of one deployment."""
+    return ByteBudget(config.max_concurrent_input_size_mb * 1024 * 1024)
+
+
 def wrap_encryption(store: Store, common: CommonConfig, budget: ByteBudget | None = None) -> Store:
     """The store itself, or the store behind the encryption layer when StorageEncryption is enabled."""
     if common.encryption is None:
         return store
-    return encryption.EncryptedStore(store, common.encryption, budget)
+    return encryption.EncryptedStore(store, keyring(common.encryption), common.encryption.format,
+                                     budget or input_budget(common.encryption))
 
 
 def object_naming(common: CommonConfig) -> Naming:
@@ -119,7 +133,7 @@ def build_area(config: PluginConfig, store: Store | None = None, metrics: Storag
     side is a ``MeteredArea`` (the offline tools pass none: they need the bare areas)."""
     common = config.common
     # Both sides of hybrid mode share one MaxConcurrentInputSize budget.
-    budget = encryption.shared_budget(common.encryption) if common.encryption else None
+    budget = input_budget(common.encryption) if common.encryption else None
     provider = store or provider_store(config)
     objects: Area = ObjectArea(wrap_encryption(provider, common, budget), object_naming(common))
     if metrics is not None:

@@ -1,7 +1,6 @@
 """Shared fixtures: local servers (started once per session), backends, Orthanc processes, DICOM samples."""
 
 import os
-import shutil
 
 import pytest
 from support.backends import AzureBackend, GcsBackend, S3Backend

@@ -1,7 +1,7 @@
 """Client-side encryption, the front door: formats A1 (the official plugin's, byte for byte), A2 and A3 (ours).
 
 This module knows bytes and keys only: no store, no Orthanc, no configuration. It raises its own
-exceptions (``DecryptionError``, ``UnknownMasterKey``, ``InputTooLarge``); the encryption wrapper
+exceptions (``DecryptionError``, ``UnknownMasterKey``); the encryption wrapper
 store turns them into the plugin's error vocabulary with the object's name. No message ever
 contains key material.
 
@@ -41,7 +41,7 @@ Format A3 (this plugin only) is A2 with the attachment bound into the authentica
 
 All formats are at least 86 bytes long. This module is the formats' front door: it dispatches between
 ``crypto_a1``, ``crypto_a2`` and ``crypto_a3``, over what they share (``crypto_keys``: sizes, errors, the
-keyring, and ``ByteBudget``, the MaxConcurrentInputSize semaphore).
+keyring).
 """
 
 from . import a3 as crypto_a3
@@ -55,10 +55,8 @@ from .keys import (
     KEY_SIZE,
     MIN_OBJECT_SIZE,
     TAG_SIZE,
-    ByteBudget,
     CryptoError,
     DecryptionError,
-    InputTooLarge,
     Keyring,
     UnknownMasterKey,
     _check_header,
@@ -66,7 +64,7 @@ from .keys import (
 )
 
 __all__ = ["A1_OVERHEAD", "A2_CHUNK_SIZE", "FORMATS", "HEADER_SIZE", "KEY_SIZE", "MIN_OBJECT_SIZE", "TAG_SIZE",
-           "A2Header", "ByteBudget", "CryptoError", "DecryptionError", "InputTooLarge", "Keyring", "UnknownMasterKey",
+           "A2Header", "CryptoError", "DecryptionError", "Keyring", "UnknownMasterKey",
            "a1_plaintext_size", "decrypt", "decrypt_a1", "decrypt_a2", "decrypt_a2_chunks", "encrypt", "encrypt_a1",
            "encrypt_a2", "official_key_id_hex", "parse_a2_header", "unwrap_a2_key", "version_of"]
 

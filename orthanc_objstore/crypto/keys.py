@@ -1,4 +1,4 @@
-"""Encryption, the parts every format shares: sizes, errors, the keyring, the header check, the byte budget.
+"""Encryption, the parts every format shares: sizes, errors, the keyring, the header check.
 
 Pure functions and values (no store, no Orthanc); the formats are ``crypto_a1``, ``crypto_a2``, ``crypto_a3``,
 and ``crypto`` dispatches between them.
@@ -6,7 +6,6 @@ and ``crypto`` dispatches between them.
 
 import struct
 import threading
-from contextlib import contextmanager
 
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
@@ -49,10 +48,6 @@ class UnknownMasterKey(DecryptionError):
         super().__init__(f"it was encrypted with master key id {key_id} (hex '{official_key_id_hex(key_id)}' in "
                          f"the official plugin's message), which is not configured (configured ids: {known}); "
                          "add that key to PreviousMasterKeys")
-
-
-class InputTooLarge(CryptoError):
-    """An input is larger than MaxConcurrentInputSize: it could never be processed."""
 
 
 def official_key_id_hex(key_id: int) -> str:
@@ -125,38 +120,3 @@ def _check_header(blob: bytes, expected: str | None = None) -> str:
     if len(blob) < 2 + KEY_ID_SIZE:
         raise DecryptionError("no master key id found (the object is shorter than 6 bytes)")
     return version.decode()
-
-
-class ByteBudget:
-    """A byte-counting semaphore: MaxConcurrentInputSize. Python integers: no overflow at 4096 MB or beyond.
-
-    ``hold(n)`` waits until ``n`` bytes fit in the budget and keeps them for the ``with`` block; an input
-    larger than the whole budget can never fit and raises ``InputTooLarge`` at once.
-    """
-
-    def __init__(self, capacity: int):
-        if capacity <= 0:
-            raise CryptoError("the byte budget must be positive")
-        self.capacity = capacity
-        self.in_use = 0
-        self.waiting = 0
-        self._condition = threading.Condition()
-
-    @contextmanager
-    def hold(self, size: int, action: str = "process"):
-        if size > self.capacity:
-            raise InputTooLarge(f"it is too large to {action}: {size} bytes, more than MaxConcurrentInputSize "
-                                f"({self.capacity // (1024 * 1024)} MB); increase MaxConcurrentInputSize")
-        with self._condition:
-            self.waiting += 1
-            try:
-                self._condition.wait_for(lambda: self.in_use + size <= self.capacity)
-            finally:
-                self.waiting -= 1
-            self.in_use += size
-        try:
-            yield
-        finally:
-            with self._condition:
-                self.in_use -= size
-                self._condition.notify_all()

@@ -1,9 +1,9 @@
 """The encryption wrapper store: encrypts on put, decrypts on get, around any store (SPEC ENC-1..7).
 
-``EncryptedStore(inner, encryption_config)`` implements the whole store protocol (see ``store``) on
+``EncryptedStore(inner, keyring, format, budget)`` implements the whole store protocol (see ``store``) on
 plaintext, keeping objects in ``inner`` in format A1, A2 or A3 (``crypto`` gives them byte by byte):
 
-- ``put`` encrypts with the configured ``Format`` under the current master key.
+- ``put`` encrypts in ``format`` (A1, A2 or A3) under the keyring's current master key.
 - ``get`` decrypts either format, whatever the configured one, choosing the master key by the id in
   the object's header among the current and previous keys (key rotation).
 - ``get_range``: an A1 object is one GCM message, so it is read and decrypted whole, then sliced.
@@ -24,35 +24,33 @@ plaintext, keeping objects in ``inner`` in format A1, A2 or A3 (``crypto`` gives
 
 Every decryption failure is an ``IntegrityError`` naming the object's key (which contains the uuid);
 an unknown master key id is an ``UnknownKeyError`` saying which id is missing. MaxConcurrentInputSize
-bounds the bytes being encrypted or decrypted at once (``crypto.ByteBudget``); the ciphertext is not
-counted while it travels to or from the store. No message contains key material.
+bounds the bytes being encrypted or decrypted at once (``budget.ByteBudget``); the ciphertext is not
+counted while it travels to or from the store. No message contains key material. This module knows
+neither the configuration nor Orthanc: ``build`` makes the keyring and the budget from them.
 """
 
 from contextlib import contextmanager
 
-from ..config.sections import EncryptionConfig
 from ..crypto import a3 as crypto_a3
 from ..crypto import formats as crypto
 from ..errors import IntegrityError, StoreError, UnknownKeyError, WrongOwner
+from .budget import ByteBudget, InputTooLarge
 from .protocol import Owner, Store, check_range, owner_checks
-
-
-def shared_budget(config: EncryptionConfig) -> "crypto.ByteBudget":
-    """The MaxConcurrentInputSize budget, to share between the stores of one deployment."""
-    return crypto.ByteBudget(config.max_concurrent_input_size_mb * 1024 * 1024)
 
 
 class EncryptedStore:
     """``inner`` holding encrypted objects, seen as a store of plaintext objects."""
 
-    def __init__(self, inner: Store, config: EncryptionConfig, budget: "crypto.ByteBudget | None" = None):
-        """``budget`` bounds the bytes being encrypted or decrypted at once; stores that share one
-        (both sides of hybrid mode) share MaxConcurrentInputSize. By default each store has its own."""
+    def __init__(self, inner: Store, keyring: crypto.Keyring, format: str = "A2", budget: ByteBudget | None = None):
+        """``format`` is what ``put`` writes (``get`` reads every format). ``budget`` bounds the bytes being
+        encrypted or decrypted at once; stores that share one (both sides of hybrid mode) share
+        MaxConcurrentInputSize. Without one, nothing is bounded."""
+        if format not in crypto.FORMATS:
+            raise ValueError(f"unknown encryption format {format!r}; allowed: {', '.join(crypto.FORMATS)}")
         self.inner = inner
-        self.format = config.format
-        self.keyring = crypto.Keyring(config.master_key.id, config.master_key.key,
-                                      [(key.id, key.key) for key in config.previous_master_keys])
-        self.budget = budget or shared_budget(config)
+        self.format = format
+        self.keyring = keyring
+        self.budget = budget or ByteBudget(1 << 62)
 
     @property
     def records_owner(self) -> bool:
@@ -147,7 +145,7 @@ def _translated(key: str, action: str):
         raise UnknownKeyError(f"cannot decrypt {key!r}: {exc}", key) from None
     except crypto.DecryptionError as exc:
         raise IntegrityError(f"cannot decrypt {key!r}: {exc}", key) from None
-    except crypto.CryptoError as exc:
+    except (crypto.CryptoError, InputTooLarge) as exc:
         raise StoreError(f"cannot {action} {key!r}: {exc}", key) from None
 
 

@@ -11,7 +11,7 @@ from support.configuration_cases import CASES, ENVIRONMENT, write
 from support.orthanc import HOST_VERSION, PYTHON_PLUGIN
 from support.servers import require, venv_bin
 
-from orthanc_objstore.config.sections import files as configfile
+from orthanc_objstore.config import files as configfile
 from orthanc_objstore.errors import ConfigError
 
 pytestmark = pytest.mark.orthanc

@@ -13,7 +13,7 @@ from support.dicom import large_instance
 from support.orthanc import HttpError
 from test_e2e_storage import attachment_uuids
 
-from orthanc_objstore.crypto.formats import formats as crypto
+from orthanc_objstore.crypto import formats as crypto
 
 pytestmark = pytest.mark.orthanc
 

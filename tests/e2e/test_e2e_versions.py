@@ -7,7 +7,7 @@ import json
 import os
 
 import pytest
-from support.orthanc import HOST_VERSION, NEWEST_VERSION, HttpError
+from support.orthanc import NEWEST_VERSION, HttpError
 from support.servers import need_module
 from test_e2e_storage import attachment_uuids
 

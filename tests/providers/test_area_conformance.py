@@ -7,7 +7,8 @@ import pytest
 from orthanc_objstore.areas.contract import FILE_SYSTEM, ObjectArea
 from orthanc_objstore.areas.naming import LEGACY, Naming
 from orthanc_objstore.build import build_hybrid_area
-from orthanc_objstore.config.sections.sections import EncryptionConfig, MasterKey
+from orthanc_objstore.config.sections import MasterKey
+from orthanc_objstore.crypto.keys import Keyring
 from orthanc_objstore.storage.encrypted import EncryptedStore
 from orthanc_objstore.storage.providers.filesystem import FileSystemStore
 from orthanc_objstore.storage.providers.memory import MemoryStore
@@ -20,8 +21,7 @@ def _object_memory(request, tmp_path):
 
 def _object_encrypted_filesystem(request, tmp_path):
     key = MasterKey(3, "area-conformance.key", os.urandom(32))
-    store = EncryptedStore(FileSystemStore(str(tmp_path / "encrypted"), fsync=False),
-                           EncryptionConfig(key, (), 1024, "A2"))
+    store = EncryptedStore(FileSystemStore(str(tmp_path / "encrypted"), fsync=False), Keyring(key.id, key.key), "A2")
     return ObjectArea(store, Naming(encrypted=True))
 
 

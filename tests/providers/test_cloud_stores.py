@@ -102,12 +102,12 @@ def test_azure_with_a_container_sas_starts_and_works(azure_backend, caplog):
     from azure.storage.blob import ContainerSasPermissions, generate_container_sas
 
     from orthanc_objstore import build
-    from orthanc_objstore.config.sections import sections as config
+    from orthanc_objstore.config import sections as config
 
     sas = generate_container_sas(
         "devstoreaccount1", azure_backend.container, account_key=azure_backend.secret,
         permission=ContainerSasPermissions(read=True, write=True, delete=True, create=True),
-        expiry=datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(hours=1))
+        expiry=datetime.datetime.now(datetime.UTC) + datetime.timedelta(hours=1))
     endpoint = f"http://127.0.0.1:{azure_backend.azurite.port}/devstoreaccount1"
     section = {"AzureBlobStorage": {"ConnectionString": f"BlobEndpoint={endpoint};SharedAccessSignature={sas}",
                                     "ContainerName": azure_backend.container, "MaxRetries": 0}}

@@ -4,7 +4,8 @@ import os
 
 import pytest
 
-from orthanc_objstore.config.sections.sections import EncryptionConfig, MasterKey
+from orthanc_objstore.config.sections import MasterKey
+from orthanc_objstore.crypto.keys import Keyring
 from orthanc_objstore.storage.encrypted import EncryptedStore
 from orthanc_objstore.storage.providers.filesystem import FileSystemStore
 from orthanc_objstore.storage.providers.memory import MemoryStore
@@ -34,7 +35,7 @@ def _gcs(request, tmp_path):
 def _encrypted(inner, encryption_format):
     def make(request, tmp_path):
         key = MasterKey(7, "conformance.key", os.urandom(32))
-        return EncryptedStore(inner(request, tmp_path), EncryptionConfig(key, (), 1024, encryption_format))
+        return EncryptedStore(inner(request, tmp_path), Keyring(key.id, key.key), encryption_format)
     return make
 
 

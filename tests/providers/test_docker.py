@@ -20,7 +20,7 @@ import pytest
 from support import docker_env
 from support.servers import require
 
-from orthanc_objstore.config.sections import sections as config
+from orthanc_objstore.config import sections as config
 from orthanc_objstore.errors import ConfigError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

@@ -6,8 +6,10 @@ import uuid
 
 import pytest
 
-from orthanc_objstore.config.sections.sections import EncryptionConfig, MasterKey
-from orthanc_objstore.crypto.formats import formats as crypto
+from orthanc_objstore.config.sections import MasterKey
+from orthanc_objstore.crypto import formats as crypto
+from orthanc_objstore.crypto.keys import Keyring
+from orthanc_objstore.storage.budget import ByteBudget
 from orthanc_objstore.storage.buffers import BufferReader
 from orthanc_objstore.storage.encrypted import EncryptedStore
 
@@ -43,7 +45,7 @@ def test_every_provider_stores_a_bytearray_as_it_is(backend):
 @pytest.mark.parametrize("fmt", ["A1", "A2"])
 def test_encrypted_large_object_round_trip_on_every_provider(backend, fmt):
     key_config = MasterKey(1, "/keys/large.key", os.urandom(32))
-    store = EncryptedStore(backend.store(), EncryptionConfig(key_config, (), 1024, fmt))
+    store = EncryptedStore(backend.store(), Keyring(key_config.id, key_config.key), fmt)
     data = os.urandom(SIZE)
     key = f"large/{uuid.uuid4()}.enc"
     store.put(key, data)
@@ -58,6 +60,6 @@ def test_encrypted_large_object_round_trip_on_every_provider(backend, fmt):
 def test_a_file_larger_than_max_concurrent_input_size_still_fails_clearly():
     from orthanc_objstore.errors import StoreError
     from orthanc_objstore.storage.providers.memory import MemoryStore
-    store = EncryptedStore(MemoryStore(), EncryptionConfig(MasterKey(1, "/keys/large.key", os.urandom(32)), (), 1, "A1"))
+    store = EncryptedStore(MemoryStore(), Keyring(1, os.urandom(32)), "A1", ByteBudget(1024 * 1024))
     with pytest.raises(StoreError, match="more than MaxConcurrentInputSize"):
         store.put("big", bytes(1024 * 1024 + 1))

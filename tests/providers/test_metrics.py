@@ -11,7 +11,7 @@ import pytest
 from orthanc_objstore import build
 from orthanc_objstore.areas.contract import ObjectArea
 from orthanc_objstore.areas.naming import Naming
-from orthanc_objstore.config.sections import sections as config
+from orthanc_objstore.config import sections as config
 from orthanc_objstore.errors import (
     IntegrityError,
     NotFound,
@@ -20,9 +20,9 @@ from orthanc_objstore.errors import (
     StoreUnavailable,
     UnknownKeyError,
 )
-from orthanc_objstore.jobs.scheduler import scheduler as jobs
-from orthanc_objstore.jobs.scheduler import steps as move
-from orthanc_objstore.metrics.registry.metered import (
+from orthanc_objstore.jobs import scheduler as jobs
+from orthanc_objstore.jobs import steps as move
+from orthanc_objstore.metrics.metered import (
     BYTES_TOTAL,
     ERRORS_TOTAL,
     FALLBACKS_TOTAL,
@@ -35,7 +35,7 @@ from orthanc_objstore.metrics.registry.metered import (
     StorageMetrics,
     error_kind,
 )
-from orthanc_objstore.metrics.registry.registry import Counter, Metrics, Publisher, exposed_name, flat_name
+from orthanc_objstore.metrics.registry import Counter, Metrics, Publisher, exposed_name, flat_name
 from orthanc_objstore.storage.providers.memory import MemoryStore
 
 OBJECTS = "object-storage"
@@ -309,7 +309,7 @@ def test_move_steps_are_counted_by_outcome(tmp_path):
 
 
 def test_s3_retries_are_counted(s3_backend):
-    from orthanc_objstore.config.sections.sections import S3Config
+    from orthanc_objstore.config.sections import S3Config
     from orthanc_objstore.storage.providers.s3 import S3Store
 
     store = S3Store(S3Config(bucket_name=s3_backend.bucket, region="us-east-1", endpoint=s3_backend.proxy.url,

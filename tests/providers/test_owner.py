@@ -9,9 +9,8 @@ from test_s3_options import store_for
 
 from orthanc_objstore.areas.contract import ObjectArea
 from orthanc_objstore.areas.naming import Naming
-from orthanc_objstore.config.sections.sections import EncryptionConfig, MasterKey
-from orthanc_objstore.crypto.formats import a3 as crypto_a3
-from orthanc_objstore.crypto.formats import formats as crypto
+from orthanc_objstore.crypto import a3 as crypto_a3
+from orthanc_objstore.crypto import formats as crypto
 from orthanc_objstore.errors import IntegrityError, WrongOwner
 from orthanc_objstore.storage.encrypted import EncryptedStore
 from orthanc_objstore.storage.protocol import OWNER_METADATA, OWNER_METADATA_AZURE, Owner
@@ -23,7 +22,7 @@ KEYRING = crypto.Keyring(3, os.urandom(32))
 
 
 def encrypted(inner, fmt="A3"):
-    return EncryptedStore(inner, EncryptionConfig(MasterKey(3, "k", KEYRING.current_key), (), 1024, fmt))
+    return EncryptedStore(inner, KEYRING, fmt)
 
 
 # --- A3 -----------------------------------------------------------------------------------------------
@@ -69,7 +68,7 @@ def test_a3_range_reads_check_the_owner_and_a1_a2_stay_readable():
 
 
 def test_config_accepts_a3():
-    from orthanc_objstore.config.sections import sections as config
+    from orthanc_objstore.config import sections as config
     assert "A3" in config.ENCRYPTION_FORMATS
 
 

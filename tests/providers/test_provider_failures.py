@@ -8,7 +8,7 @@ import uuid
 import pytest
 
 from orthanc_objstore import build
-from orthanc_objstore.config.sections import sections as config
+from orthanc_objstore.config import sections as config
 from orthanc_objstore.errors import ConfigError, NotFound, StoreError, StoreUnavailable
 from orthanc_objstore.storage.protocol import exists
 

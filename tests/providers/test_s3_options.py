@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from orthanc_objstore.config.sections.sections import S3Config
+from orthanc_objstore.config.sections import S3Config
 from orthanc_objstore.errors import NotFound, StoreUnavailable
 from orthanc_objstore.storage.providers.s3 import S3Store
 
@@ -53,7 +53,7 @@ def test_https_ca_certificates(s3_backend, tmp_path):
 
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     import ipaddress
     certificate = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
                    .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(days=1))

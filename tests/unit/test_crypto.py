@@ -11,6 +11,7 @@ from cryptography.hazmat.primitives.keywrap import aes_key_unwrap
 
 from orthanc_objstore.crypto import a3 as crypto_a3
 from orthanc_objstore.crypto import formats as crypto
+from orthanc_objstore.storage.budget import ByteBudget, InputTooLarge
 
 MASTER = bytes(range(32))
 IV = bytes(range(32, 64))
@@ -144,8 +145,8 @@ def test_unknown_key_id_names_the_id_in_both_forms():
 
 
 def test_byte_budget_refuses_inputs_larger_than_the_whole_budget():
-    budget = crypto.ByteBudget(1024 * 1024)
-    with pytest.raises(crypto.InputTooLarge, match="too large to encrypt: 1048577 bytes.*MaxConcurrentInputSize"):
+    budget = ByteBudget(1024 * 1024)
+    with pytest.raises(InputTooLarge, match="too large to encrypt: 1048577 bytes.*MaxConcurrentInputSize"):
         with budget.hold(1024 * 1024 + 1, "encrypt"):
             pass
     with budget.hold(1024 * 1024):
@@ -156,18 +157,18 @@ def test_byte_budget_refuses_inputs_larger_than_the_whole_budget():
 def test_byte_budget_works_beyond_4096_mb():
     """The official plugin computes the budget in a 32-bit integer: 4096 MB wraps to 0 there."""
     for megabytes in (4096, 5000, 1024 * 1024):
-        budget = crypto.ByteBudget(megabytes * 1024 * 1024)
+        budget = ByteBudget(megabytes * 1024 * 1024)
         with budget.hold(1):
             pass
         with budget.hold(megabytes * 1024 * 1024):
             assert budget.in_use == megabytes * 1024 * 1024
-        with pytest.raises(crypto.InputTooLarge):
+        with pytest.raises(InputTooLarge):
             with budget.hold(megabytes * 1024 * 1024 + 1):
                 pass
 
 
 def test_byte_budget_makes_a_second_holder_wait_until_bytes_are_released():
-    budget = crypto.ByteBudget(100)
+    budget = ByteBudget(100)
     acquired = threading.Event()
 
     def second():

@@ -7,9 +7,11 @@ import struct
 import pytest
 from test_crypto import DEK, IV, official_a1
 
-from orthanc_objstore.config.sections import EncryptionConfig, MasterKey
+from orthanc_objstore.config.sections import MasterKey
 from orthanc_objstore.crypto import formats as crypto
+from orthanc_objstore.crypto.keys import Keyring
 from orthanc_objstore.errors import IntegrityError, NotFound, StoreError, UnknownKeyError
+from orthanc_objstore.storage.budget import ByteBudget
 from orthanc_objstore.storage.encrypted import EncryptedStore
 from orthanc_objstore.storage.protocol import Owner
 from orthanc_objstore.storage.providers.memory import MemoryStore
@@ -22,8 +24,8 @@ OWNER = Owner("2b2ef2a3-5f8e41ac-9d6a5ee2-1f0f2cd9-bc4f4a0a", 1)
 
 
 def encrypted(inner=None, current=KEY_1, previous=(), fmt="A1", max_mb=1024):
-    return EncryptedStore(inner if inner is not None else MemoryStore(),
-                          EncryptionConfig(current, tuple(previous), max_mb, fmt))
+    keyring = Keyring(current.id, current.key, [(key.id, key.key) for key in previous])
+    return EncryptedStore(inner if inner is not None else MemoryStore(), keyring, fmt, ByteBudget(max_mb * 1024 * 1024))
 
 
 def assert_no_key_material(message, *keys):

@@ -66,7 +66,7 @@ def test_configuration():
 def test_last_update_is_utc():
     assert last_update_epoch("19700102T000001") == DAY + 1
     assert last_update_epoch("20261201T112233.123") == datetime.datetime(
-        2026, 12, 1, 11, 22, 33, tzinfo=datetime.timezone.utc).timestamp()
+        2026, 12, 1, 11, 22, 33, tzinfo=datetime.UTC).timestamp()
 
 
 @pytest.fixture
