@@ -4,9 +4,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh test
-echo "== static checks of the package: ruff, mypy"
+echo "== static checks of the package: ruff, mypy, the layers (lint-imports, contracts in pyproject.toml)"
 .venv/bin/ruff check orthanc_objstore
 .venv/bin/mypy orthanc_objstore
+.venv/bin/lint-imports
 echo "== running the tests"
 # Orthanc 1.10.1 cannot choose its bind address (it listens on every interface). Where we may, the
 # tests run in a network namespace of their own that has only the loopback interface, so nothing
