@@ -25,7 +25,8 @@ from . import __version__, build
 from .areas.hybrid import HybridArea
 from .config import sections as config
 from .errors import ConfigError
-from .jobs.scheduler import FileJobStore, JobManager
+from .jobs.journal import FileJobStore
+from .jobs.scheduler import JobManager
 from .jobs.tiering import TieringPolicy
 from .metrics.registry import Metrics, Publisher
 from .orthanc_side.archive_guard import ROUTE as ARCHIVE_ROUTE

@@ -31,9 +31,7 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from ..errors import NotFound
-from .contract import FILE_SYSTEM, OBJECT_STORAGE, STORAGE_NAMES, Area, Location
-
-__all__ = ["FILE_SYSTEM", "OBJECT_STORAGE", "STORAGE_NAMES", "HybridArea"]
+from .contract import FILE_SYSTEM, OBJECT_STORAGE, Area, Location
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from ..crypto.formats import KEY_SIZE as MASTER_KEY_SIZE
+from ..crypto.keys import KEY_SIZE as MASTER_KEY_SIZE
 from ..errors import ConfigError
 from .options import MAX_UINT32, Section
 

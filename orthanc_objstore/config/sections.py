@@ -20,11 +20,10 @@ from typing import Any
 
 from ..areas.naming import STRUCTURES
 from ..crypto.formats import FORMATS as ENCRYPTION_FORMATS
-from ..crypto.formats import KEY_SIZE as MASTER_KEY_SIZE  # noqa: F401 (the key size, for keygen)
 from ..errors import ConfigError
 from . import rules
 from .options import ABSENT, Option, Section, declared, option
-from .rules import MasterKey, load_master_key  # noqa: F401 (part of this module's interface)
+from .rules import MasterKey
 from .schedule import Window, parse_duration
 
 S3_SECTION = "AwsS3Storage"

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from ..areas.contract import Area
 from ..errors import StoreError
 from ..port.index import OrthancIndex
-from .journal import FileJobStore, JobStore
+from .journal import JobStore
 from .steps import (
     ERROR_CANCELED,
     ERROR_STORAGE,
@@ -40,7 +40,6 @@ from .steps import (
 
 log = logging.getLogger("orthanc_objstore.jobs.steps")
 
-__all__ = ["FileJobStore", "JobLimits", "JobManager", "JobRunner", "JobStore"]
 PAUSED_RECHECK_SECONDS = 5.0  # how often the worker looks whether a paused job may run again
 
 

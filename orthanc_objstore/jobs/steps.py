@@ -31,7 +31,7 @@ from ..areas.contract import FILE_SYSTEM, OBJECT_STORAGE
 from ..errors import IntegrityError, NotFound
 from ..port.index import LEVEL_BY_GROUP, LEVELS, Attachment, OrthancIndex
 
-__all__ = ["Attachment", "MoveJob", "move_attachment", "plan", "resolve"]
+__all__ = ["MoveJob", "move_attachment", "plan", "resolve"]
 
 JOB_TYPE = "MoveStorage"
 PENDING, RUNNING, SUCCESS, FAILURE = "Pending", "Running", "Success", "Failure"

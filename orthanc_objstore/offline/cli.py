@@ -9,6 +9,7 @@ import sys
 from .. import __version__, build
 from ..config import files as configfile
 from ..config import sections as config
+from ..crypto.keys import KEY_SIZE
 from ..errors import ConfigError
 from . import tools
 
@@ -71,7 +72,7 @@ def _list_options() -> int:
 
 def _keygen(path: str) -> int:
     """Writes a new random master key (base64 of 32 bytes) readable by its owner only; never overwrites."""
-    key = base64.b64encode(os.urandom(config.MASTER_KEY_SIZE)) + b"\n"
+    key = base64.b64encode(os.urandom(KEY_SIZE)) + b"\n"
     try:
         descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:

@@ -22,6 +22,7 @@ from orthanc_objstore.errors import (
 )
 from orthanc_objstore.jobs import scheduler as jobs
 from orthanc_objstore.jobs import steps as move
+from orthanc_objstore.jobs.journal import FileJobStore
 from orthanc_objstore.metrics.metered import (
     BYTES_TOTAL,
     ERRORS_TOTAL,
@@ -36,6 +37,7 @@ from orthanc_objstore.metrics.metered import (
     error_kind,
 )
 from orthanc_objstore.metrics.registry import Counter, Metrics, Publisher, exposed_name, flat_name
+from orthanc_objstore.port.index import Attachment
 from orthanc_objstore.storage.providers.memory import MemoryStore
 
 OBJECTS = "object-storage"
@@ -273,7 +275,7 @@ class Index:
             uuid = new_uuid()
             if n < 2:
                 area.side("file-system").create(uuid, 1, data)
-            self.records.append(move.Attachment(f"instances/i{n}", uuid, 1, len(data), hashlib.md5(data).hexdigest()))
+            self.records.append(Attachment(f"instances/i{n}", uuid, 1, len(data), hashlib.md5(data).hexdigest()))
 
     def level_of(self, resource_id):
         return "Patient" if resource_id == "p" else None
@@ -290,7 +292,7 @@ def test_move_steps_are_counted_by_outcome(tmp_path):
     metrics = build.storage_metrics(plugin_config)
     area = build.build_area(plugin_config, store=MemoryStore(), metrics=metrics)
     index = Index(area)
-    manager = jobs.JobManager(index, area.side, jobs.FileJobStore(str(tmp_path / "jobs")), workers=2,
+    manager = jobs.JobManager(index, area.side, FileJobStore(str(tmp_path / "jobs")), workers=2,
                               on_step=metrics.move_step)
     manager.start()
     try:

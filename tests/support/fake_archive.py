@@ -10,6 +10,7 @@ from orthanc_objstore.areas.contract import ObjectArea
 from orthanc_objstore.areas.naming import LEGACY, Naming
 from orthanc_objstore.build import build_hybrid_area
 from orthanc_objstore.jobs import scheduler as jobs
+from orthanc_objstore.jobs.journal import FileJobStore
 from orthanc_objstore.port.index import RestIndex
 from orthanc_objstore.storage.providers.memory import MemoryStore
 from support.fake_orthanc import FakeOrthancApi
@@ -50,7 +51,7 @@ class FakeArchive:
         self.area = build_hybrid_area(self.objects, self.file_system, mode)
         self.api = ArchiveApi()
         self.files: dict[str, list[str]] = {}  # study → uuids
-        self.manager = jobs.JobManager(RestIndex(self.api), self.area.side, jobs.FileJobStore(str(folder / "jobs")),
+        self.manager = jobs.JobManager(RestIndex(self.api), self.area.side, FileJobStore(str(folder / "jobs")),
                                        workers=workers)
 
     def add_study(self, age: float, instances: int = 2, study: str | None = None) -> str:

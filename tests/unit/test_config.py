@@ -213,5 +213,6 @@ def test_the_environment_is_passed_in():
 
 
 def test_encryption_constants_have_one_source():
-    from orthanc_objstore.crypto import formats as crypto
-    assert config.ENCRYPTION_FORMATS is crypto.FORMATS and config.MASTER_KEY_SIZE == crypto.KEY_SIZE
+    from orthanc_objstore.config import rules
+    from orthanc_objstore.crypto import keys
+    assert config.ENCRYPTION_FORMATS is keys.FORMATS and rules.MASTER_KEY_SIZE == keys.KEY_SIZE

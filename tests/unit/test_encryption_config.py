@@ -7,6 +7,7 @@ import stat
 import pytest
 
 from orthanc_objstore.config import sections as config
+from orthanc_objstore.config.rules import load_master_key
 from orthanc_objstore.errors import ConfigError
 from orthanc_objstore.offline import cli
 
@@ -110,7 +111,7 @@ def test_keygen_writes_a_private_key_file_that_config_accepts(tmp_path, capsys):
     path = str(tmp_path / "master.key")
     assert cli.main(["keygen", path]) == 0
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
-    key = config.load_master_key(path)
+    key = load_master_key(path)
     assert len(key) == 32
     assert base64.b64encode(key).decode() not in capsys.readouterr().out
     with open(path, "rb") as file:
@@ -121,7 +122,7 @@ def test_keygen_writes_a_private_key_file_that_config_accepts(tmp_path, capsys):
         assert file.read() == before
     other = str(tmp_path / "other.key")
     cli.main(["keygen", other])
-    assert config.load_master_key(other) != key
+    assert load_master_key(other) != key
 
 
 def test_keygen_into_a_missing_folder_fails_cleanly(tmp_path, capsys):

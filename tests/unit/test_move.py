@@ -13,6 +13,7 @@ from orthanc_objstore.build import build_hybrid_area
 from orthanc_objstore.errors import IntegrityError, StoreUnavailable
 from orthanc_objstore.jobs import scheduler as jobs
 from orthanc_objstore.jobs import steps as move
+from orthanc_objstore.jobs.journal import FileJobStore
 from orthanc_objstore.orthanc_side import routes
 from orthanc_objstore.port.index import LEVELS, Attachment
 from orthanc_objstore.storage.providers.memory import MemoryStore
@@ -149,7 +150,7 @@ def test_a_damaged_source_or_failed_write_keeps_the_source(world):
 
 
 def manager_for(area, index, tmp_path, workers=4):
-    return jobs.JobManager(index, area.side, jobs.FileJobStore(str(tmp_path / "jobs")), workers=workers)
+    return jobs.JobManager(index, area.side, FileJobStore(str(tmp_path / "jobs")), workers=workers)
 
 
 def copies(objects, file_system, attachment):
@@ -186,7 +187,7 @@ def test_a_job_moves_everything_and_reports_counts(world, tmp_path):
 def test_a_crash_at_any_point_loses_nothing_and_moves_nothing_twice(world, tmp_path, crash_point):
     """Rebuilds what a killed Orthanc leaves behind at each point of a step, then resumes."""
     area, index, objects, file_system = world
-    job_store = jobs.FileJobStore(str(tmp_path / "jobs"))
+    job_store = FileJobStore(str(tmp_path / "jobs"))
     job = move.MoveJob("objstore-1", "object-storage", {"Patients": ["p1"]})
     job.plan = move.plan(index, job.groups)
     job.state = move.RUNNING
@@ -241,7 +242,7 @@ def test_cancel_and_stop(world, tmp_path):
     area, index, objects, file_system = world
     gate = Gate(objects)
     sides_ = {"object-storage": gate, "file-system": file_system}
-    manager = jobs.JobManager(index, sides_.get, jobs.FileJobStore(str(tmp_path / "jobs")), workers=2)
+    manager = jobs.JobManager(index, sides_.get, FileJobStore(str(tmp_path / "jobs")), workers=2)
     manager.start()
     try:
         job = manager.submit({"Patients": ["p1"]}, "object-storage")
@@ -266,7 +267,7 @@ def test_cancel_and_stop(world, tmp_path):
     document = json.loads((tmp_path / "jobs" / f"{second.id}.json").read_text())
     assert document["State"] == move.RUNNING
 
-    restarted = jobs.JobManager(index, area.side, jobs.FileJobStore(str(tmp_path / "jobs")))
+    restarted = jobs.JobManager(index, area.side, FileJobStore(str(tmp_path / "jobs")))
     restarted.start()
     try:
         resumed = restarted.get(second.id)

@@ -13,6 +13,7 @@ from orthanc_objstore.areas.naming import LEGACY, Naming
 from orthanc_objstore.build import build_hybrid_area
 from orthanc_objstore.errors import StoreUnavailable
 from orthanc_objstore.jobs import scheduler as jobs
+from orthanc_objstore.jobs.journal import FileJobStore
 from orthanc_objstore.orthanc_side import routes
 from orthanc_objstore.storage.providers.memory import MemoryStore
 
@@ -37,7 +38,7 @@ class Orthanc:
                 f"/instances/{instance}/attachments/1/info": {"Uuid": uuid, "CompressedSize": len(data),
                                                               "CompressedMD5": hashlib.md5(data).hexdigest()}})
         sides = {"file-system": self.file_system, "object-storage": Down(self.objects) if down_target else self.objects}
-        self.manager = jobs.JobManager(routes.RestIndex(self.api), sides.get, jobs.FileJobStore(str(folder)),
+        self.manager = jobs.JobManager(routes.RestIndex(self.api), sides.get, FileJobStore(str(folder)),
                                        workers=2)
 
     def routes(self, manager=True):
