@@ -7,6 +7,8 @@ or Google SDKs (and a missing SDK gives an install hint instead of an ImportErro
 
 import importlib
 import logging
+from collections.abc import Callable
+from dataclasses import dataclass
 
 from .areas.contract import FILE_SYSTEM, OBJECT_STORAGE, Area, ObjectArea
 from .areas.hybrid import HybridArea
@@ -128,9 +130,25 @@ def storage_metrics(config: PluginConfig) -> StorageMetrics:
     return StorageMetrics(hybrid=config.common.hybrid_mode != HYBRID_DISABLED)
 
 
+@dataclass(frozen=True)
+class Storage:
+    """What ``build_storage`` assembled: the area Orthanc's callbacks talk to and, in hybrid mode, its sides
+    by storage name (``FILE_SYSTEM``, ``OBJECT_STORAGE``), between which move jobs move files."""
+
+    area: Area
+    sides: Callable[[str], Area] | None = None
+
+
+def build_storage(config: PluginConfig, store: Store | None = None,
+                  metrics: StorageMetrics | None = None) -> Storage:
+    """The storage of ``config``. ``store`` replaces the provider (tests); with ``metrics``, each side is a
+    ``MeteredArea`` (the offline tools pass none: they need the bare areas)."""
+    area = build_area(config, store, metrics)
+    return Storage(area, area.side if isinstance(area, HybridArea) else None)
+
+
 def build_area(config: PluginConfig, store: Store | None = None, metrics: StorageMetrics | None = None) -> Area:
-    """The area Orthanc's callbacks talk to. ``store`` replaces the provider (tests); with ``metrics``, each
-    side is a ``MeteredArea`` (the offline tools pass none: they need the bare areas)."""
+    """The area Orthanc's callbacks talk to (``build_storage``'s ``area``)."""
     common = config.common
     # Both sides of hybrid mode share one MaxConcurrentInputSize budget.
     budget = input_budget(common.encryption) if common.encryption else None

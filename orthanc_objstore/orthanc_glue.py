@@ -22,7 +22,6 @@ import time
 import orthanc
 
 from . import __version__, build
-from .areas.hybrid import HybridArea
 from .config import sections as config
 from .errors import ConfigError
 from .jobs.journal import FileJobStore
@@ -254,7 +253,8 @@ def install(started=None):
         if plugin_config is None:
             return None
         metrics = build.storage_metrics(plugin_config)
-        area = build.build_area(plugin_config, metrics=metrics)
+        storage = build.build_storage(plugin_config, metrics=metrics)
+        area = storage.area
     except ConfigError as exc:
         for problem in exc.problems:
             log.error("invalid configuration: %s", problem)
@@ -282,8 +282,8 @@ def install(started=None):
         log.info("archive guard off on this Orthanc (>= 1.11): archives of files the storage cannot read are "
                  "served by Orthanc's own job, which skips them")
     manager = None
-    if isinstance(area, HybridArea):  # hybrid mode: move jobs
-        manager = JobManager(RestIndex(api), area.side, FileJobStore(jobs_folder(plugin_config.common)),
+    if storage.sides is not None:  # hybrid mode: move jobs
+        manager = JobManager(RestIndex(api), storage.sides, FileJobStore(jobs_folder(plugin_config.common)),
                              workers=MOVE_WORKERS, on_step=metrics.move_step)
         manager.load()  # persisted jobs answer over REST at once; their workers start with Orthanc
         lifecycle.on_started.append(manager.start)
