@@ -2,24 +2,26 @@
 
 import os
 import struct
+from collections.abc import Callable
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from .keys import (
-    _SPARE,
-    _STREAM_STEP,
     A1_IV_SIZE,
     A1_OVERHEAD,
     HEADER_SIZE,
     KEY_SIZE,
+    SPARE_BYTES,
+    STREAM_STEP,
     TAG_SIZE,
+    CryptoError,
     DecryptionError,
     Keyring,
-    _check_header,
-    _check_key_id,
-    _xor,
     a1_keystream,
+    check_header,
+    check_key_id,
+    xor,
 )
 
 
@@ -28,19 +30,19 @@ def encrypt_a1(plaintext: bytes | bytearray, key_id: int, master_key: bytes, *, 
     """The official plugin's format. ``iv``/``dek`` are fresh random values unless given (test vectors).
 
     Encrypts into one preallocated buffer (no other whole-object copy) and returns it."""
-    _check_key_id(key_id)
+    check_key_id(key_id)
     iv = os.urandom(A1_IV_SIZE) if iv is None else iv
     dek = os.urandom(KEY_SIZE) if dek is None else dek
     keystream = keystream or a1_keystream(master_key)
-    prefix = b"A1" + struct.pack("<I", key_id) + _xor(iv, keystream) + _xor(dek, keystream)
+    prefix = b"A1" + struct.pack("<I", key_id) + xor(iv, keystream) + xor(dek, keystream)
     encryptor = Cipher(algorithms.AES(dek), modes.GCM(iv)).encryptor()
     encryptor.authenticate_additional_data(prefix)
     size = len(plaintext)
     blob = bytearray(HEADER_SIZE + size + TAG_SIZE)  # the one output buffer: header, ciphertext, tag
     blob[:HEADER_SIZE] = prefix
     with memoryview(plaintext) as source, memoryview(blob) as target:
-        for offset in range(0, size, _STREAM_STEP):
-            step = source[offset:offset + _STREAM_STEP]
+        for offset in range(0, size, STREAM_STEP):
+            step = source[offset:offset + STREAM_STEP]
             # the slice reaches into the tag's 16 bytes: cryptography < 42 wants block size - 1 spare bytes
             start = HEADER_SIZE + offset
             encryptor.update_into(step, target[start:start + len(step) + TAG_SIZE])
@@ -51,14 +53,14 @@ def encrypt_a1(plaintext: bytes | bytearray, key_id: int, master_key: bytes, *, 
 
 def decrypt_a1(blob: bytes, keyring: Keyring) -> bytearray:
     """The plaintext, decrypted into one new buffer (``bytes(...)`` of it is the caller's one copy)."""
-    _check_header(blob, "A1")
+    check_header(blob, "A1")
     key_id = struct.unpack_from("<I", blob, 2)[0]
     keystream = keyring.a1_keystream(key_id)
     if len(blob) < A1_OVERHEAD:
         raise DecryptionError(f"it is {len(blob)} bytes long, shorter than the {A1_OVERHEAD} bytes of any "
                               "A1 object (truncated)")
-    iv = _xor(blob[6:38], keystream)
-    dek = _xor(blob[38:70], keystream)
+    iv = xor(blob[6:38], keystream)
+    dek = xor(blob[38:70], keystream)
     size = len(blob) - A1_OVERHEAD
     with memoryview(blob) as view:
         decryptor = Cipher(algorithms.AES(dek), modes.GCM(iv, bytes(view[-TAG_SIZE:]))).decryptor()
@@ -75,11 +77,11 @@ def decrypt_a1(blob: bytes, keyring: Keyring) -> bytearray:
 def _decrypt_stream_into(decryptor, body) -> bytearray:
     """``body`` through ``decryptor`` into one new buffer of its size, in steps (not yet authenticated)."""
     size = len(body)
-    output = bytearray(size + _SPARE)
+    output = bytearray(size + SPARE_BYTES)
     with memoryview(output) as target:
-        for offset in range(0, size, _STREAM_STEP):
-            step = body[offset:offset + _STREAM_STEP]
-            decryptor.update_into(step, target[offset:offset + len(step) + _SPARE])
+        for offset in range(0, size, STREAM_STEP):
+            step = body[offset:offset + STREAM_STEP]
+            decryptor.update_into(step, target[offset:offset + len(step) + SPARE_BYTES])
     del output[size:]  # a minor shrink: CPython keeps the buffer, nothing is copied
     return output
 
@@ -89,3 +91,29 @@ def a1_plaintext_size(object_size: int) -> int:
         raise DecryptionError(f"it is {object_size} bytes long, shorter than the {A1_OVERHEAD} bytes of any "
                               "A1 object (truncated)")
     return object_size - A1_OVERHEAD
+
+
+class A1:
+    """Format A1 as the registry (``formats.Format``) sees it: one GCM message, so no range reads."""
+
+    name = "A1"
+    ranges = False
+
+    def encrypt(self, plaintext: bytes | bytearray, keyring: Keyring, binding: bytes | None) -> bytes | bytearray:
+        return encrypt_a1(plaintext, keyring.current_id, keyring.current_key,
+                          keystream=keyring.a1_keystream(keyring.current_id))
+
+    def decrypt(self, blob: bytes, keyring: Keyring, binding: bytes | None) -> bytes | bytearray:
+        return decrypt_a1(blob, keyring)
+
+    def plaintext_size(self, header: bytes, object_size: Callable[[], int]) -> int:
+        return a1_plaintext_size(object_size())
+
+    def parse_header(self, header: bytes, binding: bytes | None):
+        raise CryptoError("an A1 object is one GCM message: it cannot be read in ranges")
+
+    def unwrap_key(self, header, keyring: Keyring) -> bytes:
+        raise CryptoError("an A1 object is one GCM message: it cannot be read in ranges")
+
+    def decrypt_chunks(self, header, dek: bytes, first_index: int, stored) -> bytes | bytearray:
+        raise CryptoError("an A1 object is one GCM message: it cannot be read in ranges")

@@ -2,6 +2,7 @@
 
 import os
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidTag
@@ -9,8 +10,8 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.keywrap import InvalidUnwrap, aes_key_unwrap, aes_key_wrap
 
 from .keys import (
-    _A2_HEADER,
     A2_CHUNK_SIZE,
+    A2_HEADER_LAYOUT,
     A2_MAX_CHUNK_SIZE,
     A2_NONCE_SIZE,
     HEADER_SIZE,
@@ -20,14 +21,16 @@ from .keys import (
     CryptoError,
     DecryptionError,
     Keyring,
-    _check_header,
-    _check_key_id,
+    check_header,
+    check_key_id,
 )
 
 
 @dataclass(frozen=True)
 class A2Header:
-    """A parsed A2 header (not yet authenticated: authentication happens with the first chunk)."""
+    """A parsed A2 or A3 header (not yet authenticated: authentication happens with the first chunk).
+
+    ``raw`` is what every chunk authenticates before its index: the header, and for A3 the binding."""
 
     raw: bytes
     key_id: int
@@ -35,6 +38,7 @@ class A2Header:
     plaintext_size: int
     wrapped_key: bytes
     nonce: bytes
+    version: str = "A2"
 
     @property
     def chunk_count(self) -> int:
@@ -56,14 +60,19 @@ class A2Header:
 
 
 def parse_a2_header(header: bytes) -> A2Header:
-    _check_header(header, "A2")
+    return parse_chunked_header(header, "A2")
+
+
+def parse_chunked_header(header: bytes, version: str) -> A2Header:
+    """The 70-byte header A2 and A3 share, checked to be of ``version``."""
+    check_header(header, version)
     if len(header) < HEADER_SIZE:
         raise DecryptionError(f"it is {len(header)} bytes long, shorter than the {MIN_OBJECT_SIZE} bytes of any "
-                              "A2 object (truncated)")
-    _, key_id, chunk_size, plaintext_size, wrapped, nonce = _A2_HEADER.unpack_from(header)
+                              f"{version} object (truncated)")
+    _, key_id, chunk_size, plaintext_size, wrapped, nonce = A2_HEADER_LAYOUT.unpack_from(header)
     if not 1 <= chunk_size <= A2_MAX_CHUNK_SIZE:
-        raise DecryptionError(f"its A2 header gives an invalid chunk size {chunk_size} (damaged header)")
-    return A2Header(bytes(header[:HEADER_SIZE]), key_id, chunk_size, plaintext_size, wrapped, nonce)
+        raise DecryptionError(f"its {version} header gives an invalid chunk size {chunk_size} (damaged header)")
+    return A2Header(bytes(header[:HEADER_SIZE]), key_id, chunk_size, plaintext_size, wrapped, nonce, version)
 
 
 def _chunk_nonce(base: bytes, index: int) -> bytes:
@@ -83,14 +92,14 @@ def encrypt_a2(plaintext: bytes | bytearray, key_id: int, master_key: bytes, *, 
 def encrypt_chunked(plaintext: bytes | bytearray, key_id: int, master_key: bytes, version: str, binding: bytes, *,
                     chunk_size: int, dek: bytes | None, nonce: bytes | None) -> bytearray:
     """The chunked envelope of A2 and A3 (which authenticates ``binding`` after the header in every chunk)."""
-    _check_key_id(key_id)
+    check_key_id(key_id)
     if not 1 <= chunk_size <= A2_MAX_CHUNK_SIZE:
         raise CryptoError(f"the {version} chunk size must be from 1 to {A2_MAX_CHUNK_SIZE}")
     dek = os.urandom(KEY_SIZE) if dek is None else dek
     nonce = os.urandom(A2_NONCE_SIZE) if nonce is None else nonce
     wrapped = aes_key_wrap(master_key, dek)
-    header = _A2_HEADER.pack(version.encode(), key_id, chunk_size, len(plaintext), wrapped, nonce)
-    layout = A2Header(header + binding, key_id, chunk_size, len(plaintext), wrapped, nonce)  # raw: the AAD prefix
+    header = A2_HEADER_LAYOUT.pack(version.encode(), key_id, chunk_size, len(plaintext), wrapped, nonce)
+    layout = A2Header(header + binding, key_id, chunk_size, len(plaintext), wrapped, nonce, version)  # raw: AAD prefix
     count = layout.chunk_count
     blob = bytearray(layout.object_size)  # the one output buffer: header, then each chunk and its tag
     blob[:HEADER_SIZE] = header
@@ -109,7 +118,8 @@ def unwrap_a2_key(header: A2Header, keyring: Keyring) -> bytes:
     try:
         return aes_key_unwrap(keyring.key(header.key_id), header.wrapped_key)
     except InvalidUnwrap:
-        raise DecryptionError(f"its A2 wrapped data key does not unwrap under master key id {header.key_id}: "
+        raise DecryptionError(f"its {header.version} wrapped data key does not unwrap under master key id "
+                              f"{header.key_id}: "
                               "the header was tampered with, or that id names another key") from None
 
 
@@ -120,9 +130,10 @@ def decrypt_a2_chunks(header: A2Header, dek: bytes, first_index: int, stored: by
     count = header.chunk_count
     chunks = -(-len(stored) // stored_chunk)
     if first_index + chunks > count:
-        raise DecryptionError("it holds more A2 chunks than its header says (extended)")
+        raise DecryptionError(f"it holds more {header.version} chunks than its header says (extended)")
     if chunks and len(stored) - (chunks - 1) * stored_chunk < TAG_SIZE:
-        raise DecryptionError(f"A2 chunk {first_index + chunks - 1} of {count} fails authentication (master key "
+        raise DecryptionError(f"{header.version} chunk {first_index + chunks - 1} of {count} fails authentication "
+                              f"(master key "
                               f"id {header.key_id}): the object was tampered with, truncated or reordered")
     size = len(stored) - TAG_SIZE * chunks
     output = bytearray(size)
@@ -136,7 +147,7 @@ def decrypt_a2_chunks(header: A2Header, dek: bytes, first_index: int, stored: by
                 opened = aead.decrypt(_chunk_nonce(header.nonce, index), piece,
                                       _chunk_aad(header.raw, index, index == count - 1))
             except InvalidTag:
-                raise DecryptionError(f"A2 chunk {index} of {count} fails authentication (master key id "
+                raise DecryptionError(f"{header.version} chunk {index} of {count} fails authentication (master key id "
                                       f"{header.key_id}): the object was tampered with, truncated or "
                                       "reordered") from None
             target[written:written + len(opened)] = opened  # chunk-sized temporaries only
@@ -152,3 +163,29 @@ def decrypt_a2(blob: bytes, keyring: Keyring) -> bytearray:
                               "bytes (truncated or extended)")
     with memoryview(blob) as view:
         return decrypt_a2_chunks(header, dek, 0, view[HEADER_SIZE:])
+
+
+class A2:
+    """Format A2 as the registry (``formats.Format``) sees it: chunked, so ranges decrypt chunk by chunk."""
+
+    name = "A2"
+    ranges = True
+
+    def encrypt(self, plaintext: bytes | bytearray, keyring: Keyring, binding: bytes | None) -> bytes | bytearray:
+        return encrypt_a2(plaintext, keyring.current_id, keyring.current_key)
+
+    def decrypt(self, blob: bytes, keyring: Keyring, binding: bytes | None) -> bytes | bytearray:
+        return decrypt_a2(blob, keyring)
+
+    def plaintext_size(self, header: bytes, object_size: Callable[[], int]) -> int:
+        return parse_a2_header(header).plaintext_size
+
+    def parse_header(self, header: bytes, binding: bytes | None) -> A2Header:
+        return parse_a2_header(header)
+
+    def unwrap_key(self, header: A2Header, keyring: Keyring) -> bytes:
+        return unwrap_a2_key(header, keyring)
+
+    def decrypt_chunks(self, header: A2Header, dek: bytes, first_index: int,
+                       stored: bytes | memoryview) -> bytes | bytearray:
+        return decrypt_a2_chunks(header, dek, first_index, stored)

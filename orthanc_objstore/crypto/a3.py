@@ -11,10 +11,12 @@ object's key nor its path, so RootPath, StorageStructure and moves between stora
 chunking and range reads are A2's. Pure functions, as ``crypto``; ``crypto.encrypt``/``decrypt`` dispatch here.
 """
 
+import dataclasses
 import struct
+from collections.abc import Callable
 
-from .a2 import A2Header, decrypt_a2_chunks, encrypt_chunked, parse_a2_header, unwrap_a2_key
-from .keys import A2_CHUNK_SIZE, HEADER_SIZE, CryptoError, DecryptionError, Keyring, _check_header
+from .a2 import A2Header, decrypt_a2_chunks, encrypt_chunked, parse_chunked_header, unwrap_a2_key
+from .keys import A2_CHUNK_SIZE, HEADER_SIZE, CryptoError, DecryptionError, Keyring, check_header
 
 
 def a3_binding(uuid: str, content_type: int) -> bytes:
@@ -40,13 +42,12 @@ def parse_a3_header(header: bytes, binding: bytes | None) -> A2Header:
     """An A3 header as an ``A2Header`` whose ``raw`` is the AAD prefix (header || binding), so that
     ``chunk_span``, ``unwrap_a2_key`` and ``decrypt_a2_chunks`` serve both formats. ``binding`` None (a
     read that does not say for which attachment) cannot decrypt A3."""
-    _check_header(header, "A3")
+    check_header(header, "A3")
     if binding is None:
         raise DecryptionError("it is an A3 object, bound to its attachment: it can only be decrypted by a read "
                               "that names the attachment (uuid and content type)")
-    parsed = parse_a2_header(b"A2" + bytes(header[2:HEADER_SIZE]))
-    return A2Header(bytes(header[:HEADER_SIZE]) + binding, parsed.key_id, parsed.chunk_size,
-                    parsed.plaintext_size, parsed.wrapped_key, parsed.nonce)
+    parsed = parse_chunked_header(header, "A3")
+    return dataclasses.replace(parsed, raw=parsed.raw + binding)
 
 
 def decrypt_a3_chunks(header: A2Header, dek: bytes, first_index: int, stored: bytes | memoryview) -> bytes | bytearray:
@@ -54,8 +55,8 @@ def decrypt_a3_chunks(header: A2Header, dek: bytes, first_index: int, stored: by
     try:
         return decrypt_a2_chunks(header, dek, first_index, stored)
     except DecryptionError as exc:
-        raise DecryptionError(f"{str(exc).replace('A2 chunk', 'A3 chunk')}; an A3 object also fails so when it "
-                              "was written for another attachment") from None
+        raise DecryptionError(f"{exc}; an A3 object also fails so when it was written for another "
+                              "attachment") from None
 
 
 def decrypt_a3(blob: bytes, keyring: Keyring, binding: bytes | None) -> bytes | bytearray:
@@ -65,3 +66,29 @@ def decrypt_a3(blob: bytes, keyring: Keyring, binding: bytes | None) -> bytes | 
         raise DecryptionError(f"it is {len(blob)} bytes long but its A3 header announces {header.object_size} "
                               "bytes (truncated or extended)")
     return decrypt_a3_chunks(header, dek, 0, memoryview(blob)[HEADER_SIZE:])
+
+
+class A3:
+    """Format A3 as the registry (``formats.Format``) sees it: chunked, range-readable, bound to its attachment."""
+
+    name = "A3"
+    ranges = True
+
+    def encrypt(self, plaintext: bytes | bytearray, keyring: Keyring, binding: bytes | None) -> bytes | bytearray:
+        return encrypt_a3(plaintext, keyring, binding)
+
+    def decrypt(self, blob: bytes, keyring: Keyring, binding: bytes | None) -> bytes | bytearray:
+        return decrypt_a3(blob, keyring, binding)
+
+    def plaintext_size(self, header: bytes, object_size: Callable[[], int]) -> int:
+        return parse_chunked_header(header, "A3").plaintext_size  # the binding is not needed to read the size
+
+    def parse_header(self, header: bytes, binding: bytes | None) -> A2Header:
+        return parse_a3_header(header, binding)
+
+    def unwrap_key(self, header: A2Header, keyring: Keyring) -> bytes:
+        return unwrap_a2_key(header, keyring)
+
+    def decrypt_chunks(self, header: A2Header, dek: bytes, first_index: int,
+                       stored: bytes | memoryview) -> bytes | bytearray:
+        return decrypt_a3_chunks(header, dek, first_index, stored)

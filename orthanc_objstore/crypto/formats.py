@@ -39,14 +39,18 @@ header byte, reordering, dropping, truncating or appending chunks is detected::
 Format A3 (this plugin only) is A2 with the attachment bound into the authenticated data: see
 ``crypto_a3``.
 
-All formats are at least 86 bytes long. This module is the formats' front door: it dispatches between
-``crypto_a1``, ``crypto_a2`` and ``crypto_a3``, over what they share (``crypto_keys``: sizes, errors, the
-keyring).
+All formats are at least 86 bytes long. This module is the formats' front door: ``REGISTRY`` holds one
+``Format`` per version (``a1.A1``, ``a2.A2``, ``a3.A3``), ``format_of`` picks an object's from its header,
+and ``encrypt``/``decrypt`` dispatch through it; what the formats share (sizes, errors, the keyring) is
+in ``keys``.
 """
 
-from . import a3 as crypto_a3
-from .a1 import a1_plaintext_size, decrypt_a1, encrypt_a1
-from .a2 import A2Header, decrypt_a2, decrypt_a2_chunks, encrypt_a2, parse_a2_header, unwrap_a2_key
+from collections.abc import Callable
+from typing import Protocol
+
+from .a1 import A1
+from .a2 import A2, A2Header
+from .a3 import A3
 from .keys import (
     A1_OVERHEAD,
     A2_CHUNK_SIZE,
@@ -59,36 +63,62 @@ from .keys import (
     DecryptionError,
     Keyring,
     UnknownMasterKey,
-    _check_header,
+    check_header,
     official_key_id_hex,
 )
 
-__all__ = ["A1_OVERHEAD", "A2_CHUNK_SIZE", "FORMATS", "HEADER_SIZE", "KEY_SIZE", "MIN_OBJECT_SIZE", "TAG_SIZE",
-           "A2Header", "CryptoError", "DecryptionError", "Keyring", "UnknownMasterKey",
-           "a1_plaintext_size", "decrypt", "decrypt_a1", "decrypt_a2", "decrypt_a2_chunks", "encrypt", "encrypt_a1",
-           "encrypt_a2", "official_key_id_hex", "parse_a2_header", "unwrap_a2_key", "version_of"]
+__all__ = ["A1_OVERHEAD", "A2_CHUNK_SIZE", "FORMATS", "HEADER_SIZE", "KEY_SIZE", "MIN_OBJECT_SIZE", "REGISTRY",
+           "TAG_SIZE", "CryptoError", "DecryptionError", "Format", "Keyring", "UnknownMasterKey", "decrypt",
+           "encrypt", "format_of", "official_key_id_hex", "version_of"]
+
+
+class Format(Protocol):
+    """One encryption format. ``binding`` is the attachment an A3 object is bound to (``a3.a3_binding``);
+    the other formats ignore it. Formats with ``ranges`` decrypt a range chunk by chunk: ``parse_header``
+    (the 70-byte header; not yet authenticated), ``unwrap_key``, then ``decrypt_chunks`` of the stored
+    chunks ``header.chunk_span`` names; the others raise ``CryptoError`` there."""
+
+    name: str
+    ranges: bool
+
+    def encrypt(self, plaintext: bytes | bytearray, keyring: Keyring, binding: bytes | None) -> bytes | bytearray: ...
+
+    def decrypt(self, blob: bytes, keyring: Keyring, binding: bytes | None) -> bytes | bytearray: ...
+
+    def plaintext_size(self, header: bytes, object_size: Callable[[], int]) -> int:
+        """The plaintext's size from the header, or (A1) from the object's size, asked only then."""
+        ...
+
+    def parse_header(self, header: bytes, binding: bytes | None) -> A2Header: ...
+
+    def unwrap_key(self, header: A2Header, keyring: Keyring) -> bytes: ...
+
+    def decrypt_chunks(self, header: A2Header, dek: bytes, first_index: int,
+                       stored: bytes | memoryview) -> bytes | bytearray: ...
+
+
+REGISTRY: dict[str, Format] = {fmt.name: fmt for fmt in (A1(), A2(), A3())}
+assert tuple(REGISTRY) == FORMATS
 
 
 def version_of(blob: bytes) -> str:
     """'A1', 'A2' or 'A3' from the first bytes of an object; ``DecryptionError`` otherwise."""
-    return _check_header(blob)
+    return check_header(blob)
+
+
+def format_of(blob: bytes) -> Format:
+    """The format of an object, from its first bytes (at least 6); ``DecryptionError`` otherwise."""
+    return REGISTRY[check_header(blob)]
 
 
 def encrypt(plaintext: bytes | bytearray, keyring: Keyring, fmt: str = "A1",
             binding: bytes | None = None) -> bytes | bytearray:
-    """``plaintext`` in format ``fmt``; A3 needs the attachment's ``binding`` (``a3_binding``)."""
-    if fmt == "A3":
-        return crypto_a3.encrypt_a3(plaintext, keyring, binding)
-    if fmt == "A1":
-        return encrypt_a1(plaintext, keyring.current_id, keyring.current_key,
-                          keystream=keyring.a1_keystream(keyring.current_id))
-    if fmt == "A2":
-        return encrypt_a2(plaintext, keyring.current_id, keyring.current_key)
-    raise CryptoError(f"unknown encryption format {fmt!r}; allowed: {', '.join(FORMATS)}")
+    """``plaintext`` in format ``fmt``; A3 needs the attachment's ``binding`` (``a3.a3_binding``)."""
+    if fmt not in REGISTRY:
+        raise CryptoError(f"unknown encryption format {fmt!r}; allowed: {', '.join(FORMATS)}")
+    return REGISTRY[fmt].encrypt(plaintext, keyring, binding)
 
 
 def decrypt(blob: bytes, keyring: Keyring, binding: bytes | None = None) -> bytes | bytearray:
     """Decrypts any format, dispatching on the version in the header (A3 needs its ``binding``)."""
-    if version_of(blob) == "A3":
-        return crypto_a3.decrypt_a3(blob, keyring, binding)
-    return decrypt_a1(blob, keyring) if version_of(blob) == "A1" else decrypt_a2(blob, keyring)
+    return format_of(blob).decrypt(blob, keyring, binding)

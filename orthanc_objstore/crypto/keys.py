@@ -23,12 +23,12 @@ A2_CHUNK_SIZE = 64 * 1024
 A2_MAX_CHUNK_SIZE = 1 << 30
 A2_WRAPPED_KEY_SIZE = KEY_SIZE + 8
 A2_NONCE_SIZE = 12
-_A2_HEADER = struct.Struct("<2sIIQ40s12s")
-assert _A2_HEADER.size == HEADER_SIZE
+A2_HEADER_LAYOUT = struct.Struct("<2sIIQ40s12s")
+assert A2_HEADER_LAYOUT.size == HEADER_SIZE
 
-_STREAM_STEP = 1024 * 1024  # A1 is one GCM message, processed in steps (update_into: no temporary buffers)
+STREAM_STEP = 1024 * 1024  # A1 is one GCM message, processed in steps (update_into: no temporary buffers)
 # update_into wants its output block size - 1 bytes longer than its input with cryptography < 42 (AES: 15)
-_SPARE = 15
+SPARE_BYTES = 15
 
 
 class CryptoError(ValueError):
@@ -55,7 +55,7 @@ def official_key_id_hex(key_id: int) -> str:
     return struct.pack("<I", key_id).hex()
 
 
-def _xor(a: bytes, b: bytes) -> bytes:
+def xor(a: bytes, b: bytes) -> bytes:
     return bytes(x ^ y for x, y in zip(a, b, strict=True))
 
 
@@ -104,12 +104,12 @@ def _check_key(key: bytes) -> None:
         raise CryptoError(f"a master key must be exactly {KEY_SIZE} bytes")
 
 
-def _check_key_id(key_id: int) -> None:
+def check_key_id(key_id: int) -> None:
     if not 0 <= key_id <= 0xFFFFFFFF:
         raise CryptoError(f"a master key id must be an integer from 0 to {0xFFFFFFFF}, got {key_id}")
 
 
-def _check_header(blob: bytes, expected: str | None = None) -> str:
+def check_header(blob: bytes, expected: str | None = None) -> str:
     """The official plugin's checks, in its order: a header, a known version, a key id."""
     if len(blob) < 2:
         raise DecryptionError("no header found (the object is shorter than 2 bytes)")

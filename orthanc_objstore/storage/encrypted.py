@@ -83,15 +83,12 @@ class EncryptedStore:
             return _slice(key, self.get(key, owner=owner), start, length)
         header = self._read_header(key, owner)
         with _translated(key, "decrypt"):
-            version = crypto.version_of(header)
-            if version == "A1":
+            fmt = crypto.format_of(header)
+            if not fmt.ranges:
                 return _slice(key, self.get(key, owner=owner), start, length)
-            if version == "A3":
-                parsed = crypto_a3.parse_a3_header(header, _binding(owner))
-            else:
-                parsed = crypto.parse_a2_header(header)
+            parsed = fmt.parse_header(header, _binding(owner))
             _check_inside(key, parsed.plaintext_size, start, length)
-            data_key = crypto.unwrap_a2_key(parsed, self.keyring)
+            data_key = fmt.unwrap_key(parsed, self.keyring)
             if length == 0:
                 return b""
             first, offset, stored_length = parsed.chunk_span(start, length)
@@ -100,11 +97,10 @@ class EncryptedStore:
         except WrongOwner:
             raise
         except IntegrityError as exc:
-            raise IntegrityError(f"cannot decrypt {key!r}: it is shorter than its A2 header announces "
+            raise IntegrityError(f"cannot decrypt {key!r}: it is shorter than its {fmt.name} header announces "
                                  "(truncated)", key) from exc
         with _translated(key, "decrypt"), self.budget.hold(len(stored), "decrypt"):
-            decrypt_chunks = crypto_a3.decrypt_a3_chunks if version == "A3" else crypto.decrypt_a2_chunks
-            plaintext = decrypt_chunks(parsed, data_key, first, stored)
+            plaintext = fmt.decrypt_chunks(parsed, data_key, first, stored)
         skip = start - first * parsed.chunk_size
         with memoryview(plaintext) as view:
             return bytes(view[skip:skip + length])
@@ -112,9 +108,7 @@ class EncryptedStore:
     def head(self, key: str) -> int:
         header = self._read_header(key)
         with _translated(key, "decrypt"):
-            if crypto.version_of(header) in ("A2", "A3"):  # the same header layout
-                return crypto.parse_a2_header(b"A2" + header[2:]).plaintext_size
-            return crypto.a1_plaintext_size(self.inner.head(key))
+            return crypto.format_of(header).plaintext_size(header, lambda: self.inner.head(key))
 
     def delete(self, key: str) -> None:
         self.inner.delete(key)
