@@ -26,6 +26,7 @@ from .config.sections import (
 )
 from .crypto.keys import Keyring
 from .errors import BucketNotFound, ConfigError, StoreError
+from .jobs import steps
 from .metrics.metered import MeteredArea, StorageMetrics
 from .storage import encrypted as encryption
 from .storage.budget import ByteBudget
@@ -127,24 +128,39 @@ def build_hybrid_area(objects: Area, file_system: Area, mode: str, on_fallback=N
 
 def storage_metrics(config: PluginConfig) -> StorageMetrics:
     """The metrics of this deployment: per storage side, with hybrid fallbacks and move jobs in hybrid mode."""
-    return StorageMetrics(hybrid=config.common.hybrid_mode != HYBRID_DISABLED)
+    return StorageMetrics(hybrid=config.common.hybrid_mode != HYBRID_DISABLED, move_outcomes=steps.OUTCOMES)
 
 
 @dataclass(frozen=True)
 class Storage:
-    """What ``build_storage`` assembled: the area Orthanc's callbacks talk to and, in hybrid mode, its sides
-    by storage name (``FILE_SYSTEM``, ``OBJECT_STORAGE``), between which move jobs move files."""
+    """What ``build_storage`` assembled: the area Orthanc's callbacks talk to; in hybrid mode its sides by
+    storage name (``FILE_SYSTEM``, ``OBJECT_STORAGE``), between which move jobs move files; ``areas``, the
+    plain areas in the order reads try them (primary first); ``provider``, the object storage's own store
+    (under any wrapper), for what only a provider can do (``Listing``)."""
 
     area: Area
+    areas: tuple[Area, ...]
+    provider: Store
     sides: Callable[[str], Area] | None = None
+
+    def side(self, name: str) -> Area:
+        """The area of storage ``name``; without hybrid mode, the one area is the object storage."""
+        if self.sides is not None:
+            return self.sides(name)
+        if name != OBJECT_STORAGE:
+            raise LookupError(f"no {name} storage without hybrid mode")
+        return self.area
 
 
 def build_storage(config: PluginConfig, store: Store | None = None,
                   metrics: StorageMetrics | None = None) -> Storage:
     """The storage of ``config``. ``store`` replaces the provider (tests); with ``metrics``, each side is a
     ``MeteredArea`` (the offline tools pass none: they need the bare areas)."""
-    area = build_area(config, store, metrics)
-    return Storage(area, area.side if isinstance(area, HybridArea) else None)
+    provider = store or provider_store(config)
+    area = build_area(config, provider, metrics)
+    if isinstance(area, HybridArea):
+        return Storage(area, (area.primary, area.secondary), provider, area.side)
+    return Storage(area, (area,), provider)
 
 
 def build_area(config: PluginConfig, store: Store | None = None, metrics: StorageMetrics | None = None) -> Area:

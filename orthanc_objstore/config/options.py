@@ -76,6 +76,12 @@ def declared(cls, scope: str | None = None) -> list[tuple[str, Option]]:
     return [(name, spec) for name, spec in fields if scope is None or spec.scope == scope]
 
 
+def default_of(cls, field: str) -> Any:
+    """The default that ``field`` of ``cls`` declares in its ``option()`` (also for raw options, which
+    ``Section.read`` gives as ``ABSENT`` when missing so that rules can tell)."""
+    return dict(declared(cls))[field].default
+
+
 def json_type(value) -> str:
     if value is None:
         return "null"

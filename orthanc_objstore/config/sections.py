@@ -22,7 +22,7 @@ from ..areas.naming import STRUCTURES
 from ..crypto.formats import FORMATS as ENCRYPTION_FORMATS
 from ..errors import ConfigError
 from . import rules
-from .options import ABSENT, Option, Section, declared, option
+from .options import ABSENT, Option, Section, declared, default_of, option
 from .rules import MasterKey
 from .schedule import Window, parse_duration
 
@@ -195,7 +195,8 @@ def _tiering(section: Section, values: dict) -> None:
     if not isinstance(raw, dict):
         return
     parsed: dict[str, Any] = {}
-    read["check_every"] = "1h" if read["check_every"] is ABSENT else read["check_every"]
+    if read["check_every"] is ABSENT:
+        read["check_every"] = default_of(TieringConfig, "check_every")
     for field, name in (("move_after", "MoveToObjectStorageAfter"), ("check_every", "CheckEvery")):
         try:
             parsed[field] = parse_duration(read[field])

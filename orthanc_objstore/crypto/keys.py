@@ -120,3 +120,9 @@ def check_header(blob: bytes, expected: str | None = None) -> str:
     if len(blob) < 2 + KEY_ID_SIZE:
         raise DecryptionError("no master key id found (the object is shorter than 6 bytes)")
     return version.decode()
+
+
+def header_key_id(blob: bytes) -> int:
+    """The master key id an object's header names (every format keeps it in bytes 2..6)."""
+    check_header(blob)
+    return struct.unpack_from("<I", blob, 2)[0]

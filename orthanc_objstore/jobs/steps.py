@@ -40,6 +40,7 @@ ERROR_STORAGE = (32, "Error in the plugin implementing a custom storage area")
 ERROR_CANCELED = (37, "This job was canceled")
 JOB_ID_PREFIX = "objstore-"
 MOVED, SKIPPED, MISSING, FAILED = "moved", "skipped", "missing", "failed"
+OUTCOMES = {MOVED: True, SKIPPED: True, FAILED: True, MISSING: False}  # a step's outcome: whether it has bytes
 MAX_REPORTED_ERRORS = 100
 
 

@@ -12,7 +12,7 @@ delete's size is unknown without one more request, so deletes count no bytes); a
 one error of its kind, taken from the error vocabulary (``errors.py``). ``locate`` is not counted.
 """
 
-from ..areas.contract import Area, Location
+from ..areas.contract import FILE_SYSTEM, OBJECT_STORAGE, Area, Location
 from ..errors import IntegrityError, NotFound, PermissionDenied, StoreUnavailable
 from .registry import Metrics
 
@@ -20,7 +20,6 @@ WRITE, READ, READ_RANGE, DELETE = "write", "read", "read_range", "delete"
 OPERATIONS = (WRITE, READ, READ_RANGE, DELETE)
 NOT_FOUND, INTEGRITY, UNAVAILABLE, PERMISSION, OTHER = "not_found", "integrity", "unavailable", "permission", "other"
 ERROR_KINDS = (NOT_FOUND, INTEGRITY, UNAVAILABLE, PERMISSION, OTHER)
-MOVE_OUTCOMES = ("moved", "skipped", "failed", "missing")  # move.MOVED, SKIPPED, FAILED, MISSING
 
 OPERATIONS_TOTAL = "orthanc_objstore_operations_total"
 BYTES_TOTAL = "orthanc_objstore_bytes_total"
@@ -48,10 +47,13 @@ def error_kind(exc: BaseException) -> str:
 class StorageMetrics:
     """Every metric of the plugin, created up front (so that each series exists from the start, at 0)."""
 
-    def __init__(self, hybrid: bool = False, metrics: Metrics | None = None):
+    def __init__(self, hybrid: bool = False, metrics: Metrics | None = None,
+                 move_outcomes: dict[str, bool] | None = None):
+        """``move_outcomes``: in hybrid mode, the outcomes of a move step, each with whether it moves bytes
+        (the step machine's vocabulary: ``build.storage_metrics`` passes ``jobs.steps.OUTCOMES``)."""
         self.metrics = metrics or Metrics()
         m = self.metrics
-        self.storages = ("object-storage", "file-system") if hybrid else ("object-storage",)
+        self.storages = (OBJECT_STORAGE, FILE_SYSTEM) if hybrid else (OBJECT_STORAGE,)
         for storage in self.storages:
             for operation in OPERATIONS:
                 self.operations(operation, storage)
@@ -62,11 +64,12 @@ class StorageMetrics:
         if hybrid:
             self.fallbacks = m.counter(FALLBACKS_TOTAL, "Reads (whole or ranges) served by the secondary "
                                        "storage of hybrid mode after the primary said not found")
+            outcomes = move_outcomes or {}
             self.move_files = {outcome: m.counter(MOVE_FILES_TOTAL, "Files handled by move jobs, by outcome",
-                                                  outcome=outcome) for outcome in MOVE_OUTCOMES}
+                                                  outcome=outcome) for outcome in outcomes}
             self.move_bytes = {outcome: m.counter(MOVE_BYTES_TOTAL, "Bytes (sizes in Orthanc's index) of the "
                                                   "files handled by move jobs, by outcome", outcome=outcome)
-                               for outcome in MOVE_OUTCOMES if outcome != "missing"}
+                               for outcome, has_bytes in outcomes.items() if has_bytes}
 
     def operations(self, operation: str, storage: str):
         return self.metrics.counter(OPERATIONS_TOTAL, "Storage operations, failed or not", operation=operation,
@@ -85,7 +88,7 @@ class StorageMetrics:
         hook = getattr(store, "count_retries", None)
         if hook is not None:
             hook(self.metrics.counter(RETRIES_TOTAL, "Requests the object storage's SDK sent again after a "
-                                      "failure (S3 only)", storage="object-storage").add)
+                                      "failure (S3 only)", storage=OBJECT_STORAGE).add)
 
     def watch_orphans(self, pending) -> None:
         """``pending()`` (``OrphanReaper.pending``) is read at each publication."""

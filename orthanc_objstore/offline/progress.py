@@ -94,6 +94,11 @@ class Progress:
             self.stream.flush()
 
 
+# What a step of an offline command did to one attachment (the summary counts them, by outcome)
+OK, COPIED, SKIPPED, TO_COPY, CURRENT, REENCRYPTED, FAILED = (
+    "ok", "copied", "skipped", "to copy", "current", "re-encrypted", "failed")
+
+
 def describe_attachment(entry) -> str:
     """How problem lines name an attachment (an ``offline_index.IndexEntry``)."""
     return f"attachment {entry.uuid} (type {entry.file_type}) of {entry.resource}"
@@ -107,9 +112,9 @@ def run_steps(verb: str, entries, step, workers: int, out=None, stream=None) -> 
             try:
                 outcome, problem = step(entry)
             except StoreError as exc:
-                outcome, problem = "failed", f"failed: {describe_attachment(entry)}: {exc}"
+                outcome, problem = FAILED, f"failed: {describe_attachment(entry)}: {exc}"
             except Exception as exc:  # noqa: BLE001 - one attachment's bug is reported, the others go on
-                outcome, problem = "failed", f"failed: {describe_attachment(entry)}: {type(exc).__name__}: {exc}"
+                outcome, problem = FAILED, f"failed: {describe_attachment(entry)}: {type(exc).__name__}: {exc}"
             if problem:
                 progress.say(problem)
             progress.advance(entry.size)

@@ -20,21 +20,21 @@ fine, 1 when any is not, 2 when the command cannot run (configuration, index).
 import dataclasses
 import logging
 import os
-import struct
 import sys
 
 from .. import build
-from ..areas.contract import ObjectArea
+from ..areas.contract import FILE_SYSTEM, OBJECT_STORAGE, ObjectArea
 from ..areas.naming import LEGACY, Naming
 from ..config import files as configfile
 from ..config import sections as config
 from ..errors import ConfigError, IntegrityError, NotFound, StoreError
 from ..jobs import steps as move
 from ..jobs.steps import matches_index  # size and MD5 against the index
-from ..storage.protocol import Owner
+from ..storage.encrypted import KeyRotation
+from ..storage.protocol import Listing, Owner
 from ..storage.providers.filesystem import FileSystemStore
 from .index import index_path, read_rest_index, read_sqlite_index
-from .progress import describe_attachment, run_steps
+from .progress import COPIED, CURRENT, FAILED, OK, REENCRYPTED, SKIPPED, TO_COPY, describe_attachment, run_steps
 
 DEFAULT_WORKERS = 16  # object stores reward parallel requests; S3's default MaxConnections is 25
 
@@ -53,10 +53,12 @@ class Context:
         self.storage_directory = os.path.join(self.base or ".", raw.get("StorageDirectory", "OrthancStorage"))
         self.plugin = parsed = dataclasses.replace(parsed, common=dataclasses.replace(
             parsed.common, storage_directory=self.storage_directory))
-        area = build.build_area(parsed)
-        self.sides = ([area.primary, area.secondary] if hasattr(area, "side") else [area])
-        self.objects = area.side("object-storage") if hasattr(area, "side") else area
-        self.listings = {}  # id(area) -> listed_sizes(area), taken by the commands that can use one
+        storage = build.build_storage(parsed)
+        self.sides = list(storage.areas)
+        self.objects = storage.side(OBJECT_STORAGE)
+        self.provider = storage.provider
+        self.plaintext = parsed.common.encryption is None  # stored sizes are the attachments' sizes
+        self.listings = {}  # id(area) -> listed_sizes(...), taken by the commands that can use one
         if arguments.orthanc:
             user = arguments.user or os.environ.get("ORTHANC_USER")
             password = arguments.password or os.environ.get("ORTHANC_PASSWORD")
@@ -65,29 +67,28 @@ class Context:
             self.entries = read_sqlite_index(index_path(raw, self.base or "."))
 
 
-def listed_sizes(area) -> dict | None:
-    """{key: stored size} of the area's objects under its RootPath, in a few LIST requests, when its provider
-    can list (``list_sizes``); None otherwise. Sizes are the stored ones (ciphertext when encrypted)."""
-    store = getattr(area.store, "inner", area.store)  # the provider under the encryption layer
-    lister = getattr(store, "list_sizes", None)
-    if lister is None:
+def listed_sizes(context: Context, area) -> dict | None:
+    """{key: stored size} of the object storage's objects under its RootPath, in a few LIST requests, when
+    its provider can list (``Listing``); None otherwise (and for the file-system side). Sizes are the stored
+    ones (ciphertext when encrypted)."""
+    if area is not context.objects or not isinstance(context.provider, Listing):
         return None
     root = area.naming.root_path
-    return dict(lister(root if not root or root.endswith("/") else root + "/"))
+    return dict(context.provider.list_sizes(root if not root or root.endswith("/") else root + "/"))
 
 
 def _where(area, key) -> str:
     return f"{area.storage_name} {area.store.describe(key)}"
 
 
-def _head(area, uuid, content_type, listing=None):
+def _head(area, uuid, content_type, listing=None, plaintext=False):
     """(key, size) of the attachment's object in ``area`` (primary name first, then legacy names), or None.
     A key missing from ``listing`` (``listed_sizes``, taken before) is missing without a request; a listed
-    size is used as it is when the store holds plaintext."""
+    size is used as it is when the store holds ``plaintext``."""
     for key in area.naming.candidate_keys(uuid, content_type):
         if listing is not None and key not in listing:
             continue
-        if listing is not None and not hasattr(area.store, "inner"):
+        if listing is not None and plaintext:
             return key, listing[key]
         try:
             return key, area.store.head(key)
@@ -101,7 +102,7 @@ class _Source:
 
     def __init__(self, folder: str, delete: bool):
         self.files = FileSystemStore(folder, fsync=False)
-        self.area = ObjectArea(self.files, Naming(structure=LEGACY), "file-system")
+        self.area = ObjectArea(self.files, Naming(structure=LEGACY), FILE_SYSTEM)
         self.delete = delete
 
     def read(self, uuid, content_type):
@@ -148,36 +149,38 @@ def _describe(entry) -> str:
 def migrate_step(context: Context, source: _Source, target: _CheckedTarget, entry):
     attachment, objects = entry.attachment(), context.objects
     key = objects.naming.key(attachment.uuid, attachment.content_type)
-    found = _head(objects, attachment.uuid, attachment.content_type, context.listings.get(id(objects)))
+    found = _head(objects, attachment.uuid, attachment.content_type, context.listings.get(id(objects)),
+                  context.plaintext)
     size = found[1] if found is not None and found[0] == key else None
     if size == attachment.size:
         if not source.delete:
-            return "skipped", None
+            return SKIPPED, None
         # deleting: check the copy fully first
         problem = matches_index(objects.store.get(key, owner=_owner(attachment)), attachment)
         if problem is None:
             source.remove(attachment.uuid, attachment.content_type)
-            return "skipped", None
+            return SKIPPED, None
     if context.arguments.dry_run:
         path = source.files.path(source.area.naming.key(attachment.uuid, attachment.content_type))
         if not os.path.isfile(path):
-            return "failed", f"missing: {_describe(entry)} is not in the StorageDirectory ({path})"
-        return "to copy", None
+            return FAILED, f"missing: {_describe(entry)} is not in the StorageDirectory ({path})"
+        return TO_COPY, None
     outcome = move.move_attachment(attachment, source, target)
     if outcome == move.MISSING:
-        return "failed", (f"missing: {_describe(entry)} is neither in the StorageDirectory nor at "
+        return FAILED, (f"missing: {_describe(entry)} is neither in the StorageDirectory nor at "
                           f"{_where(objects, key)}")
     if outcome == move.SKIPPED and size is not None:
-        return "failed", (f"wrong size: {_describe(entry)} is not in the StorageDirectory and "
+        return FAILED, (f"wrong size: {_describe(entry)} is not in the StorageDirectory and "
                           f"{_where(objects, key)} holds {size} bytes, the index says {attachment.size}")
-    return ("copied" if outcome == move.MOVED else "skipped"), None
+    return (COPIED if outcome == move.MOVED else SKIPPED), None
 
 
 def verify_step(context: Context, entry):
     attachment, deep = entry.attachment(), context.arguments.deep
     problems, good, tried = [], 0, []
     for area in context.sides:
-        found = _head(area, attachment.uuid, attachment.content_type, context.listings.get(id(area)))
+        found = _head(area, attachment.uuid, attachment.content_type, context.listings.get(id(area)),
+                      context.plaintext)
         tried.append(_where(area, area.naming.key(attachment.uuid, attachment.content_type)))
         if found is None:
             continue
@@ -194,24 +197,21 @@ def verify_step(context: Context, entry):
         good += 1
     if not good and not problems:
         problems.append(f"missing: {_describe(entry)} is not at {' nor at '.join(tried)}")
-    return ("ok" if not problems else "failed"), "\n".join(problems) or None
-
-
-_KEY_ID = struct.Struct("<I")
+    return (OK if not problems else FAILED), "\n".join(problems) or None
 
 
 def reencrypt_step(context: Context, entry):
     attachment, problems, done = entry.attachment(), [], None
     for area in context.sides:
         encrypted = area.store
+        if not isinstance(encrypted, KeyRotation):  # _command checked that StorageEncryption is on
+            raise TypeError(f"{area!r} is not encrypted")
         found = _head(area, attachment.uuid, attachment.content_type)
         if found is None:
             continue
         key = found[0]
-        header = encrypted.inner.get_range(key, 0, 2 + _KEY_ID.size)
-        current = encrypted.keyring.current_id
-        if header[:2].decode(errors="replace") == encrypted.format and _KEY_ID.unpack_from(header, 2)[0] == current:
-            done = done or "current"
+        if encrypted.is_current(key):
+            done = done or CURRENT
             continue
         owner = _owner(attachment)
         data = encrypted.get(key, owner=owner)
@@ -220,14 +220,13 @@ def reencrypt_step(context: Context, entry):
             problems.append(f"damaged: {_describe(entry)}: {_where(area, key)}: {problem}; not rewritten")
             continue
         encrypted.put(key, data, owner=owner)  # the owner metadata (and A3 binding) too
-        header = encrypted.inner.get_range(key, 0, 2 + _KEY_ID.size)
-        if _KEY_ID.unpack_from(header, 2)[0] != current or matches_index(encrypted.get(key, owner=owner), attachment):
+        if not encrypted.is_current(key) or matches_index(encrypted.get(key, owner=owner), attachment):
             problems.append(f"not verified: {_describe(entry)}: {_where(area, key)} does not read back as written")
             continue
-        done = "re-encrypted"
+        done = REENCRYPTED
     if done is None and not problems:
         problems.append(f"missing: {_describe(entry)} is in no storage")
-    return ("failed" if problems else done), "\n".join(problems) or None
+    return (FAILED if problems else done), "\n".join(problems) or None
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -244,7 +243,7 @@ def _command(name: str, arguments) -> int:
     workers = arguments.workers
     if name in ("migrate", "verify"):
         try:
-            context.listings = {id(area): listed_sizes(area) for area in context.sides}
+            context.listings = {id(area): listed_sizes(context, area) for area in context.sides}
         except StoreError as exc:
             print(f"error: cannot list the objects already stored: {exc}", file=sys.stderr)
             return 2
@@ -262,7 +261,7 @@ def _command(name: str, arguments) -> int:
         counts = run_steps("re-encrypt", context.entries, lambda e: reencrypt_step(context, e), workers)
     summary = ", ".join(f"{files} {outcome} ({size} bytes)" for outcome, (files, size) in sorted(counts.items()))
     print(f"{name}: {len(context.entries)} attachment(s) in the index: {summary or 'nothing to do'}")
-    return 1 if "failed" in counts else 0
+    return 1 if FAILED in counts else 0
 
 
 def register(commands) -> None:

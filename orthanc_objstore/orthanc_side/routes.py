@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ..areas.contract import Area
+from ..areas.contract import STORAGE_NAMES, Area
 from ..jobs.scheduler import JobManager
 from ..jobs.steps import JOB_ID_PREFIX, JOB_TYPE, SUCCESS, MoveJob, plan, resolve
 from ..port.index import LEVEL_BY_FOLDER, LEVELS, OrthancApi, OrthancIndex, RestIndex, valid_resource_id
@@ -54,8 +54,9 @@ def parse_request(body: bytes) -> MoveRequest:
     if bad:
         raise BadRequest(f'"Resources" must only hold non-empty strings (ids); got {json.dumps(bad[:5])}')
     target = request.get("TargetStorage")
-    if target not in ("file-system", "object-storage"):
-        raise BadRequest(f'"TargetStorage" must be "file-system" or "object-storage", not {json.dumps(target)}')
+    if target not in STORAGE_NAMES:
+        raise BadRequest(f'"TargetStorage" must be {" or ".join(json.dumps(name) for name in STORAGE_NAMES)}, '
+                         f'not {json.dumps(target)}')
     for name in ("Asynchronous", "Synchronous"):
         if name in request and not isinstance(request[name], bool):
             raise BadRequest(f'"{name}" must be true or false, not {json.dumps(request[name])}')

@@ -30,16 +30,27 @@ neither the configuration nor Orthanc: ``build`` makes the keyring and the budge
 """
 
 from contextlib import contextmanager
+from typing import Protocol, runtime_checkable
 
 from ..crypto import a3 as crypto_a3
 from ..crypto import formats as crypto
+from ..crypto.keys import KEY_ID_SIZE, header_key_id
 from ..errors import IntegrityError, StoreError, UnknownKeyError, WrongOwner
 from .budget import ByteBudget, InputTooLarge
 from .protocol import Owner, Store, check_range, owner_checks
 
 
+@runtime_checkable
+class KeyRotation(Store, Protocol):
+    """A store whose objects are encrypted under master keys that rotate (``re-encrypt`` uses it)."""
+
+    def is_current(self, key: str) -> bool:
+        """True when the object is in the format ``put`` writes, under the current master key (one small
+        ranged read of its header)."""
+
+
 class EncryptedStore:
-    """``inner`` holding encrypted objects, seen as a store of plaintext objects."""
+    """``inner`` holding encrypted objects, seen as a store of plaintext objects; also ``KeyRotation``."""
 
     def __init__(self, inner: Store, keyring: crypto.Keyring, format: str = "A2", budget: ByteBudget | None = None):
         """``format`` is what ``put`` writes (``get`` reads every format). ``budget`` bounds the bytes being
@@ -112,6 +123,11 @@ class EncryptedStore:
 
     def delete(self, key: str) -> None:
         self.inner.delete(key)
+
+    def is_current(self, key: str) -> bool:
+        header = self.inner.get_range(key, 0, 2 + KEY_ID_SIZE)
+        with _translated(key, "decrypt"):
+            return crypto.version_of(header) == self.format and header_key_id(header) == self.keyring.current_id
 
     def describe(self, key: str) -> str:
         return self.inner.describe(key)

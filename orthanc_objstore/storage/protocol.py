@@ -49,7 +49,7 @@ Conveniences built on the protocol are free functions below; they are never over
 ``read_exact_range`` is the part of ``get_range`` that every provider shares.
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -121,6 +121,15 @@ class StartupCheck(Protocol):
     def check_bucket(self) -> None:
         """Returns when the bucket/container exists (Azure creates it here when allowed to). Raises
         ``BucketNotFound`` when it does not exist, any other ``StoreError`` when it cannot tell."""
+
+
+@runtime_checkable
+class Listing(Protocol):
+    """A store that lists its objects with their sizes in a few requests (S3); the offline tools use it
+    instead of one HEAD per object. Not part of the store protocol: wrappers do not pass it on."""
+
+    def list_sizes(self, prefix: str = "") -> Iterator[tuple[str, int]]:
+        """(key, stored size) of every object whose key starts with ``prefix``."""
 
 
 def exists(store: Store, key: str) -> bool:

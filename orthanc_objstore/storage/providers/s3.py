@@ -218,8 +218,7 @@ class S3Store:
         return f"s3://{self.bucket}/{key}"
 
     def list_sizes(self, prefix: str = ""):
-        """(key, size) of every object whose key starts with ``prefix``, 1000 per request (not part of the
-        store protocol: the offline tools use it, when a store has it, instead of one HEAD per object)."""
+        """``Listing``: (key, size) of every object whose key starts with ``prefix``, 1000 per request."""
         try:
             for page in self._client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
                 for item in page.get("Contents", []):
