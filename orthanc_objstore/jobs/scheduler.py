@@ -55,6 +55,10 @@ def _no_limits(job: MoveJob) -> JobLimits | None:
     return None
 
 
+def _no_step(outcome: str, size: int) -> None:
+    pass
+
+
 class JobManager:
     """Holds the move jobs and runs them in one worker thread, one job at a time.
 
@@ -66,12 +70,11 @@ class JobManager:
         self.job_store = job_store
         self.keep_finished = keep_finished
         self.limits: Callable[[MoveJob], JobLimits | None] = _no_limits
-        self.runner = JobRunner(index, areas, job_store, workers, self._finish, lambda: self._stopping,
-                                lambda job: self.limits(job), self._should_pause)
-        self.runner.on_step = on_step or self.runner.on_step  # metrics: (outcome, bytes) of each finished step
+        self._stop = threading.Event()
+        # on_step: the metrics' (outcome, bytes) of each finished step
+        self.runner = JobRunner(index, areas, job_store, workers, self._stop, on_step or _no_step)
         self._jobs: dict[str, MoveJob] = {}
         self._wake = threading.Condition()
-        self._stopping = False
         self._thread: threading.Thread | None = None
         self._loaded = False
 
@@ -110,7 +113,7 @@ class JobManager:
 
     @property
     def stopping(self) -> bool:
-        return self._stopping
+        return self._stop.is_set()
 
     # -- lifecycle
 
@@ -138,13 +141,13 @@ class JobManager:
     def start(self) -> None:
         self.load()
         with self._wake:
-            self._stopping = False
+            self._stop.clear()
             self._thread = threading.Thread(target=self._run, name="objstore-move", daemon=True)
             self._thread.start()
 
     def stop(self, timeout: float = 30.0) -> None:
         with self._wake:
-            self._stopping = True
+            self._stop.set()
             self._wake.notify_all()
             thread = self._thread
         if thread is not None:
@@ -171,17 +174,20 @@ class JobManager:
     def _run(self):
         while True:
             with self._wake:
-                while not self._stopping and self._next() is None:
+                while not self._stop.is_set() and self._next() is None:
                     self._wake.wait(PAUSED_RECHECK_SECONDS)
-                if self._stopping:
+                if self._stop.is_set():
                     return
                 job = self._next()
             assert job is not None
             try:
-                self.runner.run(job)
+                end = self.runner.run(job, self.limits(job), self._should_pause)
             except Exception as exc:  # noqa: BLE001 - a bug must fail the job, not kill the worker
                 log.exception("move job %s failed", job.id)
                 self._finish(job, FAILURE, (ERROR_STORAGE[0], f"internal error: {type(exc).__name__}: {exc}"))
+                continue
+            if end is not None:
+                self._finish(job, *end)
 
     def _finish(self, job: MoveJob, state: str, error: tuple[int, str]):
         with job.lock:
@@ -211,26 +217,26 @@ class JobManager:
 
 
 class JobRunner:
-    """Runs one job to its end: plan (once, saved), steps in a bounded pool, each journaled at once."""
+    """Runs one job: plan (once, saved), steps in a bounded pool, each journaled at once.
+
+    ``run`` returns how the job ended, ``(state, error)``, for the manager to record; or None when it is not
+    finished: it was not pending, Orthanc is stopping (``stop`` is set), or it must give way (``must_yield``),
+    and it is Pending again, to resume from its journal."""
 
     def __init__(self, index: OrthancIndex, areas: Callable[[str], Area], job_store: JobStore, workers: int,
-                 finish: Callable[[MoveJob, str, tuple[int, str]], None], stopping: Callable[[], bool],
-                 limits: Callable[[MoveJob], JobLimits | None] = _no_limits,
-                 should_pause: Callable[[MoveJob], bool] = lambda job: False):
+                 stop: threading.Event, on_step: Callable[[str, int], None]):
         self.index = index
-        self.limits = limits
-        self.should_pause = should_pause
         self.areas = areas
         self.job_store = job_store
         self.workers = workers
-        self.finish = finish
-        self.stopping = stopping
-        self.on_step: Callable[[str, int], None] = lambda outcome, size: None
+        self.stop = stop
+        self.on_step = on_step
 
-    def run(self, job: MoveJob) -> None:
+    def run(self, job: MoveJob, limits: JobLimits | None = None,
+            must_yield: Callable[[MoveJob], bool] = lambda job: False) -> tuple[str, tuple[int, str]] | None:
         with job.lock:
             if job.state != PENDING:
-                return
+                return None
             job.state = RUNNING
             job.started = time.time()
         self.job_store.save(job.id, job.document())
@@ -245,41 +251,38 @@ class JobRunner:
         source = self.areas(other_storage(job.target))
         target = self.areas(job.target)
         todo = [step for step in range(len(job.plan or [])) if step not in job.done]
-        limits = self.limits(job)
         workers = min(self.workers, limits.workers) if limits else self.workers
         in_flight = threading.BoundedSemaphore(workers * 2)
         paused = False
         with concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="objstore-move") as pool:
             for step in todo:
-                if job.cancel_requested or self.stopping():
+                if job.cancel_requested or self.stop.is_set():
                     break
-                if self.should_pause(job):
+                if must_yield(job):
                     paused = True
                     break
                 in_flight.acquire()
                 future = pool.submit(self._step, job, step, source, target)
                 future.add_done_callback(lambda _: in_flight.release())
-        if self.stopping() and not job.cancel_requested:
+        if self.stop.is_set() and not job.cancel_requested:
             with job.lock:
                 job.state = PENDING  # resumed at the next start
             log.warning("move job %s interrupted by Orthanc stopping; it resumes at the next start", job.id)
-            return
+            return None
         if job.cancel_requested:
-            self.finish(job, FAILURE, ERROR_CANCELED)
-            return
+            return FAILURE, ERROR_CANCELED
         if paused:
             with job.lock:
                 job.state = PENDING  # resumes from its journal when it may run again
             log.info("move job %s paused (%d of %d files done)", job.id, len(job.done), len(job.plan or []))
-            return
+            return None
         counts = job.counts()
         if counts["FailedFiles"]:
             description = (f"{counts['FailedFiles']} of {counts['TotalFiles']} file(s) could not be moved "
                            f"(first: {job.errors[0]['Error'] if job.errors else '?'}); they are still on "
                            f"the {other_storage(job.target)} side; post the same request again to retry them")
-            self.finish(job, FAILURE, (ERROR_STORAGE[0], description))
-        else:
-            self.finish(job, SUCCESS, (0, "Success"))
+            return FAILURE, (ERROR_STORAGE[0], description)
+        return SUCCESS, (0, "Success")
 
     def _step(self, job: MoveJob, step: int, source: Area, target: Area):
         attachment = (job.plan or [])[step]
