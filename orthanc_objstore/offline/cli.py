@@ -14,6 +14,10 @@ from ..errors import ConfigError
 from . import tools
 
 
+DESCRIPTION = ("Tools for administrators of orthanc-objstore, Orthanc's storage area in object storage; "
+               "none needs a running Orthanc.")
+
+
 def plugin_path() -> str:
     """The file to set as Orthanc's "PythonScript": ``plugin.py`` at the top of the package."""
     package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # this file is offline/cli.py
@@ -98,7 +102,7 @@ def _keygen(path: str) -> int:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="orthanc-objstore", description=__doc__)
+    parser = argparse.ArgumentParser(prog="orthanc-objstore", description=DESCRIPTION)
     parser.add_argument("--version", action="version", version=__version__)
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("plugin-path", help='print the file to set as Orthanc\'s "PythonScript"')

@@ -11,3 +11,13 @@ def test_plugin_path_is_the_plugin_file_at_the_top_of_the_package():
     assert path == os.path.join(os.path.dirname(os.path.abspath(orthanc_objstore.__file__)), "plugin.py")
     with open(path) as file:
         assert "orthanc_glue.install" in file.read()
+
+
+def test_help_is_plain_text(capsys):
+    try:
+        cli.main(["--help"])
+    except SystemExit as exit:
+        assert exit.code == 0
+    text = capsys.readouterr().out
+    assert "Tools for administrators of orthanc-objstore" in text
+    assert "``" not in text  # no reStructuredText from a docstring
