@@ -1,5 +1,6 @@
-"""The install path of docs/install.md from nothing: a wheel built with ``python -m build``, installed into a fresh
-venv of Debian's /usr/bin/python3, ``orthanc-objstore --version``, and the plugin-path it prints loaded by Orthanc 1.10.1.
+"""The install path of docs/install.md from nothing: a wheel built with ``python -m build``, installed into a
+fresh venv of Debian's /usr/bin/python3, ``orthanc-objstore --version``, and the plugin-path it prints loaded by
+Orthanc 1.10.1.
 
 The suite runs without network (CI's own network namespace), so the fresh venv takes the runtime
 dependencies from build/wheelhouse, which scripts/setup.sh fills with pip while the network is there;

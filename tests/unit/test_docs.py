@@ -104,9 +104,10 @@ def test_every_listed_option_is_in_the_configuration_page_with_its_default():
     missing = [f"{name} (under '## {section_of(title)}' or '## {COMMON_HEADING}')"
                for title, name, _ in listed if not documented_defaults(rows, title, name)]
     assert not missing, f"docs/configuration.md has no row for: {', '.join(missing)}"
-    wrong = [f"{section_of(title)}: {name} is {default}, the page says {' / '.join(documented_defaults(rows, title, name))}"
+    wrong = [f"{section_of(title)}: {name} is {default}, the page says {' / '.join(cells)}"
              for title, name, default in listed
-             if not any(documents(cell, default) for cell in documented_defaults(rows, title, name))]
+             for cells in [documented_defaults(rows, title, name)]
+             if not any(documents(cell, default) for cell in cells)]
     assert not wrong, "docs/configuration.md gives another default:\n" + "\n".join(wrong)
 
 
