@@ -1,4 +1,4 @@
-"""The README's first command: moto S3 + Debian's Orthanc + this plugin, a sample upload, then wait."""
+"""README's first command: moto S3 + Debian's Orthanc + this plugin, a sample upload, then wait."""
 
 import json
 import os

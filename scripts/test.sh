@@ -4,10 +4,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh test
-echo "== static checks of the package: ruff, mypy, the layers (lint-imports, contracts in pyproject.toml)"
+echo "== static checks of the package: ruff, mypy, the layers (lint-imports, contracts in pyproject.toml);"
+echo "   of the documentation: mkdocs build --strict"
 .venv/bin/ruff check orthanc_objstore
 .venv/bin/mypy orthanc_objstore
 .venv/bin/lint-imports
+# offline: no plugin of mkdocs.yml downloads anything; --strict fails on a page missing from the nav, a
+# broken link or a broken anchor. NO_MKDOCS_2_WARNING silences the theme's banner about MkDocs 2.
+NO_MKDOCS_2_WARNING=1 .venv/bin/mkdocs build --strict --quiet
 echo "== running the tests"
 # Orthanc 1.10.1 cannot choose its bind address (it listens on every interface). Where we may, the
 # tests run in a network namespace of their own that has only the loopback interface, so nothing

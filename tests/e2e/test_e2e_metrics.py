@@ -8,7 +8,7 @@ pytestmark = pytest.mark.orthanc
 
 OBJECTS, FILES = "object-storage", "file-system"
 ROUTE = "/objstore/metrics-prometheus"
-# Orthanc 1.10.1 (< 1.12.2) gets no SetMetricsValue by default (see README, Metrics): the tests force it
+# Orthanc 1.10.1 (< 1.12.2) gets no SetMetricsValue by default (see docs/metrics.md): the tests force it
 # there, as a deployment without other plugins may; 1.13 publishes by default.
 PUBLISH = {"ORTHANC_OBJSTORE_METRICS": "publish"}
 

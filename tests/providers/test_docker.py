@@ -92,7 +92,7 @@ REPLICAS = ("orthanc-a", "orthanc-b")
 
 
 def container_secrets(tmp_path, master_key: bytes) -> dict[str, str]:
-    """The content of /run/secrets in a replica, as the walk-through in README creates it."""
+    """The content of /run/secrets in a replica, as the walk-through in docs/docker.md creates it."""
     return {"postgres-password": "Pg7secretValue\n", "orthanc-users": '{"admin": "Adm1nPassw0rd"}\n',
             "master-key": base64.b64encode(master_key).decode() + "\n"}
 
@@ -211,7 +211,7 @@ def natural_variable(path: list[str]) -> str:
     return "ORTHANC__" + "__".join(pieces)
 
 
-# Options the naming rule cannot spell, with what README tells administrators to use instead.
+# Options the naming rule cannot spell, with what docs/docker.md tells administrators to use instead.
 NEEDS_ANOTHER_NAME = {("HttpsCACertificates",): "ORTHANC__HTTPS_CA_CERTIFICATES"}  # the image's own alias
 
 
@@ -235,16 +235,16 @@ def test_every_option_has_an_environment_variable():
     assert set(unspellable) == set(NEEDS_ANOTHER_NAME), unspellable
     for path, variable in NEEDS_ANOTHER_NAME.items():
         assert docker_env.json_path(variable) == list(path)
-    with open(os.path.join(ROOT, "README.md")) as file:
-        readme = file.read()
-    # README's tables name a variable for every option (shared options once, under AwsS3Storage).
+    with open(os.path.join(ROOT, "docs", "docker.md")) as file:
+        page = file.read()
+    # The Docker page's tables name a variable for every option (shared options once, under AwsS3Storage).
     s3_options = set(known_options(config.S3_SECTION))
     for path in every_option_path():
         if path[0] in (config.AZURE_SECTION, config.GCS_SECTION) and (
                 path[1] in s3_options or path[1] == "StorageEncryption"):
             continue
         variable = NEEDS_ANOTHER_NAME.get(path, natural_variable(list(path)))
-        assert f"`{variable}" in readme, f"README does not document {variable} ({'.'.join(path)})"
+        assert f"`{variable}" in page, f"docs/docker.md does not document {variable} ({'.'.join(path)})"
 
 
 S3_VARIABLES = {
@@ -390,7 +390,7 @@ def test_what_the_naming_and_value_rules_do_to_careless_variables(tmp_path):
 
 
 def test_a_json_file_in_run_secrets_is_merged_into_the_configuration(tmp_path):
-    """Why README says to mount the GCS key without a .json extension (§1.1)."""
+    """Why docs/docker.md says to mount the GCS key without a .json extension (§1.1)."""
     key_file = '{"type": "service_account", "private_key": "-----BEGIN PRIVATE KEY-----"}'
     configuration, _ = docker_env.generate({}, {}, {"gcs-service-account.json": key_file})
     assert configuration["private_key"].startswith("-----BEGIN")

@@ -25,6 +25,10 @@ project's reference notes on the image (docker-image.md §1, from orthanc-builde
 import json
 import re
 
+# The orthancteam/orthanc release whose start-up script these rules re-implement. docker/Dockerfile must start
+# from this release (tests/unit/test_docs.py checks it): moving it means reading that release's script again.
+IMAGE_VERSION = "26.8.1"
+
 # §1.2, env-var-non-standards.json (the entries that concern the options this plugin reads or the index).
 ALIASES = {
     "ORTHANC__HTTPS_CA_CERTIFICATES": ["HttpsCACertificates"],
