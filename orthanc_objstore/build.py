@@ -116,7 +116,7 @@ def file_system_area(common: CommonConfig, budget: ByteBudget | None = None) -> 
 
 
 def build_hybrid_area(objects: Area, file_system: Area, mode: str, on_fallback=None) -> HybridArea:
-    """The hybrid area for ``HybridMode`` ``mode`` (config.py has already refused unknown modes)."""
+    """The hybrid area for ``HybridMode`` ``mode`` (config.sections has already refused unknown modes)."""
     if mode == HYBRID_WRITE_TO_FILE_SYSTEM:
         primary, secondary = file_system, objects
     elif mode == HYBRID_WRITE_TO_OBJECT_STORAGE:

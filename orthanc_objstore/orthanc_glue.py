@@ -1,14 +1,14 @@
 """The Orthanc glue: the only module that imports ``orthanc``; it wires the Orthanc-free parts to Orthanc.
 
 At import time (``install``): read the configuration, build the storage area, register the storage
-callbacks (``callbacks.py``: v3 through ``RegisterStorageArea3`` on Python plugin >= 7.1 with Orthanc
+callbacks (``orthanc_side.callbacks``: v3 through ``RegisterStorageArea3`` on Python plugin >= 7.1 with Orthanc
 >= 1.12.8, else v1 through ``RegisterStorageArea``; ``ORTHANC_OBJSTORE_STORAGE_API=v1`` forces v1),
-register the REST routes (``routes.py``, ``archive_guard.py``), send the plugin's logs to Orthanc's
+register the REST routes (``orthanc_side.routes``, ``orthanc_side.archive_guard``), send the plugin's logs to Orthanc's
 log, and dispatch Orthanc's started/stopped events to the parts that run background threads.
 
 Access to Orthanc's REST API goes through one port (``index.OrthancApi``) that never waits on
 Orthanc's index while it holds the GIL (SPEC Q-5): Orthanc's own HTTP server on 127.0.0.1
-(``loopback.py``), or the SDK's in-process calls only where the Python plugin releases the GIL
+(``port.loopback``), or the SDK's in-process calls only where the Python plugin releases the GIL
 during them (``"Python": {"AllowThreads": true}`` on plugin 7.1 and newer).
 """
 
@@ -123,7 +123,7 @@ def orthanc_api(configuration: dict) -> tuple[OrthancApi, str]:
     if not settings.enabled:
         log.warning("HttpServerEnabled is false: /move-storage, storage-location and the archive guard answer 503 "
                     "(orthanc-objstore reaches Orthanc's index through its HTTP server unless Python.AllowThreads "
-                    "is on, see README, Reliability)")
+                    "is on, see the documentation, Reliability)")
     return LoopbackApi(settings), f"over {settings!r} (Python.AllowThreads is off or not supported)"
 
 

@@ -9,7 +9,7 @@ Contract: ``create`` stores the attachment and returns its ``Location``; ``read`
 ``remove`` deletes it wherever it is, and removing a missing attachment is not an error;
 ``locate`` lists where it is now. ``ObjectArea`` gives the store the attachment as ``owner`` on every
 write and read, so an object found under this attachment's key but written for another is refused
-(``IntegrityError``, see ``store``). Missing attachments raise ``NotFound``; any other failure another
+(``IntegrityError``, see ``storage.protocol``). Missing attachments raise ``NotFound``; any other failure another
 ``StoreError``.
 
 ``read``, ``read_range`` and ``remove`` accept ``location``: where ``create`` said the attachment

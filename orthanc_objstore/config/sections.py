@@ -2,7 +2,7 @@
 
 This is the only module that reads raw configuration. Each dataclass field below declares its option
 once (name, default, bounds, aliases: ``options.option``); one generic reader reads them; the rules
-between fields are small named functions (``config_rules``, and two below the table). It accepts every
+between fields are small named functions (``rules``, and two below the table). It accepts every
 option of the official plugins with the same name, type and default (SPEC CFG-2), refuses any invalid
 value with a line naming the section, the option, the value and what is allowed (CFG-3), warns about
 unknown options with the closest known name (CFG-4), and never puts a secret in a message (CFG-5).

@@ -1,4 +1,4 @@
-"""Format A1, the official plugin's, byte for byte (layout in ``crypto``): encrypt and decrypt, in one buffer."""
+"""Format A1, the official plugin's, byte for byte (layout in ``formats``): encrypt and decrypt, in one buffer."""
 
 import os
 import struct

@@ -1,4 +1,4 @@
-"""Format A2, this plugin's chunked envelope (layout in ``crypto``): wrapped data key, authenticated chunks."""
+"""Format A2, this plugin's chunked envelope (layout in ``formats``): wrapped data key, authenticated chunks."""
 
 import os
 import struct

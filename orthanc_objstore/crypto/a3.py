@@ -1,6 +1,6 @@
 """Format A3 (this plugin only): A2 with the attachment (uuid and content type) bound into the authenticated data.
 
-The same 70-byte header layout as A2 (``crypto``) with version b"A3"; every chunk's AAD is::
+The same 70-byte header layout as A2 (``formats``) with version b"A3"; every chunk's AAD is::
 
     header[0:70] || binding || uint64le(i) || uint8(i == n-1)
     binding = a3_binding(uuid, content_type) = uint16le(len(uuid)) || uuid (UTF-8) || uint32le(content type)
@@ -8,7 +8,7 @@ The same 70-byte header layout as A2 (``crypto``) with version b"A3"; every chun
 The binding is not stored: decrypting needs the attachment, and an object read for any other attachment
 (another uuid, or the same uuid with another content type) fails authentication. It names neither the
 object's key nor its path, so RootPath, StorageStructure and moves between storages keep working. Sizes,
-chunking and range reads are A2's. Pure functions, as ``crypto``; ``crypto.encrypt``/``decrypt`` dispatch here.
+chunking and range reads are A2's. Pure functions; ``formats.encrypt``/``decrypt`` dispatch here (``A3``).
 """
 
 import dataclasses

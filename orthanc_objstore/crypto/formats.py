@@ -37,7 +37,7 @@ header byte, reordering, dropping, truncating or appending chunks is detected::
     total size = 70 + N + 16 * n; an empty plaintext is one empty chunk (86 bytes).
 
 Format A3 (this plugin only) is A2 with the attachment bound into the authenticated data: see
-``crypto_a3``.
+``a3``.
 
 All formats are at least 86 bytes long. This module is the formats' front door: ``REGISTRY`` holds one
 ``Format`` per version (``a1.A1``, ``a2.A2``, ``a3.A3``), ``format_of`` picks an object's from its header,

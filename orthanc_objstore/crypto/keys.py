@@ -1,7 +1,7 @@
 """Encryption, the parts every format shares: sizes, errors, the keyring, the header check.
 
-Pure functions and values (no store, no Orthanc); the formats are ``crypto_a1``, ``crypto_a2``, ``crypto_a3``,
-and ``crypto`` dispatches between them.
+Pure functions and values (no store, no Orthanc); the formats are ``a1``, ``a2``, ``a3``,
+and ``formats`` dispatches between them.
 """
 
 import struct

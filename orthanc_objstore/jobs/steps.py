@@ -1,4 +1,4 @@
-"""The MoveStorage step machine: plan, one step, and a job's durable state (the scheduler is ``jobs.py``).
+"""The MoveStorage step machine: plan, one step, and a job's durable state (the scheduler is ``scheduler``).
 
 Orthanc-free: it reads Orthanc's index through ``index.OrthancIndex`` and moves between two areas.
 

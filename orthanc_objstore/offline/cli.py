@@ -13,7 +13,6 @@ from ..crypto.keys import KEY_SIZE
 from ..errors import ConfigError
 from . import tools
 
-
 DESCRIPTION = ("Tools for administrators of orthanc-objstore, Orthanc's storage area in object storage; "
                "none needs a running Orthanc.")
 

@@ -1,6 +1,6 @@
 """Orthanc's index read offline: every attachment it records, from its SQLite file or a running Orthanc's REST API.
 
-The offline tools (``tools.py``) need, for each attachment, the uuid and the content type that give
+The offline tools (``tools``) need, for each attachment, the uuid and the content type that give
 its object name, and the size and MD5 of the bytes in the storage area (compressed bytes when
 ``StorageCompression`` was on: the storage holds them as Orthanc wrote them).
 

@@ -2,7 +2,7 @@
 
 Each command reads an Orthanc configuration (``--config``), builds the plugin's own area from it
 (``build.build_area``: the same provider, naming and encryption Orthanc would use), lists every
-attachment of the index (``offline_index``) and runs one step per attachment in a thread pool,
+attachment of the index (``index``) and runs one step per attachment in a thread pool,
 with a progress line and one output line per problem. Exit status: 0 when every attachment is
 fine, 1 when any is not, 2 when the command cannot run (configuration, index).
 
@@ -265,7 +265,7 @@ def _command(name: str, arguments) -> int:
 
 
 def register(commands) -> None:
-    """Adds the three commands to the ``orthanc-objstore`` argument parser (``cli.py``)."""
+    """Adds the three commands to the ``orthanc-objstore`` argument parser (``cli``)."""
     helps = {"migrate": "copy Orthanc's StorageDirectory into the object storage, under the plugin's names",
              "verify": "check that every attachment of the index is in the storage, with its size (--deep: MD5)",
              "re-encrypt": "rewrite every object not encrypted under the current MasterKey"}

@@ -2,7 +2,7 @@
 
 Why HTTP to ourselves: Python plugin 4.0 (Debian 12) keeps the GIL during every ``orthanc.*`` call,
 and a call that waits on Orthanc's index with the GIL held deadlocks with a delete whose storage
-callback waits for the GIL (see ``index.py``). Over a socket, the wait is I/O: the GIL is free, and
+callback waits for the GIL (see ``index``). Over a socket, the wait is I/O: the GIL is free, and
 the callback runs.
 
 What it takes from Orthanc's configuration (``LoopbackSettings.from_configuration``): ``HttpPort``,
@@ -175,7 +175,7 @@ class LoopbackApi:
         if status in (401, 403):
             raise OrthancCallError(status, f"Orthanc refused orthanc-objstore's call to its REST API ({uri}: HTTP "
                                    f"{status}) at {self._where()}; with authentication on, the plugin uses the "
-                                   "first user of RegisteredUsers (see README, Reliability)")
+                                   "first user of RegisteredUsers (see the documentation, Reliability)")
         try:
             message = json.loads(body).get("Message") or json.loads(body).get("Details")
         except (ValueError, AttributeError):

@@ -1,7 +1,7 @@
 """The encryption wrapper store: encrypts on put, decrypts on get, around any store (SPEC ENC-1..7).
 
-``EncryptedStore(inner, keyring, format, budget)`` implements the whole store protocol (see ``store``) on
-plaintext, keeping objects in ``inner`` in format A1, A2 or A3 (``crypto`` gives them byte by byte):
+``EncryptedStore(inner, keyring, format, budget)`` implements the whole store protocol (see ``protocol``) on
+plaintext, keeping objects in ``inner`` in format A1, A2 or A3 (``crypto.formats`` gives them byte by byte):
 
 - ``put`` encrypts in ``format`` (A1, A2 or A3) under the keyring's current master key.
 - ``get`` decrypts either format, whatever the configured one, choosing the master key by the id in
@@ -17,7 +17,7 @@ plaintext, keeping objects in ``inner`` in format A1, A2 or A3 (``crypto`` gives
   the plaintext size (not authenticated by ``head``; ``get`` checks it); for A1 it adds ``inner.head``
   (size - 86).
 - ``delete`` and ``describe`` delegate.
-- ``owner`` (see ``store``) is passed on to ``inner`` (which records and checks it as metadata) and,
+- ``owner`` (see ``protocol``) is passed on to ``inner`` (which records and checks it as metadata) and,
   for A3, bound into the authenticated data: ``put`` with ``Format: A3`` writes A3 for its owner (A2
   when called without one: nothing to bind), and an A3 object can only be read with its owner. A3
   is read like A2 (header, then chunks).

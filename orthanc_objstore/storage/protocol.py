@@ -2,7 +2,7 @@
 
 A *store* maps keys (``str``, '/'-separated, never starting with '/') to immutable byte strings.
 It knows nothing of Orthanc, uuids, content types, naming or encryption: those live above it
-(``naming``, ``area``) or around it (wrapper stores such as the encryption layer).
+(``areas.naming``, ``areas.contract``) or around it (wrapper stores such as the encryption layer).
 
 Contract, for every implementation:
 

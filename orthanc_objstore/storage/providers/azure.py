@@ -14,7 +14,7 @@ other, each written into the result as it arrives (one GET of a whole large blob
 inside the SDK: measured 2.0x the blob at peak against 1.1x in ranges, at the same speed). The ranges
 after the first are pinned to the first answer's ETag, so a blob replaced during the read fails the read
 instead of mixing two versions. Every read checks the length it received.
-The owner (see ``store``) is blob metadata ``orthanc_attachment``, checked from the properties that
+The owner (see ``protocol``) is blob metadata ``orthanc_attachment``, checked from the properties that
 come with the download's first answer (no extra request).
 """
 

@@ -12,7 +12,7 @@ copies each chunk (google-crc32c takes only ``bytes``), so the chunk size is the
 60 ms, so puts there run at about 0.8 of the default's speed).
 A whole read is one GET whose CRC32C/MD5 the SDK checks; a range read checks its length.
 
-The owner (see ``store``) is object metadata ``orthanc-attachment``. fake-gcs-server answers a media
+The owner (see ``protocol``) is object metadata ``orthanc-attachment``. fake-gcs-server answers a media
 download with it as the header ``x-goog-meta-orthanc-attachment`` (measured; Cloud Storage's own answer
 is not checked here), read through the SDK's private ``_extract_headers_from_download`` hook, so a read
 checks it without an extra request. When that header is absent (an object without the record, a server

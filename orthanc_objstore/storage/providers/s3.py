@@ -5,7 +5,7 @@ thread-safe; its connection pool holds ``MaxConnections``). Retries and timeouts
 (``standard`` retry mode: exponential backoff on throttling, 5xx and dropped connections).
 A whole read is a single GET; ``UseTransferManager`` switches writes and whole reads to s3transfer
 (multipart uploads and parallel ranged downloads).
-The owner (see ``store``) is user metadata ``x-amz-meta-orthanc-attachment``, checked from the answer
+The owner (see ``protocol``) is user metadata ``x-amz-meta-orthanc-attachment``, checked from the answer
 of the GET that returns the data (no extra request); with the transfer manager a whole read asks a
 HEAD first (s3transfer takes no ``IfMatch``: the download is pinned to the HEAD's ``VersionId`` on a
 versioned bucket; elsewhere an object replaced between the two requests is not caught).
