@@ -15,7 +15,8 @@ def test_the_running_orthanc_is_the_labelled_version(s3_backend, orthanc_factory
     assert found == plugin or found.startswith(plugin + ".")
 
     monkeypatch.setitem(support_orthanc.PROMISED, orthanc_version, ("1.99", plugin))
-    with pytest.raises(AssertionError, match=f"reports version '{version}'.*labelled it {orthanc_version} .*Orthanc 1.99.x"):
+    expected = f"reports version '{version}'.*labelled it {orthanc_version} .*Orthanc 1.99.x"
+    with pytest.raises(AssertionError, match=expected):
         orthanc.check_versions()
     monkeypatch.setitem(support_orthanc.PROMISED, orthanc_version, (core, "99"))
     with pytest.raises(AssertionError, match=r"Python plugin version .*Python plugin 99.x"):

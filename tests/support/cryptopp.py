@@ -23,7 +23,8 @@ def binary() -> str:
     require(os.path.exists(BINARY), f"{os.path.relpath(BINARY, CHECKOUT)} is missing: run bash scripts/setup.sh test "
             "(it installs g++ and libcrypto++-dev and builds tests/crosscheck/a1_cryptopp.cpp)")
     require(os.path.getmtime(BINARY) >= os.path.getmtime(SOURCE),
-            f"{os.path.relpath(BINARY, CHECKOUT)} is older than its source: run bash scripts/setup.sh test to rebuild it")
+            f"{os.path.relpath(BINARY, CHECKOUT)} is older than its source: "
+            "run bash scripts/setup.sh test to rebuild it")
     return BINARY
 
 

@@ -22,6 +22,28 @@ Components: main
 Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
 """
 
+DEB822_MIXED = """\
+Types: deb
+URIs: http://security.example/debian-security
+Suites: bookworm-security
+
+Types: deb deb-src
+Enabled: no
+URIs: http://off.example/debian
+Suites: bookworm
+
+Types: deb-src
+URIs: http://src.example/debian
+Suites: bookworm
+
+Types: deb
+URIs: http://one.example/debian
+  http://two.example/debian
+Suites:
+ bookworm-updates
+ bookworm
+"""
+
 
 def mirror(tmp_path, files: dict[str, str], codename="bookworm"):
     """(exit status, stdout, stderr) of the script on an apt folder holding ``files`` (relative name → text)."""
@@ -55,13 +77,7 @@ def mirror(tmp_path, files: dict[str, str], codename="bookworm"):
                   "deb [signed-by=/usr/share/keyrings/nodesource.gpg] https://third.example/node_20.x nodistro main\n",
                   "sources.list.d/debian.sources": DEBIAN12_DEFAULT},
                  "http://debian.mirror.example/debian", id="a third-party repository listed first"),
-    pytest.param({"sources.list.d/debian.sources": "Types: deb\nURIs: http://security.example/debian-security\n"
-                                                   "Suites: bookworm-security\n\n"
-                                                   "Types: deb deb-src\nEnabled: no\nURIs: http://off.example/debian\n"
-                                                   "Suites: bookworm\n\n"
-                                                   "Types: deb-src\nURIs: http://src.example/debian\nSuites: bookworm\n\n"
-                                                   "Types: deb\nURIs: http://one.example/debian\n"
-                                                   "  http://two.example/debian\nSuites:\n bookworm-updates\n bookworm\n"},
+    pytest.param({"sources.list.d/debian.sources": DEB822_MIXED},
                  "http://one.example/debian", id="deb822: security, disabled, deb-src skipped; folded fields"),
     pytest.param({"sources.list": "deb http://mirror.example/debian-security trixie-security main\n"
                                   "deb http://mirror.example/debian trixie main\n"},
