@@ -29,6 +29,9 @@ if [ "$what" = all ] && [ ! -e "$ROOT/etc/os-release" ]; then
   flock -u 9
 fi
 [ -e "$ROOT/etc/os-release" ] || { echo "no chroot in $ROOT: run $0 first" >&2; exit 1; }
+# built now or reused: it must hold the versions the tests are written for
+. scripts/newest-orthanc-versions.sh
+check_newest_versions "$ROOT"
 
 # Debian packages the tests need beyond what newest-orthanc-chroot.sh (the verified build, kept as is)
 # installs: the PostgreSQL index plugin of the scale-out tests.

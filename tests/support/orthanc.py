@@ -25,6 +25,10 @@ PYTHON_PLUGIN = "/usr/share/orthanc/plugins/libOrthancPython.so"
 
 HOST_VERSION = "1.10.1"      # Debian 12's orthanc + orthanc-python 4.0 (v1 storage API)
 NEWEST_VERSION = "1.13"      # Debian forky's orthanc + orthanc-python 7.1 (v3 storage API), in the chroot
+# What each label promises, checked against the running Orthanc at every start (``check_versions``): the
+# core's /system Version and the Python plugin's /plugins/python Version, each equal to the release given
+# or one of its point releases ("1.13" takes 1.13.0, 1.13.1; "7" takes 7.1, 7.2).
+PROMISED = {HOST_VERSION: ("1.10.1", "4.0"), NEWEST_VERSION: ("1.13", "7")}
 # ORTHANC_OBJSTORE_TEST_VERSIONS=1.10.1 (comma-separated) narrows the end-to-end tests to some versions, e.g.
 # in a second checkout that must not reinstall the plugin in the shared 1.13 chroot. CI runs both.
 VERSIONS = tuple(version.strip() for version in os.environ.get(
@@ -74,6 +78,11 @@ def _check_same_code(host_package, chroot_package):
             if not os.path.exists(theirs) or _read(mine) != _read(theirs):
                 raise AssertionError(f"the plugin installed in the chroot differs from .venv's "
                                      f"({os.path.relpath(mine, host_package)}): run bash scripts/newest-orthanc.sh install")
+
+
+def _same_release(found, release: str) -> bool:
+    """'1.13.0' is of release '1.13', and '1.10.1' of '1.10.1'; 'mainline', '1.130' and None are not."""
+    return isinstance(found, str) and (found == release or found.startswith(release + "."))
 
 
 def _read(path) -> bytes:
@@ -186,8 +195,34 @@ class Orthanc:
             wait_http(f"{self.url}/system", self.process, timeout)
         except RuntimeError as exc:
             raise RuntimeError(f"{exc}\n--- Orthanc log (tail) ---\n{self.log_tail()}") from None
+        try:
+            self.check_versions()
+        except AssertionError:
+            self.stop()
+            raise
         self.watchdog = Watchdog(self.url, self.process, self.version, self.test_folder, root=self.root).start()
         return self
+
+    def check_versions(self):
+        """The Orthanc that answers is the one its label names (PROMISED): a label only says what was meant."""
+        core, plugin = PROMISED[self.version]
+        where = f"in the chroot {self.root} (scripts/newest-orthanc.sh)" if self.root else f"on the host ({ORTHANC})"
+        found = self.get_json("/system").get("Version")
+        if not _same_release(found, core):
+            raise AssertionError(f"the Orthanc {where} reports version {found!r}, but the tests labelled it "
+                                 f"{self.version} and are written for Orthanc {core}.x; rebuild or update that "
+                                 "Orthanc, or update HOST_VERSION/NEWEST_VERSION and PROMISED in "
+                                 "tests/support/orthanc.py")
+        try:
+            found = self.get_json("/plugins/python").get("Version")
+        except HttpError as exc:
+            if exc.status != 404:
+                raise
+            return  # this Orthanc does not list its plugins' versions: nothing to compare
+        if not _same_release(found, plugin):
+            raise AssertionError(f"the Orthanc {where} runs the Python plugin version {found!r}, but the tests "
+                                 f"labelled it {self.version} and are written for the Python plugin {plugin}.x; "
+                                 "update that Orthanc's orthanc-python, or PROMISED in tests/support/orthanc.py")
 
     def _stop_watching(self) -> bool:
         """Stops the watchdog (a normal stop is no freeze); True if it had found this Orthanc frozen."""
