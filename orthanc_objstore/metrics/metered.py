@@ -4,22 +4,28 @@
 when the glue asks for metrics, so the providers, the encryption layer and the hybrid router hold
 no counter. What the wrapper cannot see has a small hook where it happens: hybrid fallbacks
 (``HybridArea(on_fallback=...)``), move-job steps (``JobManager(on_step=...)``), SDK retries
-(``S3Store.count_retries``), orphans waiting for clean-up (a gauge on ``OrphanReaper.pending``).
+(``S3Store.count_retries``), orphans waiting for clean-up (a gauge on ``OrphanReaper.pending``), the
+files handled by restores (``RestoreManager(on_step=...)``).
 
 Counting rules: every call of ``create`` / ``read`` / ``read_range`` / ``remove`` is one operation of
 its side, failed or not; the bytes are those written or returned by the calls that succeeded (a
 delete's size is unknown without one more request, so deletes count no bytes); a failure counts
-one error of its kind, taken from the error vocabulary (``errors.py``). ``locate`` is not counted.
+one error of its kind, taken from the error vocabulary (``errors.py``): a read refused because the object
+is in a cold class is ``needs_restore``. ``locate``, ``cold_state`` and ``restore`` are not counted as
+operations (restores have their own counter).
 """
 
 from ..areas.contract import Area, Location
-from ..errors import IntegrityError, NotFound, PermissionDenied, StoreUnavailable
+from ..errors import IntegrityError, NeedsRestore, NotFound, PermissionDenied, StoreUnavailable
+from ..storage.protocol import ColdState
 from .registry import Metrics
 
 WRITE, READ, READ_RANGE, DELETE = "write", "read", "read_range", "delete"
 OPERATIONS = (WRITE, READ, READ_RANGE, DELETE)
 NOT_FOUND, INTEGRITY, UNAVAILABLE, PERMISSION, OTHER = "not_found", "integrity", "unavailable", "permission", "other"
-ERROR_KINDS = (NOT_FOUND, INTEGRITY, UNAVAILABLE, PERMISSION, OTHER)
+NEEDS_RESTORE = "needs_restore"
+ERROR_KINDS = (NOT_FOUND, INTEGRITY, UNAVAILABLE, PERMISSION, NEEDS_RESTORE, OTHER)
+RESTORE_OUTCOMES = ("requested", "in_progress", "readable", "missing", "failed")  # restore.REQUESTED, ...
 MOVE_OUTCOMES = ("moved", "skipped", "failed", "missing")  # move.MOVED, SKIPPED, FAILED, MISSING
 
 OPERATIONS_TOTAL = "orthanc_objstore_operations_total"
@@ -30,6 +36,7 @@ FALLBACKS_TOTAL = "orthanc_objstore_hybrid_fallbacks_total"
 MOVE_FILES_TOTAL = "orthanc_objstore_move_files_total"
 MOVE_BYTES_TOTAL = "orthanc_objstore_move_bytes_total"
 ORPHANS_PENDING = "orthanc_objstore_orphans_pending"
+RESTORE_FILES_TOTAL = "orthanc_objstore_restore_files_total"
 
 
 def error_kind(exc: BaseException) -> str:
@@ -42,6 +49,8 @@ def error_kind(exc: BaseException) -> str:
         return UNAVAILABLE
     if isinstance(exc, PermissionDenied):
         return PERMISSION
+    if isinstance(exc, NeedsRestore):
+        return NEEDS_RESTORE
     return OTHER
 
 
@@ -59,6 +68,9 @@ class StorageMetrics:
                     self.error(operation, storage, kind)
                 if operation != DELETE:
                     self.bytes(operation, storage)
+        self.restore_files = {outcome: m.counter(RESTORE_FILES_TOTAL, "Files handled by POST /objstore/restore and "
+                                                 "restores started by reads, by outcome", outcome=outcome)
+                              for outcome in RESTORE_OUTCOMES}
         if hybrid:
             self.fallbacks = m.counter(FALLBACKS_TOTAL, "Reads (whole or ranges) served by the secondary "
                                        "storage of hybrid mode after the primary said not found")
@@ -97,6 +109,11 @@ class StorageMetrics:
         self.move_files[outcome].add()
         if outcome in self.move_bytes:
             self.move_bytes[outcome].add(size)
+
+
+    def restore_step(self, outcome: str) -> None:
+        """One file handled by a restore (``RestoreManager(on_step=...)``, ``ColdReads``)."""
+        self.restore_files[outcome].add()
 
 
 class _Counted:
@@ -169,3 +186,13 @@ class MeteredArea:
 
     def locate(self, uuid: str, content_type: int) -> list[Location]:
         return self.inner.locate(uuid, content_type)
+
+    @property
+    def restore_tiers(self) -> tuple[str, ...]:
+        return self.inner.restore_tiers
+
+    def cold_state(self, uuid: str, content_type: int) -> ColdState:
+        return self.inner.cold_state(uuid, content_type)
+
+    def restore(self, uuid: str, content_type: int, days: int, tier: str) -> ColdState:
+        return self.inner.restore(uuid, content_type, days, tier)
