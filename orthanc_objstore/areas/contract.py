@@ -30,7 +30,7 @@ import json
 from dataclasses import dataclass
 from typing import Protocol
 
-from ..errors import NotFound
+from ..errors import NeedsRestore, NotFound
 from ..storage.protocol import ColdState, Owner, Restorable, Store, cold_state
 from .naming import Naming
 
@@ -139,6 +139,8 @@ class ObjectArea:
                 self.store.head(key)
             except NotFound:
                 continue
+            except NeedsRestore:
+                pass  # there, in a cold class (the encryption layer's head reads the header)
             found.append(Location(self.storage_name, key, self.store.describe(key)))
         return found
 
