@@ -5,7 +5,8 @@ every attachment of the resources and of the resources below them), the restores
 (``Area.cold_state`` / ``Area.restore``, i.e. ``storage.Restorable``).
 
 Each attachment has one outcome: ``readable`` (already readable, not touched), ``requested`` (a restore
-was asked for now), ``in_progress`` (a restore was already running), ``missing`` or ``failed``.
+was asked for now), ``in_progress`` (a restore was already running), ``missing`` or ``failed``; and
+``ReadableFiles`` counts those readable now (already, or restored since: some stores restore at once).
 ``restore_now`` does this once and returns the counts (the synchronous ``POST /objstore/restore``).
 A ``RestoreJob`` (``"Asynchronous": true``) does the same, then polls the files being restored with a
 growing delay (``POLL_FIRST_SECONDS`` doubling up to ``POLL_MAX_SECONDS``) and succeeds when every one is
@@ -48,22 +49,23 @@ POLL_MAX_SECONDS = 900.0
 MAX_REPORTED_ERRORS = 100
 
 
-def restore_one(area: Area, attachment: Attachment, days: int, tier: str) -> tuple[str, str | None]:
-    """(outcome, error) for one attachment: readable ones are left alone, cold ones get a restore."""
+def restore_one(area: Area, attachment: Attachment, days: int, tier: str) -> tuple[str, str | None, bool]:
+    """(outcome, error, readable after the request) for one attachment: readable ones are left alone, cold
+    ones get a restore (some stores, e.g. moto or Azurite, restore at once)."""
     try:
         state = area.cold_state(attachment.uuid, attachment.content_type)
         if state.readable:
-            return READABLE, None
+            return READABLE, None, True
         if state.restore == "in-progress":
-            return IN_PROGRESS, None
+            return IN_PROGRESS, None, False
         after = area.restore(attachment.uuid, attachment.content_type, days, tier)
-        return (READABLE if after.readable else REQUESTED), None
+        return REQUESTED, None, after.readable
     except NotFound:
-        return MISSING, "in no storage"
+        return MISSING, "in no storage", False
     except StoreError as exc:
-        return FAILED, str(exc)
+        return FAILED, str(exc), False
     except Exception as exc:  # noqa: BLE001 - one file's failure is reported, the others go on
-        return FAILED, f"{type(exc).__name__}: {exc}"
+        return FAILED, f"{type(exc).__name__}: {exc}", False
 
 
 def summary(planned: list[Attachment], outcomes: dict[int, str], errors: list[dict], ready: set[int]) -> dict:
@@ -82,14 +84,17 @@ def restore_now(index: OrthancIndex, area: Area, groups: dict[str, list[str]], d
     """Asks for the restore of every attachment of ``groups`` once; the counts of what it found."""
     planned = plan(index, groups)
     outcomes: dict[int, str] = {}
+    ready: set[int] = set()
     errors: list[dict] = []
     for step, attachment in enumerate(planned):
-        outcome, error = restore_one(area, attachment, days, tier)
+        outcome, error, readable = restore_one(area, attachment, days, tier)
         outcomes[step] = outcome
+        if readable and outcome != READABLE:
+            ready.add(step)
         on_step(outcome)
         if error and len(errors) < MAX_REPORTED_ERRORS:
             errors.append({"Uuid": attachment.uuid, "Resource": attachment.resource, "Error": error})
-    return {**groups, "Days": days, "Tier": tier, **summary(planned, outcomes, errors, set())}
+    return {**groups, "Days": days, "Tier": tier, **summary(planned, outcomes, errors, ready)}
 
 
 class RestoreJob:
@@ -317,9 +322,11 @@ class RestoreManager:
                 continue
             if job.cancel_requested or self._stopping:
                 break
-            outcome, error = restore_one(self.area, attachment, job.days, job.tier)
+            outcome, error, readable = restore_one(self.area, attachment, job.days, job.tier)
             with job.lock:
                 job.outcomes[step] = outcome
+                if readable and outcome != READABLE:
+                    job.ready.add(step)
                 if error and len(job.errors) < MAX_REPORTED_ERRORS:
                     job.errors.append({"Uuid": attachment.uuid, "Resource": attachment.resource, "Error": error})
             self.on_step(outcome)

@@ -357,7 +357,7 @@ def test_a_restore_job_fails_when_a_file_is_missing(tmp_path):
     assert job.state == FAILURE and "1 of 2 file(s) could not be restored" in job.error[1]
     assert job.counts()["MissingFiles"] == 1 and job.counts()["ReadableFiles"] == 1
     assert metrics.metrics.value(RESTORE_FILES_TOTAL, outcome="missing") == 1
-    assert metrics.metrics.value(RESTORE_FILES_TOTAL, outcome="readable") == 1  # moto-like: restored at once
+    assert metrics.metrics.value(RESTORE_FILES_TOTAL, outcome="requested") == 1  # moto-like: restored at once
 
 
 def test_storage_location_shows_class_and_restore_state(tmp_path):
