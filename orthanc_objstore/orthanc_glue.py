@@ -310,6 +310,7 @@ def install(started=None):
                          {orthanc.ChangeType.JOB_SUBMITTED, orthanc.ChangeType.JOB_SUCCESS,
                           orthanc.ChangeType.JOB_FAILURE})
     lifecycle.on_change.append(core_jobs.on_change)
+    # restore jobs (S3 and Azure: the stores with cold classes) are listed under /jobs as move jobs are
     restores = RestoreManager(RestIndex(api), area,
                               FileJobStore(os.path.join(jobs_folder(common), RESTORE_JOBS_FOLDER)),
                               on_step=metrics.restore_step)
@@ -318,8 +319,9 @@ def install(started=None):
     lifecycle.on_stopped.append(restores.stop)
     for pattern, callback in RestoreRoutes(api, area, restores, policy, metrics.restore_step).routes():
         orthanc.RegisterRestCallback(pattern, callback)
+    listed = (restores,) if area.restore_tiers else ()
     for pattern, callback in MoveStorageRoutes(api, area, manager, plugin_config.common.hybrid_mode,
-                                               core_jobs, other_jobs=(restores,)).routes():
+                                               core_jobs, other_jobs=listed).routes():
         orthanc.RegisterRestCallback(pattern, callback)
     log.warning("orthanc-objstore %s: storage area in %r through %s; Orthanc's REST API %s; metrics %s; started "
                 "in %.3f s", __version__, area, registered, how, metrics_where, time.monotonic() - started)
