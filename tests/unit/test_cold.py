@@ -1,4 +1,4 @@
-"""Cold storage classes without a server: warnings, refused reads, RestoreOnRead, POST /objstore/restore and its jobs."""
+"""Cold storage classes without a server: warnings, refused reads, RestoreOnRead, POST /objstore/restore, its jobs."""
 
 import hashlib
 import json
@@ -232,10 +232,14 @@ class World:
     def __init__(self, area, uuids=(U1, U2)):
         self.area = area
         self.api = FakeOrthancApi({"/series/c0": {"Instances": ["d1", "d2"]}})
-        for instance, uuid in zip(("d1", "d2"), uuids):
+        for instance, uuid in zip(("d1", "d2"), uuids, strict=True):
             size = len(f"dicom {uuid}")
-            self.api.answers.update({f"/instances/{instance}": {}, f"/instances/{instance}/attachments?full": {"dicom": 1},
-                                     f"/instances/{instance}/attachments/1/info": {"Uuid": uuid, "CompressedSize": size}})
+            folder = f"/instances/{instance}"
+            self.api.answers.update({folder: {}, f"{folder}/attachments?full": {"dicom": 1},
+                                     f"{folder}/attachments/1/info": {"Uuid": uuid, "CompressedSize": size}})
+
+
+ASYNCHRONOUS = b'{"Resources": ["c0"], "Asynchronous": true}'
 
 
 def call(callback, uri, method="POST", body=b"", groups=(), get=None):
@@ -300,7 +304,7 @@ def test_asynchronous_restore_is_a_job_that_ends_when_readable(tmp_path):
     store, world, manager, restore, listing = restore_world(tmp_path, polls_to_restore=3)
     manager.start()
     try:
-        answer = json.loads(call(restore, "/objstore/restore", body=b'{"Resources": ["c0"], "Asynchronous": true}').body)
+        answer = json.loads(call(restore, "/objstore/restore", body=ASYNCHRONOUS).body)
         job = manager.get(answer["ID"])
         assert answer["Path"] == f"/jobs/{job.id}"
         assert job.finished.wait(20)
@@ -318,7 +322,7 @@ def test_asynchronous_restore_is_a_job_that_ends_when_readable(tmp_path):
 
 def test_a_restore_job_resumes_after_a_restart_and_can_be_cancelled(tmp_path):
     store, world, manager, restore, listing = restore_world(tmp_path, polls_to_restore=10 ** 6)
-    job_id = json.loads(call(restore, "/objstore/restore", body=b'{"Resources": ["c0"], "Asynchronous": true}').body)["ID"]
+    job_id = json.loads(call(restore, "/objstore/restore", body=ASYNCHRONOUS).body)["ID"]
     manager.start()
     assert wait_for(lambda: manager.get(job_id).polls >= 2, timeout=20)
     manager.stop()
@@ -372,3 +376,58 @@ def test_storage_location_shows_class_and_restore_state(tmp_path):
     assert (by_uuid[U2]["StorageClass"], by_uuid[U2]["Restore"]) == ("STANDARD", "not-needed")
     area.restore(U1, 1, 7, "Standard")
     assert routes.storage_locations(RestIndex(world.api), area, "Instance", "d1")[0]["Restore"] == "in-progress"
+
+
+# --- providers' restore states that the emulators cannot show (they restore at once) ------------------------------
+
+def test_s3_restore_in_progress_is_read_from_its_header_and_said_on_reads():
+    import types
+
+    import botocore.exceptions
+
+    from orthanc_objstore.config.sections import S3Config
+    from orthanc_objstore.storage.providers import s3
+
+    assert s3._cold_state({"StorageClass": "GLACIER", "Restore": 'ongoing-request="true"'}).restore == "in-progress"
+    restored = s3._cold_state({"StorageClass": "DEEP_ARCHIVE",
+                               "Restore": 'ongoing-request="false", expiry-date="Fri, 04 Dec 2026 00:00:00 GMT"'})
+    assert (restored.restore, restored.expiry) == ("restored", "Fri, 04 Dec 2026 00:00:00 GMT")
+    assert s3._cold_state({}).restore == "not-needed"  # no StorageClass in a HEAD answer: STANDARD
+
+    class Client:
+        meta = types.SimpleNamespace(config=types.SimpleNamespace(), events=None)
+        restored = []
+
+        def get_object(self, **_):
+            raise botocore.exceptions.ClientError({"Error": {"Code": "InvalidObjectState", "StorageClass": "GLACIER"},
+                                                   "ResponseMetadata": {"HTTPStatusCode": 403}}, "GetObject")
+
+        def head_object(self, **_):
+            return {"StorageClass": "GLACIER", "Restore": 'ongoing-request="true"', "ContentLength": 4}
+
+        def restore_object(self, **request):
+            self.restored.append(request)
+
+    client = Client()
+    store = s3.S3Store(S3Config(bucket_name="b", region="us-east-1"), client=client)
+    with pytest.raises(NeedsRestore) as caught:
+        store.get("x.dcm")
+    assert caught.value.restoring and "restore is in progress" in str(caught.value)
+    assert store.restore("x.dcm", 7, "Standard").restore == "in-progress" and client.restored == []
+
+
+def test_azure_rehydration_in_progress():
+    import types
+
+    from azure.core.exceptions import HttpResponseError
+
+    from orthanc_objstore.storage.providers import azure
+
+    pending = types.SimpleNamespace(blob_tier="Archive", archive_status="rehydrate-pending-to-hot")
+    assert azure._cold_state(pending) == protocol.ColdState("Archive", protocol.IN_PROGRESS)
+    assert azure._cold_state(types.SimpleNamespace(blob_tier="Archive", archive_status=None)).restore == "not-restored"
+    error = HttpResponseError(message="being rehydrated")
+    error.error_code = "BlobBeingRehydrated"
+    error.status_code = 409
+    translated = azure._translate(error, "x.dcm", "read")
+    assert isinstance(translated, NeedsRestore) and translated.restoring and "being rehydrated" in str(translated)
