@@ -12,6 +12,8 @@ The hierarchy::
     ├── IntegrityError              the object exists but its bytes are not what was written
     │   ├── UnknownKeyError         encrypted with a master key id that is not configured
     │   └── WrongOwner              the object was written for another attachment (its recorded owner)
+    ├── NeedsRestore                the object is in a cold class (S3 GLACIER/DEEP_ARCHIVE, Azure Archive):
+    │                               readable only after a restore
     ├── PermissionDenied            credentials refused for this operation
     └── StoreUnavailable            network error, timeout, throttling, 5xx after the SDK's retries
     ConfigError                     invalid configuration; stops Orthanc at start-up
@@ -49,6 +51,21 @@ class UnknownKeyError(IntegrityError):
 
 class WrongOwner(IntegrityError):
     """The object's recorded owner (metadata) is another attachment: it must never be served for this one."""
+
+
+class NeedsRestore(StoreError):
+    """The object exists but sits in a storage class or tier that must be restored before it can be read.
+
+    ``storage_class`` is the provider's name for it (``GLACIER``, ``DEEP_ARCHIVE``, ``Archive``);
+    ``restoring`` is True when a restore was already asked for and is still running. The message names
+    the object, the class and how to restore it (``POST /objstore/restore``). Never a ``NotFound``: hybrid
+    mode must not look for the file on the other side, and a move must not take it for missing.
+    """
+
+    def __init__(self, message: str, key: str | None = None, storage_class: str = "", restoring: bool = False):
+        super().__init__(message, key)
+        self.storage_class = storage_class
+        self.restoring = restoring
 
 
 class PermissionDenied(StoreError):

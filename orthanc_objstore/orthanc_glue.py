@@ -25,14 +25,17 @@ from . import __version__, build
 from .config import sections as config
 from .errors import ConfigError
 from .jobs.journal import FileJobStore
+from .jobs.restore import RestoreManager
 from .jobs.scheduler import JobManager
 from .jobs.tiering import TieringPolicy
 from .metrics.registry import Metrics, Publisher
 from .orthanc_side.archive_guard import ROUTE as ARCHIVE_ROUTE
 from .orthanc_side.archive_guard import ArchiveGuard, ReadFailures
 from .orthanc_side.callbacks import ErrorCodes, StorageCallbacks
+from .orthanc_side.cold import ColdReads, RestorePolicy
 from .orthanc_side.orphans import OrphanReaper
 from .orthanc_side.rest import route
+from .orthanc_side.restore import RestoreRoutes
 from .orthanc_side.routes import CoreJobs, MoveStorageRoutes
 from .port.index import OrthancApi, OrthancCallError, RestIndex
 from .port.loopback import LoopbackApi, LoopbackSettings
@@ -44,6 +47,7 @@ MOVE_WORKERS = 8
 METRICS_VARIABLE = "ORTHANC_OBJSTORE_METRICS"  # "publish" / "off": override the choice of metrics_publisher()
 METRICS_ROUTE = "/objstore/metrics-prometheus"
 JOBS_FOLDER = "objstore-jobs"  # inside StorageDirectory, which hybrid mode needs persistent anyway
+RESTORE_JOBS_FOLDER = "restore"  # restore jobs, inside the jobs folder
 
 
 class OrthancLogHandler(logging.Handler):
@@ -136,8 +140,13 @@ def error_codes() -> ErrorCodes:
     plugin = code("STORAGE_AREA_PLUGIN", 32)
     unavailable = _register_error_code(1, 503, "orthanc-objstore: the object storage is unavailable (network, "
                                        "timeout or throttling); retry later")
+    needs_restore = _register_error_code(2, 503, "orthanc-objstore: this file is in a cold storage class (S3 "
+                                         "GLACIER or DEEP_ARCHIVE, Azure Archive) and must be restored before it "
+                                         "can be read: POST /objstore/restore {\"Resources\": [\"<id>\"]}; the "
+                                         "Orthanc log names the object and its class")
     return ErrorCodes(code("SUCCESS", 0), code("UNKNOWN_RESOURCE", 17), code("CORRUPTED_FILE", 20), plugin,
-                      plugin if unavailable is None else unavailable)
+                      plugin if unavailable is None else unavailable,
+                      plugin if needs_restore is None else needs_restore)
 
 
 def _register_error_code(code, http_status, message):
@@ -272,9 +281,12 @@ def install(started=None):
         metrics.metrics.prometheus_text(), "text/plain; version=0.0.4"), "GET"))
     read_failures = ReadFailures()
     version = storage_api()
+    common = plugin_config.common
+    policy = RestorePolicy(common.restore_on_read, common.restore_days, common.restore_tier)
     callbacks = StorageCallbacks(area, reaper, error_codes() if version == "v3" else ErrorCodes(),
-                                 storage_compression=plugin_config.common.storage_compression,
-                                 on_read_failure=read_failures.record)
+                                 storage_compression=common.storage_compression,
+                                 on_read_failure=read_failures.record,
+                                 cold_reads=ColdReads(area, policy, metrics.restore_step))
     registered = register_storage(callbacks, version)
     if not orthanc.CheckVersionAdvanced(1, 11, 0):
         orthanc.RegisterRestCallback(ARCHIVE_ROUTE, route(ArchiveGuard(api, read_failures), "GET", "POST"))
@@ -299,8 +311,18 @@ def install(started=None):
                          {orthanc.ChangeType.JOB_SUBMITTED, orthanc.ChangeType.JOB_SUCCESS,
                           orthanc.ChangeType.JOB_FAILURE})
     lifecycle.on_change.append(core_jobs.on_change)
+    # restore jobs (S3 and Azure: the stores with cold classes) are listed under /jobs as move jobs are
+    restores = RestoreManager(RestIndex(api), area,
+                              FileJobStore(os.path.join(jobs_folder(common), RESTORE_JOBS_FOLDER)),
+                              on_step=metrics.restore_step)
+    restores.load()
+    lifecycle.on_started.append(restores.start)
+    lifecycle.on_stopped.append(restores.stop)
+    for pattern, callback in RestoreRoutes(api, area, restores, policy, metrics.restore_step).routes():
+        orthanc.RegisterRestCallback(pattern, callback)
+    listed = (restores,) if area.restore_tiers else ()
     for pattern, callback in MoveStorageRoutes(api, area, manager, plugin_config.common.hybrid_mode,
-                                               core_jobs).routes():
+                                               core_jobs, other_jobs=listed).routes():
         orthanc.RegisterRestCallback(pattern, callback)
     log.warning("orthanc-objstore %s: storage area in %r through %s; Orthanc's REST API %s; metrics %s; started "
                 "in %.3f s", __version__, area, registered, how, metrics_where, time.monotonic() - started)

@@ -7,7 +7,9 @@ than per key (the hybrid router) implement the same ``Area`` protocol around oth
 Contract: ``create`` stores the attachment and returns its ``Location``; ``read`` returns it whole;
 ``read_range`` returns exactly ``length`` bytes from ``start``;
 ``remove`` deletes it wherever it is, and removing a missing attachment is not an error;
-``locate`` lists where it is now. ``ObjectArea`` gives the store the attachment as ``owner`` on every
+``locate`` lists where it is now; ``cold_state`` says the storage class and restore state of the copy a read
+would get, ``restore`` asks for a restore of it (``storage.Restorable``; ``restore_tiers`` lists the speeds,
+empty when no storage of the area has cold classes). ``ObjectArea`` gives the store the attachment as ``owner`` on every
 write and read, so an object found under this attachment's key but written for another is refused
 (``IntegrityError``, see ``storage.protocol``). Missing attachments raise ``NotFound``; any other failure another
 ``StoreError``.
@@ -28,8 +30,8 @@ import json
 from dataclasses import dataclass
 from typing import Protocol
 
-from ..errors import NotFound
-from ..storage.protocol import Owner, Store
+from ..errors import NeedsRestore, NotFound
+from ..storage.protocol import ColdState, Owner, Restorable, Store, cold_state
 from .naming import Naming
 
 FILE_SYSTEM = "file-system"
@@ -91,6 +93,13 @@ class Area(Protocol):
 
     def locate(self, uuid: str, content_type: int) -> list[Location]: ...
 
+    @property
+    def restore_tiers(self) -> tuple[str, ...]: ...
+
+    def cold_state(self, uuid: str, content_type: int) -> ColdState: ...
+
+    def restore(self, uuid: str, content_type: int, days: int, tier: str) -> ColdState: ...
+
 
 class ObjectArea:
     """Attachments kept in one store under the names given by ``naming``."""
@@ -130,8 +139,25 @@ class ObjectArea:
                 self.store.head(key)
             except NotFound:
                 continue
+            except NeedsRestore:
+                pass  # there, in a cold class (the encryption layer's head reads the header)
             found.append(Location(self.storage_name, key, self.store.describe(key)))
         return found
+
+    @property
+    def restore_tiers(self) -> tuple[str, ...]:
+        return self.store.restore_tiers if isinstance(self.store, Restorable) else ()
+
+    def cold_state(self, uuid: str, content_type: int) -> ColdState:
+        return self._first_found(self.naming.candidate_keys(uuid, content_type),
+                                 lambda key: cold_state(self.store, key))
+
+    def restore(self, uuid: str, content_type: int, days: int, tier: str) -> ColdState:
+        store = self.store
+        if not isinstance(store, Restorable):
+            return self.cold_state(uuid, content_type)
+        return self._first_found(self.naming.candidate_keys(uuid, content_type),
+                                 lambda key: store.restore(key, days, tier))
 
     def _keys(self, uuid, content_type, location):
         """The keys to try, in order: the recorded key (if it is this storage's), then the names."""

@@ -10,7 +10,8 @@ Contract (SPEC HYB-2), the ``Area`` protocol's, plus:
   before it deletes the source, so a reader racing with a move always finds the file on that
   second look;
 * ``remove`` removes the attachment from both sides (missing on one side is normal);
-* ``locate`` lists where the attachment is on both sides.
+* ``locate`` lists where the attachment is on both sides;
+* ``cold_state`` / ``restore`` ask the side a read would get the file from (primary, then secondary).
 
 A ``location`` hint is passed on, as it is, to both sides: each side uses it only when it names that
 side's storage (``ObjectArea``), so a hint naming the other side or another storage costs nothing.
@@ -31,6 +32,7 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from ..errors import NotFound
+from ..storage.protocol import ColdState
 from .contract import FILE_SYSTEM, OBJECT_STORAGE, Area, Location
 
 log = logging.getLogger(__name__)
@@ -81,14 +83,26 @@ class HybridArea:
     def locate(self, uuid: str, content_type: int) -> list[Location]:
         return self.primary.locate(uuid, content_type) + self.secondary.locate(uuid, content_type)
 
-    def _with_fallback(self, uuid: str, operation: Callable[[Area], T]) -> T:
+    @property
+    def restore_tiers(self) -> tuple[str, ...]:
+        return self.sides[OBJECT_STORAGE].restore_tiers
+
+    def cold_state(self, uuid: str, content_type: int) -> ColdState:
+        return self._with_fallback(uuid, lambda area: area.cold_state(uuid, content_type), read=False)
+
+    def restore(self, uuid: str, content_type: int, days: int, tier: str) -> ColdState:
+        return self._with_fallback(uuid, lambda area: area.restore(uuid, content_type, days, tier),
+                                   read=False)
+
+    def _with_fallback(self, uuid: str, operation: Callable[[Area], T], read: bool = True) -> T:
         try:
             return operation(self.primary)
         except NotFound:
             log.debug("attachment %s is not in the primary storage, trying the secondary", uuid)
         try:
             data = operation(self.secondary)
-            self.on_fallback()
+            if read:
+                self.on_fallback()
             return data
         except NotFound as missing:
             log.debug("attachment %s is in neither storage, asking the primary once more", uuid)

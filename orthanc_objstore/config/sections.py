@@ -42,6 +42,9 @@ HYBRID_MODES = (HYBRID_DISABLED, HYBRID_WRITE_TO_FILE_SYSTEM, HYBRID_WRITE_TO_OB
 S3_STORAGE_CLASSES = ("STANDARD", "REDUCED_REDUNDANCY", "STANDARD_IA", "ONEZONE_IA", "INTELLIGENT_TIERING",
                       "GLACIER", "DEEP_ARCHIVE", "OUTPOSTS", "GLACIER_IR", "SNOW")
 AZURE_ACCESS_TIERS = ("Hot", "Cool", "Archive", "Premium", "Cold")
+S3_COLD_CLASSES = ("GLACIER", "DEEP_ARCHIVE")  # reads need a restore first; GLACIER_IR does not
+AZURE_COLD_TIERS = ("Archive",)
+RESTORE_TIERS = {S3_SECTION: ("Standard", "Bulk", "Expedited"), AZURE_SECTION: ("Standard", "High")}
 GLOBAL = "orthanc"  # the scope of a global Orthanc option
 
 # Options that are no field: they only change how other fields are read.
@@ -86,6 +89,12 @@ class CommonConfig:
     sync_storage_area: bool = option("SyncStorageArea", True, scope=GLOBAL)
     server_identifier: str = option("DatabaseServerIdentifier", "", scope=GLOBAL)
     storage_compression: bool = option("StorageCompression", False, scope=GLOBAL)
+    restore_on_read: bool = option("RestoreOnRead", False, note="a read refused for a cold class (S3 GLACIER, "
+                                   "DEEP_ARCHIVE, Azure Archive) also asks for its restore (restores cost money)")
+    restore_days: int = option("RestoreDays", 7, minimum=1, maximum=36500,
+                               note="S3: days a restored copy stays readable (Azure: no effect)")
+    restore_tier: str = option("RestoreTier", "Standard", choices=("Standard", "Bulk", "Expedited", "High"),
+                               note="S3: Standard, Bulk or Expedited; Azure (rehydrate priority): Standard or High")
 
 
 @dataclass(frozen=True)
@@ -145,6 +154,26 @@ class PluginConfig:
 
 
 # --- rules the option table cannot say (more in config_rules) -------------------------------------------
+
+def _restore_tier_fits_the_provider(section: Section, values: dict) -> None:
+    allowed = RESTORE_TIERS.get(section.name)
+    if allowed is not None and values["restore_tier"] not in allowed:
+        section.bad("RestoreTier", values["restore_tier"], f"one of {', '.join(allowed)} for {section.name}")
+
+
+def cold_storage_warnings(name: str, provider) -> list[str]:
+    """Start-up and check-config warnings for a class or tier whose objects must be restored before reads."""
+    if isinstance(provider, S3Config) and provider.storage_class in S3_COLD_CLASSES:
+        option_name, value = "StorageClass", provider.storage_class
+    elif isinstance(provider, AzureConfig) and provider.access_tier in AZURE_COLD_TIERS:
+        option_name, value = "AccessTier", provider.access_tier
+    else:
+        return []
+    return [f"{name}.{option_name} is {value}: every object written goes to a class that must be restored "
+            "before it can be read; until then, reads of it fail (HTTP 503 on Orthanc >= 1.12.8 with the v3 "
+            "storage API, 500 otherwise) with a log line naming the object, and POST /objstore/restore "
+            "(or RestoreOnRead: true) restores them; use GLACIER_IR / Cool / Cold for files read at once"]
+
 
 def _migration_means_write_to_object_storage(section: Section, values: dict) -> None:
     """The official plugin's deprecated MigrationFromFileSystemEnabled, when HybridMode says nothing else."""
@@ -215,7 +244,8 @@ def _tiering(section: Section, values: dict) -> None:
         values["tiering"] = TieringConfig(**{**read, **parsed})
 
 
-COMMON_RULES = (rules.root_path_is_relative, _migration_means_write_to_object_storage, _encryption, _tiering)
+COMMON_RULES = (rules.root_path_is_relative, _migration_means_write_to_object_storage, _encryption, _tiering,
+                _restore_tier_fits_the_provider)
 PROVIDERS = {  # section → (its dataclass, its rules, the fields it takes from the environment)
     S3_SECTION: (S3Config, (rules.credentials_pair, rules.s3_tags), rules.no_environment),
     AZURE_SECTION: (AzureConfig, (rules.azure_connection_string, rules.azure_container_name), rules.no_environment),
@@ -266,4 +296,5 @@ def parse(configuration: dict, environ: Mapping[str, str] = os.environ) -> tuple
     provider = provider_class(**_read(provider_class, section, orthanc, checks), **from_environment(environ))
     if problems:
         raise ConfigError(problems)
-    return PluginConfig(name, common, provider), section.unknown_option_warnings()
+    return PluginConfig(name, common, provider), section.unknown_option_warnings() + cold_storage_warnings(name,
+                                                                                                          provider)

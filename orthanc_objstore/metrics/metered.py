@@ -4,22 +4,27 @@
 when the glue asks for metrics, so the providers, the encryption layer and the hybrid router hold
 no counter. What the wrapper cannot see has a small hook where it happens: hybrid fallbacks
 (``HybridArea(on_fallback=...)``), move-job steps (``JobManager(on_step=...)``), SDK retries
-(``S3Store.count_retries``), orphans waiting for clean-up (a gauge on ``OrphanReaper.pending``).
+(``S3Store.count_retries``), orphans waiting for clean-up (a gauge on ``OrphanReaper.pending``), the
+files handled by restores (``RestoreManager(on_step=...)``).
 
 Counting rules: every call of ``create`` / ``read`` / ``read_range`` / ``remove`` is one operation of
 its side, failed or not; the bytes are those written or returned by the calls that succeeded (a
 delete's size is unknown without one more request, so deletes count no bytes); a failure counts
-one error of its kind, taken from the error vocabulary (``errors.py``). ``locate`` is not counted.
+one error of its kind, taken from the error vocabulary (``errors.py``): a read refused because the object
+is in a cold class is ``needs_restore``. ``locate``, ``cold_state`` and ``restore`` are not counted as
+operations (restores have their own counter).
 """
 
 from ..areas.contract import FILE_SYSTEM, OBJECT_STORAGE, Area, Location
-from ..errors import IntegrityError, NotFound, PermissionDenied, StoreUnavailable
+from ..errors import IntegrityError, NeedsRestore, NotFound, PermissionDenied, StoreUnavailable
+from ..storage.protocol import ColdState
 from .registry import Metrics
 
 WRITE, READ, READ_RANGE, DELETE = "write", "read", "read_range", "delete"
 OPERATIONS = (WRITE, READ, READ_RANGE, DELETE)
 NOT_FOUND, INTEGRITY, UNAVAILABLE, PERMISSION, OTHER = "not_found", "integrity", "unavailable", "permission", "other"
-ERROR_KINDS = (NOT_FOUND, INTEGRITY, UNAVAILABLE, PERMISSION, OTHER)
+NEEDS_RESTORE = "needs_restore"
+ERROR_KINDS = (NOT_FOUND, INTEGRITY, UNAVAILABLE, PERMISSION, NEEDS_RESTORE, OTHER)
 
 OPERATIONS_TOTAL = "orthanc_objstore_operations_total"
 BYTES_TOTAL = "orthanc_objstore_bytes_total"
@@ -29,6 +34,7 @@ FALLBACKS_TOTAL = "orthanc_objstore_hybrid_fallbacks_total"
 MOVE_FILES_TOTAL = "orthanc_objstore_move_files_total"
 MOVE_BYTES_TOTAL = "orthanc_objstore_move_bytes_total"
 ORPHANS_PENDING = "orthanc_objstore_orphans_pending"
+RESTORE_FILES_TOTAL = "orthanc_objstore_restore_files_total"
 
 
 def error_kind(exc: BaseException) -> str:
@@ -41,6 +47,8 @@ def error_kind(exc: BaseException) -> str:
         return UNAVAILABLE
     if isinstance(exc, PermissionDenied):
         return PERMISSION
+    if isinstance(exc, NeedsRestore):
+        return NEEDS_RESTORE
     return OTHER
 
 
@@ -48,9 +56,10 @@ class StorageMetrics:
     """Every metric of the plugin, created up front (so that each series exists from the start, at 0)."""
 
     def __init__(self, hybrid: bool = False, metrics: Metrics | None = None,
-                 move_outcomes: dict[str, bool] | None = None):
-        """``move_outcomes``: in hybrid mode, the outcomes of a move step, each with whether it moves bytes
-        (the step machine's vocabulary: ``build.storage_metrics`` passes ``jobs.steps.OUTCOMES``)."""
+                 move_outcomes: dict[str, bool] | None = None, restore_outcomes: tuple[str, ...] = ()):
+        """``move_outcomes``: in hybrid mode, the outcomes of a move step, each with whether it moves bytes;
+        ``restore_outcomes``: those of a file's restore. Both are the jobs' vocabularies, which
+        ``build.storage_metrics`` passes (``jobs.steps.OUTCOMES``, ``jobs.restore.OUTCOMES``)."""
         self.metrics = metrics or Metrics()
         m = self.metrics
         self.storages = (OBJECT_STORAGE, FILE_SYSTEM) if hybrid else (OBJECT_STORAGE,)
@@ -61,6 +70,9 @@ class StorageMetrics:
                     self.error(operation, storage, kind)
                 if operation != DELETE:
                     self.bytes(operation, storage)
+        self.restore_files = {outcome: m.counter(RESTORE_FILES_TOTAL, "Files handled by POST /objstore/restore and "
+                                                 "restores started by reads, by outcome", outcome=outcome)
+                              for outcome in restore_outcomes}
         if hybrid:
             self.fallbacks = m.counter(FALLBACKS_TOTAL, "Reads (whole or ranges) served by the secondary "
                                        "storage of hybrid mode after the primary said not found")
@@ -100,6 +112,11 @@ class StorageMetrics:
         self.move_files[outcome].add()
         if outcome in self.move_bytes:
             self.move_bytes[outcome].add(size)
+
+
+    def restore_step(self, outcome: str) -> None:
+        """One file handled by a restore (``RestoreManager(on_step=...)``, ``ColdReads``)."""
+        self.restore_files[outcome].add()
 
 
 class _Counted:
@@ -172,3 +189,13 @@ class MeteredArea:
 
     def locate(self, uuid: str, content_type: int) -> list[Location]:
         return self.inner.locate(uuid, content_type)
+
+    @property
+    def restore_tiers(self) -> tuple[str, ...]:
+        return self.inner.restore_tiers
+
+    def cold_state(self, uuid: str, content_type: int) -> ColdState:
+        return self.inner.cold_state(uuid, content_type)
+
+    def restore(self, uuid: str, content_type: int, days: int, tier: str) -> ColdState:
+        return self.inner.restore(uuid, content_type, days, tier)

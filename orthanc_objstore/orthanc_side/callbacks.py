@@ -14,7 +14,8 @@ from dataclasses import dataclass
 
 from ..areas.contract import Area, Location
 from ..areas.naming import CONTENT_TYPE_DICOM, CONTENT_TYPE_DICOM_UNTIL_PIXEL_DATA
-from ..errors import IntegrityError, NotFound, StoreError, StoreUnavailable
+from ..errors import IntegrityError, NeedsRestore, NotFound, StoreError, StoreUnavailable
+from .cold import ColdReads
 from .orphans import OrphanReaper
 
 log = logging.getLogger("orthanc_objstore")
@@ -33,8 +34,9 @@ class ErrorCodes:
 
     Reads: missing object -> UnknownResource (HTTP 404); damaged, truncated or undecryptable object
     -> CorruptedFile (500); store unreachable -> ``unavailable``, a plugin error code of our own that
-    Orthanc answers as 503 (the glue registers it; StorageAreaPlugin when it could not); anything
-    else -> StorageAreaPlugin (500). Writes and removes never answer 404.
+    Orthanc answers as 503 (the glue registers it; StorageAreaPlugin when it could not); object in a
+    cold class not restored -> ``needs_restore``, another code of ours answered as 503 whose text
+    says to restore it; anything else -> StorageAreaPlugin (500). Writes and removes never answer 404.
     """
 
     success: int = 0
@@ -42,10 +44,13 @@ class ErrorCodes:
     corrupted_file: int = 20
     storage_plugin: int = 32
     unavailable: int = 32
+    needs_restore: int = 32
 
     def for_read(self, exc) -> int:
         if isinstance(exc, NotFound):
             return self.unknown_resource
+        if isinstance(exc, NeedsRestore):
+            return self.needs_restore
         return self.for_write(exc)
 
     def for_write(self, exc) -> int:
@@ -66,8 +71,8 @@ class StorageFailure(Exception):
         self.cause = cause
 
 
-def failure(action, uuid, content_type, exc) -> StorageFailure:
-    """Logs a failed operation once and returns what to raise to Orthanc."""
+def failure(action, uuid, content_type, exc, more: str = "") -> StorageFailure:
+    """Logs a failed operation once and returns what to raise to Orthanc (``more`` ends the message)."""
     if isinstance(exc, NotFound):
         message = f"{action} attachment {uuid} of type {content_type}: not found in the storage ({exc})"
     elif isinstance(exc, StoreError):
@@ -75,6 +80,7 @@ def failure(action, uuid, content_type, exc) -> StorageFailure:
     else:
         message = f"{action} attachment {uuid} of type {content_type} failed: {type(exc).__name__}: {exc}"
         log.debug("unexpected failure", exc_info=exc)
+    message += more
     log.error("%s", message)
     return StorageFailure(message, exc)
 
@@ -91,8 +97,10 @@ class StorageCallbacks:
     """Orthanc's storage callbacks on top of an area. Every failure is logged once, then re-raised bare."""
 
     def __init__(self, area: Area, reaper: OrphanReaper, error_codes: ErrorCodes = ErrorCodes(),
-                 storage_compression: bool = False, on_read_failure: Callable[[str], None] | None = None):
+                 storage_compression: bool = False, on_read_failure: Callable[[str], None] | None = None,
+                 cold_reads: ColdReads | None = None):
         self.area = area
+        self.cold_reads = cold_reads
         self.reaper = reaper
         self.error_codes = error_codes
         self.storage_compression = storage_compression
@@ -124,7 +132,7 @@ class StorageCallbacks:
             return self.area.read(uuid, content_type, location)
         except Exception as exc:  # noqa: BLE001
             self.on_read_failure(uuid)
-            raise failure("reading", uuid, content_type, exc) from None
+            raise failure("reading", uuid, content_type, exc, self._cold(uuid, content_type, exc)) from None
 
     def read_range(self, uuid: str, content_type: int, start: int, length: int,
                    location: Location | None = None) -> bytes:
@@ -132,12 +140,18 @@ class StorageCallbacks:
             data = self.area.read_range(uuid, content_type, start, length, location)
         except Exception as exc:  # noqa: BLE001
             self.on_read_failure(uuid)
-            raise failure("reading a range of", uuid, content_type, exc) from None
+            raise failure("reading a range of", uuid, content_type, exc, self._cold(uuid, content_type, exc)) from None
         if len(data) != length:  # Orthanc refuses it anyway; say why, and never serve it
             self.on_read_failure(uuid)
             raise failure("reading a range of", uuid, content_type,
                           IntegrityError(f"{len(data)} bytes instead of the {length} asked for")) from None
         return data
+
+    def _cold(self, uuid: str, content_type: int, exc: Exception) -> str:
+        """What RestoreOnRead adds to the message of a read refused for a cold class ("" otherwise)."""
+        if self.cold_reads is None or not isinstance(exc, NeedsRestore):
+            return ""
+        return self.cold_reads.refused(uuid, content_type, exc)
 
     def remove(self, uuid: str, content_type: int, location: Location | None = None) -> None:
         try:

@@ -14,8 +14,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..areas.contract import STORAGE_NAMES, Area
+from ..errors import StoreError
 from ..jobs.scheduler import JobManager
-from ..jobs.steps import JOB_ID_PREFIX, JOB_TYPE, SUCCESS, MoveJob, plan, resolve
+from ..jobs.steps import JOB_ID_PREFIX, JOB_TYPE, SUCCESS, plan, resolve
 from ..port.index import LEVEL_BY_FOLDER, LEVELS, OrthancApi, OrthancIndex, RestIndex, valid_resource_id
 from .rest import Request, answer_json, route, send_json_error
 
@@ -75,13 +76,14 @@ def _timestamp(epoch: float) -> str:
     return moment.strftime("%Y%m%dT%H%M%S.%f")
 
 
-def job_status(job: MoveJob) -> dict:
-    """A move job as ``GET /jobs/{id}`` shows it: the fields of Orthanc's core jobs."""
+def job_status(job) -> dict:
+    """A job of the plugin (a ``MoveJob``, or any job with the same fields and its own ``job_type``, such as
+    a ``RestoreJob``) as ``GET /jobs/{id}`` shows it: the fields of Orthanc's core jobs."""
     now = time.time()
     with job.lock:
         state, error, created, started, completed = job.state, job.error, job.created, job.started, job.completed
     runtime = ((completed or now) - started) if started else 0.0
-    status = {"ID": job.id, "Type": JOB_TYPE, "State": state, "Progress": job.progress(),
+    status = {"ID": job.id, "Type": getattr(job, "job_type", JOB_TYPE), "State": state, "Progress": job.progress(),
               "Priority": job.priority, "CreationTime": _timestamp(created),
               "EffectiveRuntime": round(runtime, 3), "ErrorCode": error[0], "ErrorDescription": error[1],
               "Timestamp": _timestamp(now), "Content": job.content()}
@@ -129,13 +131,16 @@ class CoreJobs:
 
 class MoveStorageRoutes:
     """The handlers; ``routes()`` gives the (pattern, callback) pairs to register. ``manager`` is None
-    when hybrid mode is off (then only /move-storage, answering 400, and storage-location exist)."""
+    when hybrid mode is off (then /move-storage answers 400). ``other_jobs`` are the plugin's other job
+    managers (restore jobs): each has ``get(id)``, ``jobs()`` and ``cancel(id)`` as ``JobManager`` does, and
+    their jobs are listed, shown and cancelled under ``/jobs`` with the move jobs."""
 
     def __init__(self, api: OrthancApi, area: Area, manager: JobManager | None, hybrid_mode: str,
-                 core_jobs: Callable[[], list[str]]):
+                 core_jobs: Callable[[], list[str]], other_jobs: tuple = ()):
         self.api = api
         self.area = area
         self.manager = manager
+        self.job_managers = tuple(m for m in (manager, *other_jobs) if m is not None)
         self.hybrid_mode = hybrid_mode
         self.core_jobs = core_jobs
         self.index = RestIndex(api)
@@ -144,7 +149,7 @@ class MoveStorageRoutes:
         pairs = [("/move-storage", route(self.move_storage, "POST")),
                  ("/(patients|studies|series|instances)/([^/]+)/storage-location",
                   route(self.storage_location, "GET"))]
-        if self.manager is not None:
+        if self.job_managers:
             job_id = f"({JOB_ID_PREFIX}[0-9a-f-]+)"
             pairs += [("/jobs", route(self.list_jobs, "GET")),
                       (f"/jobs/{job_id}", route(self.job, "GET")),
@@ -186,35 +191,42 @@ class MoveStorageRoutes:
             send_json_error(output, 500, status["ErrorDescription"], ErrorCode=status["ErrorCode"], ID=job.id,
                             Content=status["Content"])
 
+    def _own_jobs(self) -> list:
+        return sorted((job for manager in self.job_managers for job in manager.jobs()), key=lambda job: job.created)
+
+    def _find(self, job_id: str):
+        for manager in self.job_managers:
+            job = manager.get(job_id)
+            if job is not None:
+                return manager, job
+        return None, None
+
     def list_jobs(self, output, request: Request):
-        assert self.manager is not None
         with self.api.handler_slot():
             core = self.core_jobs()
             if "expand" not in request.get:
-                answer_json(output, core + [job.id for job in self.manager.jobs()])
+                answer_json(output, core + [job.id for job in self._own_jobs()])
                 return
             expanded = []
             for job_id in core:
                 status = self.api.get_json(f"/jobs/{job_id}")
                 if status is not None:  # else removed from the history meanwhile
                     expanded.append(status)
-        answer_json(output, expanded + [job_status(job) for job in self.manager.jobs()])
+        answer_json(output, expanded + [job_status(job) for job in self._own_jobs()])
 
     def job(self, output, request: Request):
-        assert self.manager is not None
-        job = self.manager.get(request.groups[0])
+        _, job = self._find(request.groups[0])
         if job is None:
             send_json_error(output, 404, f"no job {request.groups[0]!r}")
         else:
             answer_json(output, job_status(job))
 
     def cancel_job(self, output, request: Request):
-        assert self.manager is not None
         job_id = request.groups[0]
-        job = self.manager.get(job_id)
+        manager, job = self._find(job_id)
         if job is None:
             send_json_error(output, 404, f"no job {job_id!r}")
-        elif not self.manager.cancel(job_id):
+        elif not manager.cancel(job_id):
             send_json_error(output, 400, f"job {job_id} has already finished ({job.state})")
         else:
             answer_json(output, {})
@@ -230,8 +242,23 @@ class MoveStorageRoutes:
         answer_json(output, {"ID": resource_id, "Type": level, "Attachments": locations})
 
 
+def _cold_fields(area: Area, attachment, locations) -> dict:
+    """``StorageClass`` and ``Restore`` of the copy a read gets, when a storage of the area has cold classes."""
+    if not locations or not area.restore_tiers:
+        return {}
+    try:
+        state = area.cold_state(attachment.uuid, attachment.content_type)
+    except StoreError as exc:
+        return {"StorageClass": None, "Restore": f"unknown ({exc})"}
+    fields = {"StorageClass": state.storage_class or None, "Restore": state.restore}
+    if state.expiry:
+        fields["RestoreExpiry"] = state.expiry
+    return fields
+
+
 def storage_locations(index: OrthancIndex, area: Area, level: str, resource_id: str) -> list[dict]:
-    """Every attachment of a resource and of the resources below it, with where it is now (SPEC BEY-1)."""
+    """Every attachment of a resource and of the resources below it, with where it is now (SPEC BEY-1), and
+    its storage class and restore state where the storage has cold classes (SPEC COLD-1)."""
     answer = []
     for attachment in plan(index, {LEVELS[level].group: [resource_id]}):
         locations = area.locate(attachment.uuid, attachment.content_type)
@@ -240,5 +267,6 @@ def storage_locations(index: OrthancIndex, area: Area, level: str, resource_id: 
                        "ContentType": attachment.content_type, "Size": attachment.size,
                        "Storage": "both" if len(storages) > 1 else (storages[0] if storages else "missing"),
                        "Locations": [{"Storage": location.storage, "Key": location.key,
-                                      "Where": location.description} for location in locations]})
+                                      "Where": location.description} for location in locations],
+                       **_cold_fields(area, attachment, locations)})
     return answer

@@ -16,7 +16,8 @@ plaintext, keeping objects in ``inner`` in format A1, A2 or A3 (``crypto.formats
   different overheads: it reads the 70-byte header (one small ranged read). For A2 the header holds
   the plaintext size (not authenticated by ``head``; ``get`` checks it); for A1 it adds ``inner.head``
   (size - 86).
-- ``delete`` and ``describe`` delegate.
+- ``delete`` and ``describe`` delegate; so do ``cold_state`` and ``restore`` (``protocol.Restorable``: a
+  storage class is the inner store's business; an inner store without classes reads as not cold).
 - ``owner`` (see ``protocol``) is passed on to ``inner`` (which records and checks it as metadata) and,
   for A3, bound into the authenticated data: ``put`` with ``Format: A3`` writes A3 for its owner (A2
   when called without one: nothing to bind), and an A3 object can only be read with its owner. A3
@@ -37,7 +38,7 @@ from ..crypto import formats as crypto
 from ..crypto.keys import KEY_ID_SIZE, header_key_id
 from ..errors import IntegrityError, StoreError, UnknownKeyError, WrongOwner
 from .budget import ByteBudget, InputTooLarge
-from .protocol import Owner, Store, check_range, owner_checks
+from .protocol import ColdState, Owner, Restorable, Store, check_range, cold_state, owner_checks
 
 
 @runtime_checkable
@@ -131,6 +132,18 @@ class EncryptedStore:
 
     def describe(self, key: str) -> str:
         return self.inner.describe(key)
+
+    @property
+    def restore_tiers(self) -> tuple[str, ...]:
+        return self.inner.restore_tiers if isinstance(self.inner, Restorable) else ()
+
+    def cold_state(self, key: str) -> ColdState:
+        return cold_state(self.inner, key)
+
+    def restore(self, key: str, days: int, tier: str) -> ColdState:
+        if isinstance(self.inner, Restorable):
+            return self.inner.restore(key, days, tier)
+        return cold_state(self.inner, key)
 
     def _read_header(self, key: str, owner: Owner | None = None) -> bytes:
         try:

@@ -45,6 +45,11 @@ and the "where is my file" route (for example ``s3://bucket/key``); it never con
 Providers with a bucket or container also implement ``StartupCheck``; every operation of theirs on a
 missing bucket raises ``BucketNotFound``, never ``NotFound``.
 
+Providers with storage classes that must be restored before a read (S3 GLACIER and DEEP_ARCHIVE,
+Azure Archive) implement ``Restorable``: ``cold_state(key)`` says the object's class and restore state,
+``restore(key, days, tier)`` asks for a restore. Their reads of an object not yet restored raise
+``NeedsRestore`` (never ``NotFound``). ``cold_state(store, key)`` below answers for any store.
+
 Conveniences built on the protocol are free functions below; they are never overridden.
 ``read_exact_range`` is the part of ``get_range`` that every provider shares.
 """
@@ -54,6 +59,12 @@ from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from ..errors import IntegrityError, NotFound, StoreError, WrongOwner
+
+# Restore states of ``ColdState.restore``
+NOT_NEEDED = "not-needed"      # the class is readable at once (STANDARD, GLACIER_IR, Hot, Cool, ...)
+NOT_RESTORED = "not-restored"  # a cold class, no restore asked for (or the last one expired)
+IN_PROGRESS = "in-progress"    # a restore was asked for and is running
+RESTORED = "restored"          # a cold class with a readable restored copy (S3: until ``expiry``)
 
 OWNER_METADATA = "orthanc-attachment"  # the metadata name (Azure: "orthanc_attachment", see OWNER_METADATA_AZURE)
 OWNER_METADATA_AZURE = OWNER_METADATA.replace("-", "_")  # Azure metadata names must be C# identifiers
@@ -130,6 +141,45 @@ class Listing(Protocol):
 
     def list_sizes(self, prefix: str = "") -> Iterator[tuple[str, int]]:
         """(key, stored size) of every object whose key starts with ``prefix``."""
+
+
+@dataclass(frozen=True)
+class ColdState:
+    """An object's storage class (the provider's name; "" when the store has none) and restore state."""
+
+    storage_class: str = ""
+    restore: str = NOT_NEEDED
+    expiry: str = ""  # S3: when a restored copy goes back to the cold class (its HTTP date)
+
+    @property
+    def readable(self) -> bool:
+        return self.restore in (NOT_NEEDED, RESTORED)
+
+
+@runtime_checkable
+class Restorable(Protocol):
+    """A store with storage classes that must be restored before reads (S3 Glacier, Azure Archive)."""
+
+    @property
+    def restore_tiers(self) -> tuple[str, ...]:
+        """The restore speeds ``restore`` accepts (S3: Standard, Bulk, Expedited; Azure: Standard, High)."""
+
+    def cold_state(self, key: str) -> ColdState:
+        """The object's class and restore state; ``NotFound`` when it does not exist."""
+
+    def restore(self, key: str, days: int, tier: str) -> ColdState:
+        """Asks for a restore of an object that needs one (``days``: how long the restored copy stays,
+        where the provider keeps it for a time; ``tier``: one of ``restore_tiers``). An object already
+        readable, or already being restored, is not touched. Returns the state after the request."""
+
+
+def cold_state(store: Store, key: str) -> ColdState:
+    """``store.cold_state(key)`` for a ``Restorable`` store; else the object is readable as it is (its
+    existence checked: ``NotFound`` when missing)."""
+    if isinstance(store, Restorable):
+        return store.cold_state(key)
+    store.head(key)
+    return ColdState()
 
 
 def exists(store: Store, key: str) -> bool:

@@ -228,9 +228,9 @@ def test_metered_area_counts_operations_and_bytes_and_keeps_the_area_contract():
 
 def test_every_series_exists_from_the_start():
     plain = {name for name, _ in StorageMetrics().metrics.samples()}
-    assert len(plain) == 4 + 3 + 4 * 5 and all(name.startswith("orthanc_objstore_") for name in plain)
+    assert len(plain) == 4 + 3 + 4 * 6 and all(name.startswith("orthanc_objstore_") for name in plain)
     hybrid = {name for name, _ in StorageMetrics(hybrid=True, move_outcomes=move.OUTCOMES).metrics.samples()}
-    assert len(hybrid) == 2 * (4 + 3 + 4 * 5) + 1 + 4 + 3
+    assert len(hybrid) == 2 * (4 + 3 + 4 * 6) + 1 + 4 + 3
     assert FALLBACKS_TOTAL in hybrid and f'{MOVE_FILES_TOTAL}{{outcome="missing"}}' in hybrid
     assert f'{MOVE_BYTES_TOTAL}{{outcome="missing"}}' not in hybrid
 

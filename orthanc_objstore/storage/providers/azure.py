@@ -35,13 +35,23 @@ from ...errors import (
     BucketNotFound,
     ConfigError,
     IntegrityError,
+    NeedsRestore,
     NotFound,
     PermissionDenied,
     StoreError,
     StoreUnavailable,
 )
 from ..buffers import BufferReader
-from ..protocol import OWNER_METADATA_AZURE, Owner, check_owner, read_exact_range
+from ..protocol import (
+    IN_PROGRESS,
+    NOT_NEEDED,
+    NOT_RESTORED,
+    OWNER_METADATA_AZURE,
+    ColdState,
+    Owner,
+    check_owner,
+    read_exact_range,
+)
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +60,9 @@ BLOCK_SIZE = 4 * 1024 * 1024
 UPLOAD_CONCURRENCY = 3
 READ_RANGE_SIZE = 8 * 1024 * 1024  # the first GET and each range after it
 
+ARCHIVE_TIER = "Archive"  # the one tier that must be rehydrated before reads
+REHYDRATE_TO_TIER = "Hot"  # where ``restore`` rehydrates a blob to (Azure keeps it there: no expiry)
+RESTORE_TIERS = ("Standard", "High")  # Azure's rehydrate priorities
 _NOT_FOUND_CODES = {"BlobNotFound", "ResourceNotFound"}
 _DENIED_CODES = {"AuthenticationFailed", "AuthorizationFailure", "AuthorizationPermissionMismatch",
                  "InsufficientAccountPermissions", "AccountIsDisabled", "AuthorizationResourceTypeMismatch"}
@@ -68,6 +81,13 @@ def _translate(exc: Exception, key: str, operation: str) -> StoreError:
     if isinstance(exc, ClientAuthenticationError) or code in _DENIED_CODES or status in (401, 403):
         return PermissionDenied(f"{where}: access denied ({code or status}); check the ConnectionString's "
                                 "account key or SAS permissions", key)
+    if code == "BlobArchived":  # a read of a blob in the Archive tier, not rehydrated
+        return NeedsRestore(f"{where}: the blob is in the access tier Archive and must be rehydrated before it "
+                            "can be read; restore it with POST /objstore/restore (the resource's ids), or set "
+                            "its tier to Hot or Cool, then read it again", key, ARCHIVE_TIER)
+    if code == "BlobBeingRehydrated":
+        return NeedsRestore(f"{where}: the blob is in the access tier Archive and is being rehydrated; read it "
+                            "again when that is done (Azure takes up to 15 hours)", key, ARCHIVE_TIER, restoring=True)
     if code == "ConditionNotMet" or status == 412:  # a later range of a read no longer matches its ETag
         return StoreUnavailable(f"{where}: the blob was replaced while it was being read; read it again", key)
     if code == "InvalidRange" or status == 416:
@@ -101,8 +121,18 @@ def _access_tier(name: str):
         return _RawTier(name)
 
 
+def _cold_state(properties) -> ColdState:
+    """The tier and rehydration state from a blob's properties (``archive_status``: rehydrate-pending-to-...)."""
+    tier = str(getattr(properties.blob_tier, "value", properties.blob_tier) or "")
+    if tier != ARCHIVE_TIER:
+        return ColdState(tier, NOT_NEEDED)
+    pending = str(properties.archive_status or "").startswith("rehydrate-pending")
+    return ColdState(tier, IN_PROGRESS if pending else NOT_RESTORED)
+
+
 class AzureStore:
     records_owner = True  # see store.owner_checks
+    restore_tiers = RESTORE_TIERS  # see store.Restorable
 
     def __init__(self, config, service=None):
         """``config`` is a ``config.AzureConfig``; ``service`` replaces the BlobServiceClient (tests)."""
@@ -199,3 +229,23 @@ class AzureStore:
 
     def describe(self, key: str) -> str:
         return f"azure://{self.account}/{self.container_name}/{key}"
+
+    def cold_state(self, key: str) -> ColdState:
+        try:
+            return _cold_state(self._container.get_blob_client(key).get_blob_properties())
+        except AzureError as exc:
+            raise _translate(exc, key, "access tier check") from exc
+
+    def restore(self, key: str, days: int, tier: str) -> ColdState:
+        """Rehydrates an archived blob to the Hot tier with priority ``tier`` (Set Blob Tier); ``days`` does not
+        apply (a rehydrated blob stays Hot until its tier is changed again). Other blobs are not touched."""
+        if tier not in RESTORE_TIERS:
+            raise ValueError(f"rehydrate priority {tier!r}: Azure allows {', '.join(RESTORE_TIERS)}")
+        state = self.cold_state(key)
+        if state.restore != NOT_RESTORED:
+            return state
+        try:
+            self._container.get_blob_client(key).set_standard_blob_tier(REHYDRATE_TO_TIER, rehydrate_priority=tier)
+        except AzureError as exc:
+            raise _translate(exc, key, "rehydration") from exc
+        return self.cold_state(key)

@@ -26,6 +26,7 @@ from boto3.s3.transfer import TransferConfig
 from ...errors import (
     BucketNotFound,
     IntegrityError,
+    NeedsRestore,
     NotFound,
     PermissionDenied,
     StoreError,
@@ -33,13 +34,25 @@ from ...errors import (
     WrongOwner,
 )
 from ..buffers import as_file
-from ..protocol import OWNER_METADATA, Owner, check_owner, read_exact_range
+from ..protocol import (
+    IN_PROGRESS,
+    NOT_NEEDED,
+    NOT_RESTORED,
+    OWNER_METADATA,
+    RESTORED,
+    ColdState,
+    Owner,
+    check_owner,
+    read_exact_range,
+)
 
 # A HEAD answer has no body, so a 404 to HEAD object does not say whether the object or the bucket is
 # missing: the bucket is asked (``S3Store._bucket_exists``). GET, PUT and DELETE say NoSuchKey/NoSuchBucket.
 _BODILESS_NOT_FOUND_CODES = {"404", "NotFound"}
 _DENIED_CODES = {"AccessDenied", "403", "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken",
                  "InvalidToken", "AllAccessDisabled"}
+COLD_CLASSES = ("GLACIER", "DEEP_ARCHIVE")  # readable only after RestoreObject (GLACIER_IR is read at once)
+RESTORE_TIERS = ("Standard", "Bulk", "Expedited")
 _UNAVAILABLE_CODES = {"SlowDown", "ServiceUnavailable", "InternalError", "RequestTimeout", "Throttling",
                       "ThrottlingException", "500", "502", "503", "504"}
 
@@ -58,6 +71,11 @@ def _translate(exc: Exception, key: str, operation: str,
             return NotFound(f"{where}: no such object", key)
         if code in _DENIED_CODES:
             return PermissionDenied(f"{where}: access denied ({code})", key)
+        if code == "InvalidObjectState":  # a GET of an object in GLACIER / DEEP_ARCHIVE not restored
+            storage_class = str(exc.response.get("Error", {}).get("StorageClass", "") or "a cold class")
+            return NeedsRestore(f"{where}: the object is in the storage class {storage_class} and must be restored "
+                                "before it can be read; restore it with POST /objstore/restore (the resource's "
+                                "ids), or S3 RestoreObject, then read it again", key, storage_class)
         if code == "InvalidRange":
             return IntegrityError(f"{where}: range past the end of the object", key)
         if code in _UNAVAILABLE_CODES or (isinstance(status, int) and status >= 500):
@@ -86,8 +104,23 @@ def _endpoint_url(endpoint: str) -> str | None:
     return endpoint if "://" in endpoint else "https://" + endpoint
 
 
+def _cold_state(described: dict) -> ColdState:
+    """The storage class and restore state from a HEAD answer (``x-amz-restore``: ongoing-request, expiry)."""
+    storage_class = described.get("StorageClass") or "STANDARD"
+    if storage_class not in COLD_CLASSES:
+        return ColdState(storage_class, NOT_NEEDED)
+    restore = described.get("Restore") or ""
+    if 'ongoing-request="true"' in restore:
+        return ColdState(storage_class, IN_PROGRESS)
+    if 'ongoing-request="false"' in restore:
+        expiry = restore.split('expiry-date="', 1)[1].split('"', 1)[0] if 'expiry-date="' in restore else ""
+        return ColdState(storage_class, RESTORED, expiry)
+    return ColdState(storage_class, NOT_RESTORED)
+
+
 class S3Store:
     records_owner = True  # see store.owner_checks
+    restore_tiers = RESTORE_TIERS  # see store.Restorable
 
     def __init__(self, config, client=None):
         """``config`` is a ``config.S3Config``."""
@@ -217,6 +250,30 @@ class S3Store:
     def describe(self, key: str) -> str:
         return f"s3://{self.bucket}/{key}"
 
+    def cold_state(self, key: str) -> ColdState:
+        try:
+            return _cold_state(self._client.head_object(Bucket=self.bucket, Key=key))
+        except _SDK_ERRORS as exc:
+            raise self._error(exc, key, "storage class check") from exc
+
+    def restore(self, key: str, days: int, tier: str) -> ColdState:
+        """RestoreObject for ``days`` days at ``tier`` when the object is cold and not restored (one HEAD,
+        then one request); a restore already running (RestoreAlreadyInProgress) is left as it is."""
+        if tier not in RESTORE_TIERS:
+            raise ValueError(f"restore tier {tier!r}: S3 allows {', '.join(RESTORE_TIERS)}")
+        state = self.cold_state(key)
+        if state.restore != NOT_RESTORED:
+            return state
+        request = {"Days": days, "GlacierJobParameters": {"Tier": tier}}
+        try:
+            self._client.restore_object(Bucket=self.bucket, Key=key, RestoreRequest=request)
+        except botocore.exceptions.ClientError as exc:
+            if str(exc.response.get("Error", {}).get("Code", "")) != "RestoreAlreadyInProgress":
+                raise self._error(exc, key, "restore") from exc
+        except botocore.exceptions.BotoCoreError as exc:
+            raise self._error(exc, key, "restore") from exc
+        return self.cold_state(key)
+
     def list_sizes(self, prefix: str = ""):
         """``Listing``: (key, size) of every object whose key starts with ``prefix``, 1000 per request."""
         try:
@@ -227,8 +284,20 @@ class S3Store:
             raise self._error(exc, prefix, "listing") from exc
 
     def _error(self, exc: Exception, key: str, operation: str) -> StoreError:
-        """``_translate``, with this store's bucket to ask when a 404 is ambiguous."""
-        return _translate(exc, key, operation, self._bucket_exists)
+        """``_translate``, with this store's bucket to ask when a 404 is ambiguous; a read refused for its
+        class asks a HEAD (failure path only) to say whether a restore is already running."""
+        error = _translate(exc, key, operation, self._bucket_exists)
+        if isinstance(error, NeedsRestore) and operation != "storage class check":
+            try:
+                state = self.cold_state(key)
+            except StoreError:
+                return error
+            if state.restore == IN_PROGRESS:
+                return NeedsRestore(f"S3 {operation} of {key!r}: the object is in the storage class "
+                                    f"{state.storage_class} and its restore is in progress; read it again when "
+                                    "the restore is done (S3 takes minutes to hours)", key, state.storage_class,
+                                    restoring=True)
+        return error
 
 
 def _check_owner(key, owner, response) -> None:
