@@ -39,16 +39,17 @@ def add_rounds_option(parser: argparse.ArgumentParser, default: int = MIN_ROUNDS
 
 
 def balanced_order(names: Sequence, round_number: int) -> list:
-    """The order of ``names`` in round ``round_number``: rotated by one each round, and reversed in every
-    other cycle of ``len(names)`` rounds. Over ``2 * len(names)`` rounds each name runs in every position
-    equally often, and right before and right after every other name equally often: for two set-ups
-    A B, B A, B A, A B (ABBA); for three, all six orders."""
+    """The order of ``names`` in round ``round_number``, from a Williams design: over ``2 * len(names)``
+    rounds each name runs in every position equally often, and right after every other name equally
+    often. Two set-ups run A B, B A, A B, ... (ABBA ABBA in time); three run all six orders."""
     names = list(names)
-    if not names:
+    count = len(names)
+    if count == 0:
         return []
-    shift = round_number % len(names)
-    order = names[shift:] + names[:shift]
-    return order[::-1] if (round_number // len(names)) % 2 else order
+    first = [0] + [(k + 1) // 2 if k % 2 else count - k // 2 for k in range(1, count)]  # 0, 1, n-1, 2, n-2...
+    cycle = round_number % (count if count % 2 == 0 else 2 * count)  # odd: the square, then its mirror
+    order = [names[(index + cycle) % count] for index in first]
+    return order[::-1] if cycle >= count else order
 
 
 def run_rounds(names: Sequence, measure: Callable, rounds: int, warm_up: int = 1) -> dict:
