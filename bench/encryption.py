@@ -108,7 +108,7 @@ def report(title, seconds, count, rounds):
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--objects", type=int, default=200)
-    compare.add_rounds_option(parser, default=6, what=" (6: every order of the three once)")
+    compare.add_rounds_option(parser, default=6, what=" (6: every order of the three set-ups once)")
     parser.add_argument("--skip-orthanc", action="store_true")
     arguments = parser.parse_args()
     workdir = tempfile.mkdtemp(prefix="objstore-bench-enc-")

@@ -54,7 +54,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--instances", type=int, default=400)
     parser.add_argument("--clients", type=int, default=4)
-    compare.add_rounds_option(parser, default=6, what=" (6: every order of the three once)")
+    compare.add_rounds_option(parser, default=6, what=" (6: every order of the three set-ups once)")
     arguments = parser.parse_args()
     files = make_instances(arguments.instances)
     moto = MotoServer()

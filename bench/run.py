@@ -9,7 +9,7 @@ medians' throughputs and the ratios this-plugin / naive-plugin and this-plugin /
 the range of the rounds' own ratios), plus the plugin's start-up time (import + configuration) from its log.
 Run by hand (numbers depend on the machine; only the ratios of one run mean something):
 
-    .venv/bin/python bench/run.py [--instances 400] [--rounds 5] [--clients 1,8] [--providers s3,azure,gcs]
+    .venv/bin/python bench/run.py [--instances 400] [--rounds 6] [--clients 1,8] [--providers s3,azure,gcs]
 """
 
 import argparse
@@ -161,7 +161,7 @@ def report(provider, results, start_ups, arguments, size):
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--instances", type=int, default=400)
-    compare.add_rounds_option(parser)
+    compare.add_rounds_option(parser, default=6, what=" (6: every order of the three set-ups once)")
     parser.add_argument("--clients", default="1,8")
     parser.add_argument("--providers", default="s3,azure,gcs", help=f"among {','.join(PROVIDERS)}")
     arguments = parser.parse_args()
