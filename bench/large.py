@@ -2,9 +2,9 @@
 
 Part 1, through Orthanc (the host's 1.10.1): for each size (50 MB and 200 MB; 1 GB with --gigabyte), each
 measurement starts a fresh Orthanc of one set-up, uploads one instance of that size once, reads it back
-twice (/instances/ID/file, storage cache off) and deletes it. A warm-up round of every set-up with a
-10 MB instance comes first, then ``--orthanc-rounds`` rounds in which the order of the five set-ups
-changes every round (bench/compare.py). Reported, as medians of the rounds: the rise of Orthanc's peak
+twice (/instances/ID/file, storage cache off) and deletes it. For each size, a warm-up round of every
+set-up with a 10 MB instance comes first, then ``--orthanc-rounds`` rounds in which the order of the
+five set-ups changes every round (bench/compare.py). Reported, as medians of the rounds: the rise of Orthanc's peak
 RSS (VmHWM of /proc/PID/status at the end minus VmRSS once started), the upload time and the mean read
 time, for Orthanc's own storage, the naive plugin (bench/naive_plugin.py), this plugin plain, with A1
 and with A2 encryption, and each as a ratio to Orthanc's own storage. "+1.00x" in the last column means
@@ -98,7 +98,7 @@ def orthanc_part(arguments, workdir):
     sizes = [int(size) * MB for size in arguments.sizes.split(",")] + ([1000 * MB] if arguments.gigabyte else [])
     server, setups = configurations(arguments.provider, os.path.join(workdir, arguments.provider))
     try:
-        warm_up = large_instance(WARM_UP_SIZE, "0")
+        warm_up = large_instance(WARM_UP_SIZE, ".9")
         for size in sizes:
             dicom = large_instance(size)
 
