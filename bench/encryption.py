@@ -1,7 +1,8 @@
 """Benchmark: throughput with client-side encryption / without, same run, 0.5 MB objects (target >= 0.9).
 
 Two levels, each comparing plain and encrypted (A1 and A2) on the same moto S3 server, in interleaved
-rounds (after a warm-up, in a rotating order) so that all see the same machine load:
+rounds (after a warm-up round, in an order that changes every round: all six orders over six rounds,
+bench/compare.py) so that all see the same machine load; medians of the rounds are reported:
 
 - store level: ``put`` + ``get`` of distinct 0.5 MB objects through ``S3Store`` and
   ``EncryptedStore(S3Store)``, with 1 and 8 threads;
@@ -10,12 +11,11 @@ rounds (after a warm-up, in a rotating order) so that all see the same machine l
 
 Run by hand (numbers depend on the machine; only the ratios of one run mean something):
 
-    .venv/bin/python bench/encryption.py [--objects 200] [--rounds 3] [--skip-orthanc]
+    .venv/bin/python bench/encryption.py [--objects 200] [--rounds 6] [--skip-orthanc]
 """
 
 import argparse
 import base64
-import concurrent.futures
 import copy
 import io
 import os
@@ -23,11 +23,11 @@ import shutil
 import statistics
 import sys
 import tempfile
-import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "tests"))
 
+import compare  # noqa: E402
 from support.orthanc import Orthanc  # noqa: E402
 from support.servers import MotoServer  # noqa: E402
 
@@ -41,15 +41,12 @@ SETUPS = ("plain", "A1", "A2")
 
 
 def timed(function, items, clients):
-    started = time.perf_counter()
-    with concurrent.futures.ThreadPoolExecutor(clients) as pool:
-        list(pool.map(function, items))
-    return time.perf_counter() - started
+    return compare.pooled(function, items, clients)[0]
 
 
 def store_round(store, objects, clients, tag):
     keys = [f"bench/{tag}/{index}.dcm" for index in range(len(objects))]
-    items = list(zip(keys, objects))
+    items = list(zip(keys, objects, strict=True))
     put = timed(lambda item: store.put(*item), items, clients)
 
     def read(item):
@@ -92,27 +89,26 @@ def orthanc_round(orthanc, files, clients):
     return upload + get
 
 
-def rotated(names, round_number):
-    """The setups in a different order every round, so that none always runs first (or last)."""
-    shift = round_number % len(names)
-    return names[shift:] + names[:shift]
-
-
-def report(title, seconds, count):
-    print(f"\n{title}: {count} objects of ~{OBJECT_SIZE // 1024} KB, put+get, medians in objects/s")
-    for clients in sorted({clients for _, clients in seconds}):
-        plain = statistics.median(2 * count / s for s in seconds[("plain", clients)])
-        cells = [f"plain {plain:7.1f}"]
+def report(title, seconds, count, rounds):
+    """``seconds``: {clients: {set-up: [seconds per round]}}."""
+    print(f"\n{title}: {count} objects of ~{OBJECT_SIZE // 1024} KB, put+get, objects/s; "
+          f"{compare.describe(rounds)}; ratio = encrypted / plain (target >= 0.9), the rounds' own in brackets")
+    rows = []
+    for clients, by_setup in seconds.items():
+        rate = {name: statistics.median(2 * count / s for s in values) for name, values in by_setup.items()}
+        cells = []
         for name in SETUPS[1:]:
-            encrypted = statistics.median(2 * count / s for s in seconds[(name, clients)])
-            cells.append(f"{name} {encrypted:7.1f} (ratio {encrypted / plain:.2f})")
-        print(f"  {clients} client(s): " + ", ".join(cells))
+            per_round = compare.round_ratios(by_setup["plain"], by_setup[name])
+            cells += [rate[name], f"{rate[name] / rate['plain']:.2f} ({compare.spread(per_round)})"]
+        rows.append([clients, rate["plain"], *cells])
+    print(compare.table(["clients", "plain", *(f"{name}{what}" for name in SETUPS[1:] for what in ("", " ratio"))],
+                        rows))
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--objects", type=int, default=200)
-    parser.add_argument("--rounds", type=int, default=3, help="interleaved repetitions; medians are reported")
+    compare.add_rounds_option(parser, default=6, what=" (6: every order of the three set-ups once)")
     parser.add_argument("--skip-orthanc", action="store_true")
     arguments = parser.parse_args()
     workdir = tempfile.mkdtemp(prefix="objstore-bench-enc-")
@@ -129,36 +125,34 @@ def main():
         stores = {"plain": s3, **{name: EncryptedStore(s3, Keyring(master.id, master.key), name)
                                   for name in SETUPS[1:]}}
         objects = [os.urandom(OBJECT_SIZE) for _ in range(arguments.objects)]
-        for name, store in stores.items():
-            store_round(store, objects[:20], 8, f"warm-up-{name}")
         seconds = {}
-        for round_number in range(arguments.rounds):
-            for clients in (1, 8):
-                for name in rotated(SETUPS, round_number):
-                    seconds.setdefault((name, clients), []).append(
-                        store_round(stores[name], objects, clients, f"{name}-{clients}-{round_number}"))
-        report("store level (S3Store on moto)", seconds, arguments.objects)
+        for clients in (1, 8):
+            def measure(name, round_number, clients=clients):
+                items = objects if round_number >= 0 else objects[:20]
+                return store_round(stores[name], items, clients, f"{name}-{clients}-{round_number}")
+
+            seconds[clients] = compare.run_rounds(SETUPS, measure, arguments.rounds)
+        report("store level (S3Store on moto)", seconds, arguments.objects, arguments.rounds)
 
         if arguments.skip_orthanc:
             return
         files = make_dicom(arguments.objects)
         section = {"BucketName": "bench-encryption", "Region": "us-east-1", "Endpoint": moto.url,
                    "VirtualAddressing": False, "AccessKey": "bench", "SecretKey": "bench"}
-        seconds, servers = {}, {}
+        servers = {}
         try:
             for name in SETUPS:
                 settings = {"MaximumStorageCacheSize": 0, "AwsS3Storage": dict(section)}
                 if name != "plain":
                     settings["AwsS3Storage"]["StorageEncryption"] = {"MasterKey": [1, key_path], "Format": name}
                 servers[name] = Orthanc(os.path.join(workdir, f"orthanc-{name}"), settings).start()
-                orthanc_round(servers[name], files[:10], 4)  # warm-up
-            for round_number in range(arguments.rounds):
-                for name in rotated(SETUPS, round_number):
-                    seconds.setdefault((name, 4), []).append(orthanc_round(servers[name], files, 4))
+            seconds = {4: compare.run_rounds(
+                SETUPS, lambda name, number: orthanc_round(servers[name], files if number >= 0 else files[:10], 4),
+                arguments.rounds)}
         finally:
             for server in servers.values():
                 server.stop()
-        report("through Orthanc (REST upload + /file read, 4 clients)", seconds, arguments.objects)
+        report("through Orthanc (REST upload + /file read, 4 clients)", seconds, arguments.objects, arguments.rounds)
     finally:
         moto.stop()
         shutil.rmtree(workdir, ignore_errors=True)

@@ -2,9 +2,10 @@
 
 For each provider (moto's S3, Azurite, fake-gcs-server, all on 127.0.0.1) the same objects are read
 whole and by range, without ``owner`` (no check, as before) and with it (the recorded owner checked),
-object after object in a shuffled order of kinds, in several rounds; the figure is the median time of
-one read of each kind and the ratio with/without. A FaultProxy in front of each server counts the requests, to show that
-the check adds none for objects with the metadata; "legacy" reads objects written without metadata
+object after object in a shuffled order of kinds, in several rounds, after an untimed warm-up pass over
+the first objects; the figure is the median time of one read of each kind and the ratio with/without.
+A FaultProxy in front of each server counts the requests, to show that the check adds none for objects
+with the metadata; "legacy" reads objects written without metadata
 (by the official plugin) with ``owner``, which costs one metadata request more on GCS only.
 
 Run by hand (only the ratios of one run mean something):
@@ -24,12 +25,15 @@ import uuid as uuidlib
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "tests"))
 
+import compare  # noqa: E402
 from support.backends import AzureBackend, GcsBackend  # noqa: E402
 from support.servers import AzuriteServer, FaultProxy, MotoServer  # noqa: E402
 
 from orthanc_objstore.config.sections import S3Config  # noqa: E402
 from orthanc_objstore.storage.protocol import Owner  # noqa: E402
 from orthanc_objstore.storage.providers.s3 import S3Store  # noqa: E402
+
+WARM_UP_OBJECTS = 10
 
 
 def s3_store(moto):
@@ -61,6 +65,9 @@ def measure(store, proxy, objects, size, rounds):
     counted = {kind: 0 for kind in kinds}
     order = list(kinds)
     shuffler = random.Random(15)
+    for index in range(min(WARM_UP_OBJECTS, len(keys))):  # warm-up: connections, first allocations
+        for kind in order:
+            kinds[kind](index)
     for _ in range(rounds):
         for index in range(len(keys)):
             shuffler.shuffle(order)  # every kind in every position, object after object
@@ -80,7 +87,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--objects", type=int, default=100)
     parser.add_argument("--size", type=int, default=64 * 1024)
-    parser.add_argument("--rounds", type=int, default=5)
+    compare.add_rounds_option(parser)
     arguments = parser.parse_args()
     moto, azurite, gcs = MotoServer(), AzuriteServer(tempfile.mkdtemp(prefix="bench-azurite-")), None
     try:
@@ -89,8 +96,9 @@ def main():
         stores = {"S3 (moto)": s3_store(moto),
                   "Azure (Azurite)": (azure_backend.store(proxied=True), azure_backend.proxy),
                   "GCS (fake-gcs-server)": (gcs.store(proxied=True), gcs.proxy)}
-        print(f"{arguments.objects} objects of {arguments.size} bytes, {arguments.rounds} rounds; "
-              "median ms per read, requests per read, ratio checked/unchecked")
+        print(f"{arguments.objects} objects of {arguments.size} bytes, {arguments.rounds} rounds after a warm-up "
+              "pass, kinds shuffled object after object; median ms per read, requests per read, ratio "
+              "checked/unchecked")
         for name, (store, proxy) in stores.items():
             result = measure(store, proxy, arguments.objects, arguments.size, arguments.rounds)
             print(name)

@@ -3,25 +3,24 @@
 No Orthanc here (bench/run.py measures through Orthanc): this isolates what the store modules add on
 top of their SDK (checks, retries, translation). For each provider (S3 on moto, Azure on Azurite, GCS on
 fake-gcs-server), N objects are written, read whole and deleted, one client then 8 concurrent ones,
-for small (DICOM-sized) and large objects; rounds are interleaved and medians reported as ratios
-store / naive. Run by hand:
+for small (DICOM-sized) and large objects. After a warm-up round, the two run in an order that changes
+every round (ABBA, bench/compare.py); medians are reported as ratios store / naive, with the range of
+the rounds' own ratios. Run by hand:
 
-    .venv/bin/python bench/providers.py [--objects 300] [--rounds 3] [--providers s3,azure,gcs]
+    .venv/bin/python bench/providers.py [--objects 300] [--rounds 5] [--providers s3,azure,gcs]
 """
 
 import argparse
-import concurrent.futures
 import os
 import shutil
-import statistics
 import sys
 import tempfile
-import time
 import uuid
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "tests"))
 
+import compare  # noqa: E402
 from support.backends import AzureBackend, GcsBackend, S3Backend  # noqa: E402
 from support.servers import AzuriteServer, MotoServer  # noqa: E402
 
@@ -46,37 +45,39 @@ def phases(store, keys, data, clients):
     """Objects per second for put, get and delete of ``keys``."""
     result = {}
     for phase, action in (("put", lambda key: store.put(key, data)), ("get", store.get), ("delete", store.delete)):
-        started = time.perf_counter()
-        with concurrent.futures.ThreadPoolExecutor(clients) as pool:
-            outcome = list(pool.map(action, keys))
-        result[phase] = len(keys) / (time.perf_counter() - started)
+        seconds, outcome = compare.pooled(action, keys, clients)
+        result[phase] = len(keys) / seconds
         if phase == "get":
             assert all(len(item) == len(data) for item in outcome), "a read returned the wrong size"
     return result
 
 
+SIZES = {"39 KB": 39_276, "20 MiB": 20 * 1024 * 1024}
+PHASES = ("put", "get", "delete")
+
+
 def run(provider, backend, arguments):
-    sizes = {"39 KB": 39_276, "20 MiB": 20 * 1024 * 1024}
-    ours, naive = backend.store(), Naive(backend)
-    medians = {}
-    for label, size in sizes.items():
+    targets = {"store": backend.store(), "naive": Naive(backend)}
+    rows = []
+    for label, size in SIZES.items():
         data = os.urandom(size)
         count = arguments.objects if size < 1024 * 1024 else max(4, arguments.objects // 50)
         for clients in (1, 8):
-            runs = {"store": [], "naive": []}
-            for _ in range(arguments.rounds):
-                for name, target in (("store", ours), ("naive", naive)):
-                    keys = [f"bench/{uuid.uuid4()}" for _ in range(count)]
-                    runs[name].append(phases(target, keys, data, clients))
-            medians[(label, clients)] = {
-                name: {phase: statistics.median(run[phase] for run in values) for phase in ("put", "get", "delete")}
-                for name, values in runs.items()}
-    print(f"\n[{provider}] objects/s (median of {arguments.rounds}); ratio = store / naive (target >= 0.95)")
-    print(f"{'size':7} {'clients':>7} {'put':>16} {'get':>16} {'delete':>16}")
-    for (label, clients), row in medians.items():
-        cells = [f"{row['store'][p]:6.1f}/{row['naive'][p]:6.1f}={row['store'][p] / row['naive'][p]:4.2f}"
-                 for p in ("put", "get", "delete")]
-        print(f"{label:7} {clients:7} " + " ".join(f"{cell:>16}" for cell in cells))
+            def measure(name, round_number, data=data, count=count, clients=clients):
+                keys = [f"bench/{uuid.uuid4()}" for _ in range(count)]
+                return phases(targets[name], keys, data, clients)
+
+            runs = compare.run_rounds(list(targets), measure, arguments.rounds)
+            median = compare.medians(runs)
+            cells = []
+            for phase in PHASES:
+                per_round = compare.round_ratios(runs["store"], runs["naive"], phase)
+                cells.append(f"{median['store'][phase]:.1f}/{median['naive'][phase]:.1f} = "
+                             f"{median['store'][phase] / median['naive'][phase]:.2f} ({compare.spread(per_round)})")
+            rows.append([label, clients, *cells])
+    print(f"\n[{provider}] objects/s, store/naive = ratio (target >= 0.95), the rounds' own ratios in "
+          f"brackets; {compare.describe(arguments.rounds)}")
+    print(compare.table(["size", "clients", *PHASES], rows))
 
 
 def server_and_backend(provider, workdir):
@@ -93,7 +94,7 @@ def server_and_backend(provider, workdir):
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--objects", type=int, default=300)
-    parser.add_argument("--rounds", type=int, default=3)
+    compare.add_rounds_option(parser)
     parser.add_argument("--providers", default="s3,azure,gcs")
     arguments = parser.parse_args()
     workdir = tempfile.mkdtemp(prefix="objstore-bench-providers-")

@@ -1,45 +1,44 @@
 """Benchmark: this plugin vs a naive plugin on the same SDK vs Orthanc's own file storage, in one run.
 
-For each provider (S3 on moto, Azure on Azurite, GCS on fake-gcs-server): same server, same workload (upload N distinct instances over REST, read each back with the
-storage cache off, delete them), at 1 and 8 concurrent clients. Prints throughputs and the ratios
-this-plugin / naive-plugin, plus the plugin's start-up time (import + configuration) from its log.
+For each provider (S3 on moto, Azure on Azurite, GCS on fake-gcs-server): same server, same workload
+(upload N distinct instances over REST, read each back with the storage cache off, delete them), at 1
+and 8 concurrent clients. Every measurement starts a fresh Orthanc and runs a short untimed workload on it
+first (its first requests, the plugin's first connections); a whole warm-up round comes before the
+measured rounds, whose order of the three set-ups changes every round (bench/compare.py). Prints the
+medians' throughputs and the ratios this-plugin / naive-plugin and this-plugin / file storage (with
+the range of the rounds' own ratios), plus the plugin's start-up time (import + configuration) from its log.
 Run by hand (numbers depend on the machine; only the ratios of one run mean something):
 
-    .venv/bin/python bench/run.py [--instances 400] [--rounds 2] [--providers s3,azure,gcs]
+    .venv/bin/python bench/run.py [--instances 400] [--rounds 6] [--clients 1,8] [--providers s3,azure,gcs]
 """
 
 import argparse
-import concurrent.futures
 import os
 import re
 import shutil
 import statistics
 import sys
 import tempfile
-import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "tests"))
 
+import compare  # noqa: E402
 import pydicom  # noqa: E402
 from support.dicom import make_instances  # noqa: E402
 from support.orthanc import Orthanc  # noqa: E402
 from support.servers import AzuriteServer, FakeGcsServer, MotoServer  # noqa: E402
 
-
-def timed(function, items, clients):
-    started = time.perf_counter()
-    with concurrent.futures.ThreadPoolExecutor(clients) as pool:
-        results = list(pool.map(function, items))
-    return time.perf_counter() - started, results
+WARM_UP_INSTANCES = 20  # the untimed workload on each fresh Orthanc before the measured one
+PHASES = ("upload", "read", "delete")
 
 
 def workload(orthanc, files, clients):
     """Seconds for: upload all, read all (/file), delete all."""
-    upload_time, ids = timed(lambda data: orthanc.upload(data)["ID"], files, clients)
-    read_time, sizes = timed(lambda i: len(orthanc.get(f"/instances/{i}/file")), ids, clients)
+    upload_time, ids = compare.pooled(lambda data: orthanc.upload(data)["ID"], files, clients)
+    read_time, sizes = compare.pooled(lambda i: len(orthanc.get(f"/instances/{i}/file")), ids, clients)
     assert sizes == [len(data) for data in files], "a read returned the wrong size"
-    delete_time, _ = timed(lambda i: orthanc.delete(f"/instances/{i}"), ids, clients)
+    delete_time, _ = compare.pooled(lambda i: orthanc.delete(f"/instances/{i}"), ids, clients)
     return {"upload": upload_time, "read": read_time, "delete": delete_time}
 
 
@@ -103,42 +102,56 @@ def start_up_seconds(log):
 
 
 def run_provider(provider, files, arguments, workdir):
-    """{(setup, clients): [workload seconds per round]} and the plugin's start-up times, on one server."""
+    """{clients: {set-up: [workload seconds per measured round]}} and the plugin's start-up times, on one server."""
     results, start_ups = {}, []
     server, configurations = setups(provider, os.path.join(workdir, provider))
     try:
-        for round_number in range(arguments.rounds):
-            for clients in map(int, arguments.clients.split(",")):
-                for name, (settings, environment) in configurations.items():
-                    folder = os.path.join(workdir, provider, f"{name.replace(' ', '-')}-{clients}-{round_number}")
-                    orthanc = Orthanc(folder, settings, env=environment).start()
-                    try:
-                        if name == "this plugin":
-                            start_ups.append(start_up_seconds(orthanc.log()))
-                        results.setdefault((name, clients), []).append(workload(orthanc, files, clients))
-                    finally:
-                        orthanc.stop()
+        for clients in map(int, arguments.clients.split(",")):
+            def measure(name, round_number, clients=clients):
+                settings, environment = configurations[name]
+                folder = os.path.join(workdir, provider, f"{name.replace(' ', '-')}-{clients}-{round_number}")
+                orthanc = Orthanc(folder, settings, env=environment).start()
+                try:
+                    if name == "this plugin" and round_number >= 0:
+                        start_ups.append(start_up_seconds(orthanc.log()))
+                    workload(orthanc, files[:WARM_UP_INSTANCES], clients)
+                    return workload(orthanc, files, clients) if round_number >= 0 else None
+                finally:
+                    orthanc.stop()
+                    shutil.rmtree(folder, ignore_errors=True)
+
+            results[clients] = compare.run_rounds(list(configurations), measure, arguments.rounds)
     finally:
         server.stop()
     return results, start_ups
 
 
+def throughputs(runs, instances):
+    """Instances per second of each phase, and of the three together ("all"), for each round."""
+    return [{**{phase: instances / run[phase] for phase in PHASES}, "all": 3 * instances / sum(run.values())}
+            for run in runs]
+
+
 def report(provider, results, start_ups, arguments, size):
-    print(f"\n[{provider}] {arguments.instances} instances of {size} bytes, {arguments.rounds} round(s), "
-          "medians; throughput in instances/s")
-    print(f"{'setup':14} {'clients':>7} {'upload':>8} {'read':>8} {'delete':>8} {'all':>8}")
-    throughput = {}
-    for (name, clients), runs in results.items():
-        row = {phase: statistics.median(arguments.instances / run[phase] for run in runs)
-               for phase in ("upload", "read", "delete")}
-        row["all"] = statistics.median(3 * arguments.instances / sum(run.values()) for run in runs)
-        throughput[(name, clients)] = row
-        print(f"{name:14} {clients:7} " + " ".join(f"{row[p]:8.1f}" for p in ("upload", "read", "delete", "all")))
-    print(f"[{provider}] ratios (this plugin / naive plugin; target >= 0.95) and (this plugin / file storage):")
-    for clients in map(int, arguments.clients.split(",")):
-        ours, naive, files_row = (throughput[(n, clients)] for n in ("this plugin", "naive plugin", "file storage"))
-        print(f"  {clients} client(s): vs naive " + ", ".join(f"{p} {ours[p] / naive[p]:.2f}" for p in ours)
-              + " | vs file storage " + ", ".join(f"{p} {ours[p] / files_row[p]:.2f}" for p in ours))
+    print(f"\n[{provider}] {arguments.instances} instances of {size} bytes; {compare.describe(arguments.rounds)}; "
+          "throughput in instances/s")
+    rows, ratios = [], []
+    for clients, by_setup in results.items():
+        rates = {name: throughputs(runs, arguments.instances) for name, runs in by_setup.items()}
+        median = compare.medians(rates)
+        for name in by_setup:
+            rows.append([name, clients, *(median[name][cell] for cell in (*PHASES, "all"))])
+        for baseline in ("naive plugin", "file storage"):
+            cells = []
+            for cell in (*PHASES, "all"):
+                per_round = compare.round_ratios(rates["this plugin"], rates[baseline], cell)
+                cells.append(f"{median['this plugin'][cell] / median[baseline][cell]:.2f} "
+                             f"({compare.spread(per_round)})")
+            ratios.append([f"this plugin / {baseline}", clients, *cells])
+    print(compare.table(["set-up", "clients", *PHASES, "all"], rows))
+    print(f"[{provider}] ratios of the medians (this plugin / naive plugin: target >= 0.95), with the range "
+          "of the rounds' own ratios:")
+    print(compare.table(["ratio", "clients", *PHASES, "all"], ratios))
     valid = [s for s in start_ups if s is not None]
     if valid:
         print(f"[{provider}] plugin start-up (import + configuration + bucket check): median "
@@ -148,7 +161,7 @@ def report(provider, results, start_ups, arguments, size):
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--instances", type=int, default=400)
-    parser.add_argument("--rounds", type=int, default=2, help="repetitions, interleaved; medians are reported")
+    compare.add_rounds_option(parser, default=6, what=" (6: every order of the three set-ups once)")
     parser.add_argument("--clients", default="1,8")
     parser.add_argument("--providers", default="s3,azure,gcs", help=f"among {','.join(PROVIDERS)}")
     arguments = parser.parse_args()
