@@ -127,21 +127,24 @@ def test_azure_creates_a_missing_container_once_and_warns_to_check_it_is_private
     azure_backend.azurite.client().delete_container(container)
 
 
-def test_a_missing_container_or_bucket_refuses_start_up(azure_backend, gcs_backend, monkeypatch):
+def test_a_missing_container_or_bucket_refuses_start_up(s3_backend, azure_backend, gcs_backend, monkeypatch):
     missing = f"missing-{uuid.uuid4().hex[:12]}"
+    s3 = config.parse(s3_backend.settings(BucketName=missing))[0]
     azure = config.parse(azure_backend.settings(ContainerName=missing, CreateContainerIfNotExists=False))[0]
     monkeypatch.setenv("STORAGE_EMULATOR_HOST", gcs_backend.proxy.url)
     gcs = config.parse(gcs_backend.settings(BucketName=missing))[0]
-    for parsed in (azure, gcs):
+    for parsed in (s3, azure, gcs):
         with pytest.raises(ConfigError) as caught:
             build.provider_store(parsed)
         assert missing in str(caught.value) and "does not exist" in str(caught.value)
 
 
-def test_a_store_that_is_down_at_start_up_does_not_stop_orthanc(azure_backend, gcs_backend, monkeypatch, caplog):
+def test_a_store_that_is_down_at_start_up_does_not_stop_orthanc(s3_backend, azure_backend, gcs_backend, monkeypatch,
+                                                               caplog):
     monkeypatch.setenv("STORAGE_EMULATOR_HOST", gcs_backend.proxy.url)
-    azure_backend.proxy.mode = gcs_backend.proxy.mode = "down"
-    for backend, fast in ((azure_backend, {"MaxRetries": 0}), (gcs_backend, {"RetryTimeout": 0})):
+    s3_backend.proxy.mode = azure_backend.proxy.mode = gcs_backend.proxy.mode = "down"
+    for backend, fast in ((s3_backend, {"MaxRetries": 0}), (azure_backend, {"MaxRetries": 0}),
+                          (gcs_backend, {"RetryTimeout": 0})):
         caplog.clear()
         with caplog.at_level(logging.WARNING, logger="orthanc_objstore"):
             store = build.provider_store(config.parse(backend.settings(**fast))[0])
