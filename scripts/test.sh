@@ -16,7 +16,7 @@ case "$workers" in
 esac
 parallel=()
 if [ "$workers" -gt 0 ]; then
-  # loadgroup: the tests of a module with a module-scoped fixture stay on one worker (tests/conftest.py)
+  # loadgroup: the tests of a module with a module-scoped fixture stay on one worker (tests/support/xdist_groups.py)
   parallel=(-n "$workers" --dist loadgroup)
 fi
 

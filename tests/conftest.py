@@ -20,14 +20,11 @@ SERVER_FIXTURES = {"moto_server", "azurite_server", "s3_backend", "azure_backend
 FORBIDDEN = {"unit": SERVER_FIXTURES, "providers": ORTHANC_FIXTURES}
 
 
-@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the xdist_group markers
 def pytest_collection_modifyitems(config, items):
     """Each test carries the marker of its folder's tier: tests/unit, tests/providers, tests/e2e.
 
     A test that uses a fixture its tier may not use (FORBIDDEN) is a usage error: ``pytest -m unit``
-    selects exactly the tests that need no server, ``-m providers`` those that need no Orthanc. Under
-    pytest-xdist, the tests of a module that has a module-scoped fixture form one ``xdist_group``
-    (``--dist loadgroup`` keeps them on one worker, so that fixture is set up once, not once per worker)."""
+    selects exactly the tests that need no server, ``-m providers`` those that need no Orthanc."""
     misplaced = []
     for item in items:
         tier = item.path.parent.name
@@ -36,12 +33,19 @@ def pytest_collection_modifyitems(config, items):
         used = FORBIDDEN.get(tier, set()) & set(getattr(item, "fixturenames", ()))
         if used:
             misplaced.append(f"{item.nodeid} (in tests/{tier}) uses {', '.join(sorted(used))}")
-        fixtures = getattr(getattr(item, "_fixtureinfo", None), "name2fixturedefs", {})
-        if any(definition.scope == "module" for definitions in fixtures.values() for definition in definitions):
-            item.add_marker(pytest.mark.xdist_group(item.path.name))
     if misplaced:
         raise pytest.UsageError("tests in the wrong tier (tests/unit: no server; tests/providers: no Orthanc); "
                                 "move them to tests/providers or tests/e2e:\n  " + "\n  ".join(misplaced))
+
+
+@pytest.hookimpl(optionalhook=True)  # a pytest-xdist hook
+def pytest_xdist_make_scheduler(config, log):
+    """With ``--dist loadgroup`` (scripts/test.sh), the tests of a module with a module-scoped fixture go to one
+    worker, the others one at a time (support/xdist_groups.py)."""
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from support.xdist_groups import ModuleGroupScheduling
+    return ModuleGroupScheduling(config, log, root=str(config.rootpath))
 
 
 def pytest_configure(config):

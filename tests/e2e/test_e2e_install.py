@@ -57,7 +57,8 @@ def test_the_wheel_holds_the_package_and_declares_its_dependencies(wheel):
         metadata = email.parser.Parser().parsestr(
             archive.read(next(name for name in names if name.endswith(".dist-info/METADATA"))).decode())
         entry_points = archive.read(next(name for name in names if name.endswith(".dist-info/entry_points.txt")))
-    for module in ("plugin.py", "orthanc_glue.py", "config.py", "configfile.py", "stores/s3.py", "testing/__init__.py"):
+    for module in ("plugin.py", "orthanc_glue.py", "config/sections.py", "config/files.py", "storage/providers/s3.py",
+                   "testing/__init__.py"):
         assert f"orthanc_objstore/{module}" in names, module
     with open(os.path.join(ROOT, "pyproject.toml"), "rb") as file:
         declared = tomllib.load(file)["project"]["dependencies"]
