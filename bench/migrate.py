@@ -29,7 +29,7 @@ sys.path.insert(0, os.path.join(HERE, "..", "tests"))
 
 import compare  # noqa: E402
 from support.backends import S3Backend  # noqa: E402
-from support.orthanc_files import FakeOrthanc  # noqa: E402
+from support.orthanc_files import OrthancFolder  # noqa: E402
 from support.servers import MotoServer  # noqa: E402
 
 from orthanc_objstore.offline import cli  # noqa: E402
@@ -75,7 +75,7 @@ def main():
     workdir = tempfile.mkdtemp(prefix="objstore-bench-migrate-")
     moto = MotoServer()
     try:
-        orthanc = FakeOrthanc(workdir, instances=arguments.files, dicom_size=arguments.size)
+        orthanc = OrthancFolder(workdir, instances=arguments.files, dicom_size=arguments.size)
         total = sum(len(stored) for _, stored in orthanc.files.values())
         key_path = os.path.join(workdir, "master.key")
         with open(key_path, "wb") as file:

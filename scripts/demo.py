@@ -3,12 +3,10 @@
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
 import urllib.request
 
 import boto3
@@ -17,26 +15,17 @@ from pydicom.data import get_testdata_file
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 BIN = os.path.dirname(sys.executable)
+sys.path.insert(0, os.path.join(HERE, "..", "tests"))
+
+from support.servers import free_port, stop_process, wait_http  # noqa: E402
 
 
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_http(url, process, what):
-    for _ in range(600):
-        if process.poll() is not None:
-            raise SystemExit(f"{what} exited with code {process.returncode}")
-        try:
-            urllib.request.urlopen(url, timeout=1).close()
-            return
-        except urllib.error.HTTPError:
-            return
-        except OSError:
-            time.sleep(0.1)
-    raise SystemExit(f"{what} did not answer at {url}")
+def wait_up(url, process, what):
+    """Waits for ``url`` to answer (tests/support/servers.wait_http); a server that does not: exits, saying which."""
+    try:
+        wait_http(url, process, timeout=60)
+    except RuntimeError as exc:
+        raise SystemExit(f"{what}: {exc}") from None
 
 
 def main():
@@ -47,12 +36,7 @@ def main():
 
     def stop(*_):
         for process in reversed(processes):
-            if process.poll() is None:
-                process.terminate()
-                try:
-                    process.wait(30)
-                except subprocess.TimeoutExpired:
-                    process.kill()
+            stop_process(process, timeout=30)
         print("\nstopped Orthanc and the S3 server")
         sys.exit(0)
 
@@ -62,7 +46,7 @@ def main():
     moto = subprocess.Popen([os.path.join(BIN, "moto_server"), "-H", "127.0.0.1", "-p", str(s3_port)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     processes.append(moto)
-    wait_http(f"{s3_url}/moto-api/", moto, "the S3 server (moto)")
+    wait_up(f"{s3_url}/moto-api/", moto, "the S3 server (moto)")
     s3 = boto3.client("s3", endpoint_url=s3_url, region_name="us-east-1", aws_access_key_id="demo",
                       aws_secret_access_key="demo-secret", config=botocore.config.Config(s3={"addressing_style": "path"}))
     s3.create_bucket(Bucket="orthanc-demo")
@@ -89,7 +73,7 @@ def main():
                                    cwd=workdir, start_new_session=True)
     processes.append(orthanc)
     url = f"http://127.0.0.1:{http_port}"
-    wait_http(f"{url}/system", orthanc, f"Orthanc (log: {log_path})")
+    wait_up(f"{url}/system", orthanc, f"Orthanc (log: {log_path})")
 
     sample = get_testdata_file("CT_small.dcm", download=False)
     with open(sample, "rb") as file:

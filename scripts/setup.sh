@@ -54,7 +54,7 @@ echo "== installing orthanc-objstore[$extra] into .venv"
 # Always reinstall the package itself from this checkout (same version number, new code).
 .venv/bin/python -m pip install -q --disable-pip-version-check --no-deps --force-reinstall .
 if [ "$what" = test ]; then
-  # tests/test_e2e_install.py installs a freshly built wheel into a new venv while the tests run without
+  # tests/e2e/test_e2e_install.py installs a freshly built wheel into a new venv while the tests run without
   # network: the wheels of the runtime dependencies are gathered now, while the network is there.
   echo "== gathering the runtime dependencies' wheels into build/wheelhouse"
   .venv/bin/python -m pip wheel -q --disable-pip-version-check -w build/wheelhouse .

@@ -13,12 +13,39 @@ TIERS = {"unit": "unit tests: no server, no Orthanc (seconds)",
          "e2e": "end to end through a real Orthanc (1.10.1 and 1.13)"}
 
 
-def pytest_collection_modifyitems(items):
-    """Each test carries the marker of its folder's tier: tests/unit, tests/providers, tests/e2e."""
+# What each tier may not use: tests/unit no server at all (an emulator or an Orthanc), tests/providers no Orthanc.
+ORTHANC_FIXTURES = {"orthanc_factory", "orthanc_version"}
+SERVER_FIXTURES = {"moto_server", "azurite_server", "s3_backend", "azure_backend", "gcs_backend", "backend",
+                   *ORTHANC_FIXTURES}
+FORBIDDEN = {"unit": SERVER_FIXTURES, "providers": ORTHANC_FIXTURES}
+
+
+def pytest_collection_modifyitems(config, items):
+    """Each test carries the marker of its folder's tier: tests/unit, tests/providers, tests/e2e.
+
+    A test that uses a fixture its tier may not use (FORBIDDEN) is a usage error: ``pytest -m unit``
+    selects exactly the tests that need no server, ``-m providers`` those that need no Orthanc."""
+    misplaced = []
     for item in items:
         tier = item.path.parent.name
         if tier in TIERS:
             item.add_marker(getattr(pytest.mark, tier))
+        used = FORBIDDEN.get(tier, set()) & set(getattr(item, "fixturenames", ()))
+        if used:
+            misplaced.append(f"{item.nodeid} (in tests/{tier}) uses {', '.join(sorted(used))}")
+    if misplaced:
+        raise pytest.UsageError("tests in the wrong tier (tests/unit: no server; tests/providers: no Orthanc); "
+                                "move them to tests/providers or tests/e2e:\n  " + "\n  ".join(misplaced))
+
+
+@pytest.hookimpl(optionalhook=True)  # a pytest-xdist hook
+def pytest_xdist_make_scheduler(config, log):
+    """With ``--dist loadgroup`` (scripts/test.sh), the tests of a module with a module-scoped fixture go to one
+    worker, the others one at a time (support/xdist_groups.py)."""
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from support.xdist_groups import ModuleGroupScheduling
+    return ModuleGroupScheduling(config, log, root=str(config.rootpath))
 
 
 def pytest_configure(config):
@@ -114,7 +141,7 @@ def _backend_environment(request) -> dict:
     environment = {}
     for name in request.fixturenames:
         if name == "backend" or name.endswith("_backend"):
-            environment.update(getattr(request.getfixturevalue(name), "environment", dict)())
+            environment.update(request.getfixturevalue(name).environment())
     return environment
 
 

@@ -1,11 +1,12 @@
 """The area conformance suite: the ``Area`` contract as checks every area (plain, hybrid, …) must pass.
 
 Each ``check_*`` function takes an area (empty or not: uuids are fresh per call) and raises
-``AssertionError`` on a violation. ``CHECKS`` lists them all; ``tests/test_area_conformance.py`` runs
-every check against every area: ``ObjectArea`` over memory and over an encrypted file system, and the
-hybrid area in both modes (memory stores, and a file system plus S3). It is the store suite
-(``testing.conformance``) one level up: the hybrid router wraps areas, not stores, because its two
-sides name their files differently.
+``AssertionError`` on a violation. ``CHECKS`` lists them all; ``tests/unit/test_area_conformance.py``
+runs every check against every area that needs no server: ``ObjectArea`` over memory and over an
+encrypted file system, the hybrid area in both modes over memory stores; and
+``tests/providers/test_cloud_area_conformance.py`` the hybrid area over a file system plus S3 (moto).
+It is the store suite (``testing.conformance``) one level up: the hybrid router wraps areas, not stores,
+because its two sides name their files differently.
 
 What a ``location`` hint must do, as the checks see it: the ``Location`` that ``create`` returns reads
 the attachment back (also once it went through Orthanc's custom data); a hint naming another storage,

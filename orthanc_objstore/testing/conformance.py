@@ -1,11 +1,13 @@
 """The store conformance suite: the protocol's contract as checks every store and wrapper must pass.
 
 Each ``check_*`` function takes a store (empty or not: keys are unique per call) and raises
-``AssertionError`` on a violation. ``CHECKS`` lists them all; ``tests/test_conformance.py`` runs
-every check against every store, providers and wrappers alike, so that no store gets a
-hand-picked subset. The owner checks follow what the store declares (``store.owner_checks``).
-``BUCKET_CHECKS`` take instead a store over a bucket/container that does not
-exist; every store with a bucket (the providers, and wrappers around them) runs them.
+``AssertionError`` on a violation. ``CHECKS`` lists them all; ``tests/unit/test_conformance.py``
+runs every check against the memory and file-system stores and the encryption wrapper over them, and
+``tests/providers/test_cloud_conformance.py`` against every provider (moto, Azurite, fake-gcs-server) and
+the encryption wrapper over each, so that no store gets a hand-picked subset. The owner checks follow
+what the store declares (``store.owner_checks``). ``BUCKET_CHECKS`` take instead a store over a
+bucket/container that does not exist; every store with a bucket (the providers, and wrappers around
+them) runs them.
 """
 
 import concurrent.futures

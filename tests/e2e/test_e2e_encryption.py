@@ -7,16 +7,10 @@ import struct
 import pytest
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from support.attachments import attachment_uuids, official_names, write_key
 from support.orthanc import HttpError
-from test_e2e_storage import attachment_uuids, official_names
 
 pytestmark = pytest.mark.orthanc
-
-
-def write_key(orthanc, name) -> tuple[str, bytes]:
-    """A new key file in Orthanc's work folder; its path as Orthanc sees it (a chroot path on 1.13)."""
-    key = os.urandom(32)
-    return orthanc.write_file(name, base64.b64encode(key) + b"\n"), key
 
 
 def configured(orthanc, settings):

@@ -1,17 +1,16 @@
 """End to end: hybrid mode, POST /move-storage, move jobs under /jobs and storage-location, through Orthanc."""
 
 import json
-import os
 import threading
 
 import pytest
+from support.attachments import attachment_uuids as attachments
+from support.attachments import official_names as object_names
+from support.attachments import plugin_problems, storage_files, upload_all
 from support.dicom import make_instances
 from support.orthanc import HttpError, wait_for
 
 pytestmark = pytest.mark.orthanc
-
-EXTENSIONS = {1: ".dcm", 2: ".json", 3: ".dcm.head"}
-
 
 def hybrid(backend, mode, **options):
     return backend.settings(HybridMode=mode, **options)
@@ -19,31 +18,6 @@ def hybrid(backend, mode, **options):
 
 def set_mode(orthanc, backend, mode):
     orthanc.config[backend.section]["HybridMode"] = mode
-
-
-def storage_files(orthanc) -> list[str]:
-    """Every attachment file in Orthanc's StorageDirectory (aa/bb/uuid), the jobs folder left out."""
-    root = orthanc.host_path(orthanc.config["StorageDirectory"])
-    found = []
-    for folder, subfolders, files in os.walk(root):
-        subfolders[:] = [name for name in subfolders if name != "objstore-jobs"]
-        found += [name for name in files if not name.startswith(".")]
-    return sorted(found)
-
-
-def attachments(orthanc, instance_id):
-    """(uuid, content type) of every attachment of an instance."""
-    full = orthanc.get_json(f"/instances/{instance_id}/attachments?full")
-    return [(orthanc.get_json(f"/instances/{instance_id}/attachments/{kind}/info")["Uuid"], kind)
-            for kind in full.values()]
-
-
-def object_names(uuid_types):
-    return sorted(uuid + EXTENSIONS.get(kind, ".unk") for uuid, kind in uuid_types)
-
-
-def upload_all(orthanc, files) -> dict[str, bytes]:
-    return {orthanc.upload(data)["ID"]: data for data in files}
 
 
 def error_of(call):
@@ -59,12 +33,6 @@ def wait_job(orthanc, job_id, timeout=120):
         orthanc.get_json(f"/jobs/{job_id}")), timeout=timeout)
     assert final, f"job {job_id} did not finish: {orthanc.get_json(f'/jobs/{job_id}')}"
     return final
-
-
-def plugin_problems(orthanc) -> list[str]:
-    """Error and warning lines of Orthanc's log written by the plugin."""
-    return [line for line in orthanc.log().splitlines()
-            if line[:1] in ("E", "W") and "orthanc-objstore:" in line and "storage area in" not in line]
 
 
 def test_hybrid_reads_from_both_sides(backend, orthanc_factory):

@@ -9,9 +9,9 @@ import base64
 import os
 
 import pytest
+from support.attachments import attachment_uuids
 from support.dicom import large_instance
 from support.orthanc import HttpError
-from test_e2e_storage import attachment_uuids
 
 from orthanc_objstore.crypto import formats as crypto
 

@@ -1,11 +1,10 @@
 """End to end: two patients' DICOM objects swapped inside the bucket are refused, never served for each other."""
 
 import pytest
+from support.attachments import attachment_uuids, write_key
 from support.backends import swap
 from support.dicom import make_instances
 from support.orthanc import HttpError
-from test_e2e_encryption import write_key
-from test_e2e_storage import attachment_uuids
 
 pytestmark = pytest.mark.orthanc
 

@@ -13,10 +13,10 @@ import threading
 import zipfile
 
 import pytest
+from support.attachments import attachment_uuids, official_names
 from support.orthanc import PYTHON_PLUGIN, HttpError, in_background
 from support.postgres import INDEX_PLUGIN, PostgresServer
 from support.servers import FaultProxy
-from test_e2e_storage import attachment_uuids, official_names
 
 pytestmark = pytest.mark.orthanc
 

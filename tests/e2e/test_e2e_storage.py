@@ -8,24 +8,10 @@ import io
 import zipfile
 
 import pytest
+from support.attachments import attachment_uuids, official_names
 from support.orthanc import HOST_VERSION, NEWEST_VERSION, HttpError, storescu
 
 pytestmark = pytest.mark.orthanc
-
-
-def official_names(uuid_types, root="", encrypted=False):
-    """The names the official plugin gives, written out by hand (flat layout)."""
-    extension = {1: ".dcm", 2: ".json", 3: ".dcm.head"}
-    prefix = root + "/" if root and not root.endswith("/") else root
-    return sorted(prefix + uuid + extension.get(kind, ".unk") + (".enc" if encrypted else "")
-                  for uuid, kind in uuid_types)
-
-
-def attachment_uuids(orthanc, instance_id):
-    found = []
-    for name, kind in orthanc.get_json(f"/instances/{instance_id}/attachments?full").items():
-        found.append((orthanc.get_json(f"/instances/{instance_id}/attachments/{kind}/info")["Uuid"], kind))
-    return found
 
 
 def test_upload_read_delete_over_rest(backend, orthanc_factory, dicom_files):
@@ -138,3 +124,14 @@ def test_legacy_unknown_header_files(backend, orthanc_factory, dicom_files):
     assert orthanc.get_json(f"/instances/{instance}/tags?simplify")["SOPInstanceUID"]
     orthanc.delete(f"/instances/{instance}")
     assert backend.keys() == []
+
+
+def test_s3_transfer_manager_inside_orthanc(s3_backend, orthanc_factory, dicom_files):
+    """UseTransferManager, Tags and StorageClass through Orthanc (tests/providers/test_s3_options.py: on moto)."""
+    orthanc = orthanc_factory(s3_backend.settings(UseTransferManager=True, Tags={"origin": "orthanc"},
+                                                  StorageClass="STANDARD_IA"))
+    instance = orthanc.upload(dicom_files[0][1])["ID"]
+    assert orthanc.get(f"/instances/{instance}/file") == dicom_files[0][1]
+    uuid = orthanc.get_json(f"/instances/{instance}/attachments/dicom/info")["Uuid"]
+    tags = s3_backend.client.get_object_tagging(Bucket=s3_backend.bucket, Key=f"{uuid}.dcm")["TagSet"]
+    assert tags == [{"Key": "origin", "Value": "orthanc"}]

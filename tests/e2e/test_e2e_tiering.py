@@ -1,10 +1,12 @@
 """End to end: automatic tiering (the Tiering section) through a real Orthanc, and with two replicas."""
 
 import pytest
+from support.attachments import attachment_uuids as attachments
+from support.attachments import official_names as object_names
+from support.attachments import plugin_problems, storage_files, upload_all
 from support.dicom import make_instances
 from support.orthanc import PYTHON_PLUGIN, wait_for
 from support.postgres import INDEX_PLUGIN, PostgresServer
-from test_e2e_hybrid import attachments, object_names, plugin_problems, storage_files, upload_all
 
 pytestmark = pytest.mark.orthanc
 

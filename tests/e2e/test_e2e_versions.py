@@ -7,9 +7,9 @@ import json
 import os
 
 import pytest
+from support.attachments import attachment_uuids
 from support.orthanc import NEWEST_VERSION, HttpError
 from support.servers import need_module
-from test_e2e_storage import attachment_uuids
 
 pytestmark = pytest.mark.orthanc
 

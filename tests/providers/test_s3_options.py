@@ -1,4 +1,6 @@
-"""AwsS3Storage options that change what reaches the server, checked on the objects moto holds."""
+"""AwsS3Storage options that change what reaches the server, checked on the objects moto holds.
+
+The transfer manager inside Orthanc is tests/e2e/test_e2e_storage.py."""
 
 import os
 import ssl
@@ -6,22 +8,12 @@ import threading
 
 import pytest
 
-from orthanc_objstore.config.sections import S3Config
 from orthanc_objstore.errors import NotFound, StoreUnavailable
-from orthanc_objstore.storage.providers.s3 import S3Store
-
-pytestmark = pytest.mark.orthanc
-
-
-def store_for(backend, endpoint=None, **options):
-    settings = dict(bucket_name=backend.bucket, region="us-east-1", endpoint=endpoint or backend.moto.url,
-                    access_key="test", secret_key="test", virtual_addressing=False, max_retries=1)
-    settings.update(options)
-    return S3Store(S3Config(**settings))
+from orthanc_objstore.metrics.metered import RETRIES_TOTAL, StorageMetrics
 
 
 def test_tags_and_storage_class_are_set_with_the_object(s3_backend):
-    store = store_for(s3_backend, tags=(("project", "pacs"), ("site", "a b=c/d")), storage_class="STANDARD_IA")
+    store = s3_backend.store(max_retries=1, tags=(("project", "pacs"), ("site", "a b=c/d")), storage_class="STANDARD_IA")
     store.put("tagged.dcm", b"data")
     client = s3_backend.client
     tags = client.get_object_tagging(Bucket=s3_backend.bucket, Key="tagged.dcm")["TagSet"]
@@ -30,7 +22,7 @@ def test_tags_and_storage_class_are_set_with_the_object(s3_backend):
 
 
 def test_transfer_manager_uses_multipart_for_large_objects(s3_backend):
-    store = store_for(s3_backend, use_transfer_manager=True, transfer_buffer_size_mb=5, transfer_pool_size=4,
+    store = s3_backend.store(max_retries=1, use_transfer_manager=True, transfer_buffer_size_mb=5, transfer_pool_size=4,
                       tags=(("project", "pacs"),))
     data = os.urandom(12 * 1024 * 1024)
     store.put("large.dcm", data)
@@ -68,10 +60,10 @@ def test_https_ca_certificates(s3_backend, tmp_path):
                                            serialization.NoEncryption()))
     front = TlsFront(s3_backend.moto.port, str(cert_path), str(key_path))
     try:
-        refused = store_for(s3_backend, endpoint=front.url, max_retries=0)
+        refused = s3_backend.store(endpoint=front.url, max_retries=0)
         with pytest.raises(StoreUnavailable):
             refused.put("tls.dcm", b"x")
-        trusted = store_for(s3_backend, endpoint=front.url, https_ca_certificates=str(cert_path))
+        trusted = s3_backend.store(endpoint=front.url, max_retries=1, https_ca_certificates=str(cert_path))
         trusted.put("tls.dcm", b"over tls")
         assert trusted.get("tls.dcm") == b"over tls"
     finally:
@@ -126,11 +118,15 @@ class TlsFront:
                     pass
 
 
-def test_transfer_manager_inside_orthanc(s3_backend, orthanc_factory, dicom_files):
-    orthanc = orthanc_factory(s3_backend.settings(UseTransferManager=True, Tags={"origin": "orthanc"},
-                                                  StorageClass="STANDARD_IA"))
-    instance = orthanc.upload(dicom_files[0][1])["ID"]
-    assert orthanc.get(f"/instances/{instance}/file") == dicom_files[0][1]
-    uuid = orthanc.get_json(f"/instances/{instance}/attachments/dicom/info")["Uuid"]
-    tags = s3_backend.client.get_object_tagging(Bucket=s3_backend.bucket, Key=f"{uuid}.dcm")["TagSet"]
-    assert tags == [{"Key": "origin", "Value": "orthanc"}]
+def test_s3_retries_are_counted(s3_backend):
+    """MaxRetries as the metrics see it (moto behind the fault proxy)."""
+    store = s3_backend.store(proxied=True, max_retries=3, connect_timeout=2, request_timeout=5)
+    metrics = StorageMetrics()
+    metrics.count_retries(store)
+    store.put("a", b"x")
+    assert metrics.metrics.value(RETRIES_TOTAL, storage="object-storage") == 0
+    s3_backend.proxy.mode = "down"
+    with pytest.raises(StoreUnavailable):
+        store.get("a")
+    s3_backend.proxy.mode = "pass"
+    assert metrics.metrics.value(RETRIES_TOTAL, storage="object-storage") == 3  # MaxRetries 3: three more requests

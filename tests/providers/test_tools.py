@@ -1,19 +1,13 @@
 """The offline tools on a hand-built Orthanc SQLite index and StorageDirectory, against moto: migrate, verify, re-encrypt."""
 
 import base64
-import hashlib
-import io
 import os
-import sqlite3
 import struct
 
-import pytest
-from support.orthanc_files import FakeOrthanc
+from support.orthanc_files import OrthancFolder
 
-from orthanc_objstore.errors import ConfigError
 from orthanc_objstore.offline import cli
-from orthanc_objstore.offline.index import COMPRESSION_ZLIB, read_sqlite_index
-from orthanc_objstore.offline.progress import Progress
+from orthanc_objstore.offline.index import read_sqlite_index
 
 
 def run(*argv, capsys):
@@ -29,53 +23,8 @@ def write_key(folder, name):
     return path
 
 
-def test_sqlite_index_lists_every_attachment(tmp_path):
-    orthanc = FakeOrthanc(str(tmp_path), compressed=True)
-    entries = read_sqlite_index(os.path.join(orthanc.index, "index"))
-    assert sorted(entry.uuid for entry in entries) == sorted(orthanc.files)
-    by_uuid = {entry.uuid: entry for entry in entries}
-    for uuid, (kind, stored) in orthanc.files.items():
-        entry = by_uuid[uuid]
-        assert (entry.file_type, entry.size, entry.md5) == (kind, len(stored), hashlib.md5(stored).hexdigest())
-        assert entry.compression == COMPRESSION_ZLIB and entry.uncompressed_size > 0
-    patient = next(entry for entry in entries if entry.file_type == 1025)
-    assert patient.resource == "patients/pppppppp" and patient.attachment().content_type == 0
-    assert {entry.resource for entry in entries if entry.level == "Instance"} == {
-        f"instances/instance-{n}" for n in range(4)}
-
-
-def test_sqlite_index_locked_or_missing(tmp_path):
-    orthanc = FakeOrthanc(str(tmp_path))
-    path = os.path.join(orthanc.index, "index")
-    writing = sqlite3.connect(path)  # a write in progress in rollback-journal mode: index-journal exists
-    writing.execute("BEGIN EXCLUSIVE")
-    writing.execute("INSERT INTO Resources VALUES (NULL, 4, 'new', NULL)")
-    try:
-        with pytest.raises(ConfigError, match="Orthanc is running.*index-journal"):
-            read_sqlite_index(path)
-    finally:
-        writing.close()
-    running = sqlite3.connect(path)  # as Orthanc keeps it open: WAL mode, so index-wal exists
-    running.execute("PRAGMA journal_mode=WAL")
-    running.execute("INSERT INTO Resources VALUES (NULL, 4, 'new', NULL)")
-    running.commit()
-    try:
-        with pytest.raises(ConfigError, match="Orthanc is running, or was not stopped cleanly.*index-wal"):
-            read_sqlite_index(path)
-    finally:
-        running.close()
-    assert len(read_sqlite_index(path)) == len(orthanc.files)  # closed cleanly: readable again
-    assert os.listdir(orthanc.index) == ["index"]  # and reading it left nothing beside it
-    with pytest.raises(ConfigError, match="no Orthanc SQLite index here"):
-        read_sqlite_index(str(tmp_path / "nowhere" / "index"))
-    not_index = tmp_path / "other.db"
-    sqlite3.connect(not_index).execute("CREATE TABLE t(x)").connection.commit()
-    with pytest.raises(ConfigError, match="cannot read it as Orthanc's SQLite index: no such table"):
-        read_sqlite_index(str(not_index))
-
-
 def test_migrate_resumes_verify_names_problems(tmp_path, s3_backend, capsys):
-    orthanc = FakeOrthanc(str(tmp_path), compressed=True)
+    orthanc = OrthancFolder(str(tmp_path), compressed=True)
     config = orthanc.config(s3_backend)
 
     status, out, _ = run("migrate", "--config", config, "--dry-run", capsys=capsys)
@@ -110,7 +59,7 @@ def test_migrate_resumes_verify_names_problems(tmp_path, s3_backend, capsys):
 
 
 def test_migrate_refuses_damaged_source_and_deletes_only_verified(tmp_path, s3_backend, capsys):
-    orthanc = FakeOrthanc(str(tmp_path))
+    orthanc = OrthancFolder(str(tmp_path))
     config = orthanc.config(s3_backend)
     damaged = next(uuid for uuid, (kind, _) in orthanc.files.items() if kind == 1)
     stored = orthanc.files[damaged][1]
@@ -128,7 +77,7 @@ def test_migrate_refuses_damaged_source_and_deletes_only_verified(tmp_path, s3_b
 
 
 def test_migrate_encrypted_then_reencrypt_after_rotation(tmp_path, s3_backend, capsys):
-    orthanc = FakeOrthanc(str(tmp_path))
+    orthanc = OrthancFolder(str(tmp_path))
     key_1 = write_key(str(tmp_path), "1.key")
     config = orthanc.config(s3_backend, StorageEncryption={"MasterKey": [1, key_1]})
     assert run("migrate", "--config", config, capsys=capsys)[0] == 0
@@ -149,7 +98,7 @@ def test_migrate_encrypted_then_reencrypt_after_rotation(tmp_path, s3_backend, c
 
 
 def test_migrate_and_reencrypt_record_the_owner_and_reencrypt_to_a3(tmp_path, s3_backend, capsys):
-    orthanc = FakeOrthanc(str(tmp_path))
+    orthanc = OrthancFolder(str(tmp_path))
     key_1 = write_key(str(tmp_path), "1.key")
     config = orthanc.config(s3_backend, StorageEncryption={"MasterKey": [1, key_1]})
     assert run("migrate", "--config", config, capsys=capsys)[0] == 0
@@ -172,29 +121,10 @@ def test_migrate_and_reencrypt_record_the_owner_and_reencrypt_to_a3(tmp_path, s3
 
 
 def test_commands_refuse_bad_setup(tmp_path, s3_backend, capsys):
-    orthanc = FakeOrthanc(str(tmp_path))
+    orthanc = OrthancFolder(str(tmp_path))
     config = orthanc.config(s3_backend)
     status, _, err = run("re-encrypt", "--config", config, capsys=capsys)
     assert status == 2 and "needs StorageEncryption" in err
     os.remove(os.path.join(orthanc.index, "index"))
     status, _, err = run("verify", "--config", config, capsys=capsys)
     assert status == 2 and "no Orthanc SQLite index" in err and "--orthanc" in err
-
-
-class Terminal(io.StringIO):
-    def isatty(self):
-        return True
-
-
-def test_progress_lines():
-    plain, out = io.StringIO(), io.StringIO()
-    with Progress("migrate", 2, 2048, stream=plain, out=out) as progress:
-        progress.advance(1024)
-        progress.say("missing: something")
-        progress.advance(1024)
-    assert plain.getvalue().splitlines()[-1].startswith("migrate: 2/2 files, 2.0 KiB/2.0 KiB (100%)")
-    assert "\r" not in plain.getvalue() and out.getvalue() == "missing: something\n"
-    terminal = Terminal()
-    with Progress("verify", 1, 10, stream=terminal, out=io.StringIO()) as progress:
-        progress.advance(10)
-    assert terminal.getvalue().startswith("\r\033[K") and terminal.getvalue().endswith("ETA 0:00\n")

@@ -1,5 +1,10 @@
 """Object-storage backends the end-to-end tests run against, behind one small interface.
 
+Every backend has the same methods: ``settings(**options)`` (the plugin's configuration section for
+Orthanc), ``environment()`` (what Orthanc's process needs in its environment), ``store(proxied=False,
+**options)`` (the provider's store on this bucket, options as config fields), ``missing_bucket_store()``,
+``keys``/``read``/``read_with_metadata``/``write``/``delete`` (the bucket as the SDK sees it) and ``close()``.
+
 A backend gives the plugin's configuration section for Orthanc, lists and reads the objects in its
 bucket/container directly with the SDK (to check names and bytes), exchanges two objects as a copy
 script would (``swap``: with or without their metadata), and has a fault proxy in front of
@@ -70,13 +75,20 @@ class S3Backend:
     def missing_container_settings(self) -> dict:
         return self.settings(BucketName="no-such-bucket-here")
 
-    def store(self, bucket=None):
-        return S3Store(S3Config(bucket_name=bucket or self.bucket, region="us-east-1", endpoint=self.moto.url,
-                                access_key="test", secret_key="test", virtual_addressing=False, max_retries=2))
+    def environment(self) -> dict:
+        return {}
+
+    def store(self, proxied=False, **options):
+        """An S3Store on this bucket, straight to moto or (``proxied``) through the FaultProxy; ``options``
+        are S3Config fields (they override the defaults here)."""
+        endpoint = self.proxy.url if proxied else self.moto.url
+        fields = {"bucket_name": self.bucket, "region": "us-east-1", "endpoint": endpoint, "access_key": "test",
+                  "secret_key": "test", "virtual_addressing": False, "max_retries": 2, **options}
+        return S3Store(S3Config(**fields))
 
     def missing_bucket_store(self):
         """A store over a bucket that does not exist on this server."""
-        return self.store(bucket=f"missing-{uuid.uuid4().hex[:12]}")
+        return self.store(bucket_name=f"missing-{uuid.uuid4().hex[:12]}")
 
     def close(self):
         self.proxy.close()

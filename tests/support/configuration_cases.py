@@ -3,8 +3,8 @@
 Each case is ``(files, accepted Name or None when Orthanc refuses)``. ``files`` maps a file name to its
 text; BASE stands for the options a test needs to start Orthanc (a JSON fragment without braces). One
 file is given to Orthanc as a file, several as their folder. ``H2_SET`` is set to "val" and ``H2_UNSET``
-is unset in the environment of both readers. tests/test_e2e_configfile.py checks every case against a
-real Orthanc; tests/test_configfile.py against configfile.read.
+is unset in the environment of both readers. tests/e2e/test_e2e_configfile.py checks every case against a
+real Orthanc; tests/unit/test_configfile.py against configfile.read.
 """
 
 ENVIRONMENT = {"H2_SET": "val"}

@@ -6,14 +6,12 @@ import re
 import time
 import uuid as uuidlib
 
-from orthanc_objstore.areas.contract import ObjectArea
-from orthanc_objstore.areas.naming import LEGACY, Naming
-from orthanc_objstore.build import build_hybrid_area
 from orthanc_objstore.jobs import scheduler as jobs
 from orthanc_objstore.jobs.journal import FileJobStore
 from orthanc_objstore.port.index import RestIndex
-from orthanc_objstore.storage.providers.memory import MemoryStore
-from support.fake_orthanc import FakeOrthancApi
+
+from .fake_orthanc import FakeOrthancApi
+from .hybrid_world import hybrid_world
 
 _STUDIES = re.compile(r"/studies\?expand&since=([0-9]+)&limit=([0-9]+)")
 
@@ -45,10 +43,8 @@ class FakeArchive:
 
     def __init__(self, folder, mode="WriteToFileSystem", now=1_800_000_000.0, workers=4, file_system=None):
         self.now = now
-        self.objects = ObjectArea(MemoryStore(), Naming())
-        self.file_system = file_system or ObjectArea(MemoryStore(), Naming(structure=LEGACY),
-                                                     storage_name="file-system")
-        self.area = build_hybrid_area(self.objects, self.file_system, mode)
+        world = hybrid_world(mode, file_system=file_system)
+        self.objects, self.file_system, self.area = world.objects, world.file_system, world.area
         self.api = ArchiveApi()
         self.files: dict[str, list[str]] = {}  # study → uuids
         self.manager = jobs.JobManager(RestIndex(self.api), self.area.side, FileJobStore(str(folder / "jobs")),

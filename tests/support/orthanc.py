@@ -12,12 +12,11 @@ import json
 import os
 import shutil
 import subprocess
-import threading
-import time
 import urllib.error
 import urllib.request
 
 from .servers import free_port, require, stop_process, venv_bin, wait_http
+from .waiting import in_background, wait_for  # noqa: F401 - the e2e tests import them from here too
 from .watchdog import OrthancFrozen, Watchdog
 
 ORTHANC = "/usr/sbin/Orthanc"
@@ -344,28 +343,3 @@ def storescu(port: int, *files) -> subprocess.CompletedProcess:
     require(executable is not None, "DCMTK's storescu is not installed (apt-get install dcmtk)")
     return subprocess.run([executable, "-aec", "ORTHANC", "127.0.0.1", str(port), *files],
                           capture_output=True, text=True, timeout=120)
-
-
-def wait_for(predicate, timeout=20.0, interval=0.2):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(interval)
-
-
-def in_background(call, *arguments):
-    """Starts ``call(*arguments)`` in a daemon thread: (the thread, a list that receives its result, or
-    the exception it raised, for the test to inspect)."""
-    outcome = []
-
-    def run():
-        try:
-            outcome.append(call(*arguments))
-        except Exception as exc:  # noqa: BLE001 - the test inspects it
-            outcome.append(exc)
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    return thread, outcome

@@ -17,7 +17,7 @@ CREATE TABLE AttachedFiles(id INTEGER REFERENCES Resources(internalId) ON DELETE
 """
 
 
-class FakeOrthanc:
+class OrthancFolder:
     """An Orthanc's folder as Orthanc leaves it: ``storage/aa/bb/uuid`` files and ``index/index``."""
 
     def __init__(self, root, compressed=False, instances=4, dicom_size=3000):

@@ -38,10 +38,34 @@ def need_module(name: str):
         require(False, f"the Python module {name} is not installed")
 
 
+def _xdist_slice() -> tuple[int, int]:
+    """(this pytest-xdist worker's number, the number of workers); (0, 1) outside xdist."""
+    worker, count = os.environ.get("PYTEST_XDIST_WORKER", ""), os.environ.get("PYTEST_XDIST_WORKER_COUNT", "")
+    if worker.startswith("gw") and worker[2:].isdigit() and count.isdigit() and int(count) > 1:
+        return int(worker[2:]), int(count)
+    return 0, 1
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A port of 127.0.0.1 that nothing listens on, chosen by the kernel.
+
+    Under pytest-xdist, the workers share one network namespace and a port is free between this call and
+    the moment its server binds it (seconds, for an Orthanc): so each worker only takes the ports whose
+    ``port // 2`` modulo the number of workers is its own, and two workers never hand out the same port."""
+    worker, count = _xdist_slice()
+    held = []
+    try:
+        for _ in range(64 * count):
+            sock = socket.socket()
+            held.append(sock)  # kept bound until the end, so that the kernel offers another port next time
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+            if (port // 2) % count == worker:  # // 2: the kernel hands bind() mostly odd ports
+                return port
+        raise RuntimeError(f"no free port of 127.0.0.1 for xdist worker {worker} of {count}")
+    finally:
+        for sock in held:
+            sock.close()
 
 
 def venv_bin(name: str) -> str | None:

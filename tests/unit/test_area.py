@@ -3,10 +3,12 @@
 import time
 
 import pytest
+from support.faulty_store import FaultyStore
+from support.waiting import wait_for
 
 from orthanc_objstore.areas.contract import ObjectArea
 from orthanc_objstore.areas.naming import Naming
-from orthanc_objstore.errors import NotFound, StoreUnavailable
+from orthanc_objstore.errors import NotFound
 from orthanc_objstore.orthanc_side.orphans import OrphanReaper
 from orthanc_objstore.storage.providers.memory import MemoryStore
 
@@ -48,32 +50,14 @@ def test_missing_everywhere_raises_the_first_not_found():
     assert caught.value.key == f"{U}.dcm.head"
 
 
-class FlakyStore(MemoryStore):
-    """Refuses deletes while ``down`` is set, like a store that is unreachable."""
-
-    down = True
-
-    def delete(self, key):
-        if self.down:
-            raise StoreUnavailable("down", key)
-        super().delete(key)
-
-
-def wait_until(predicate, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while not predicate() and time.monotonic() < deadline:
-        time.sleep(0.01)
-    return predicate()
-
-
 def test_reaper_retries_until_the_store_is_back():
-    store = FlakyStore()
+    store = FaultyStore().fail("delete")  # unreachable for deletes until healed
     area = ObjectArea(store, Naming())
     area.create(U, 1, b"orphan")
     reaper = OrphanReaper(area, first_delay=0.01, max_delay=0.05)
     reaper.schedule(U, 1)
     time.sleep(0.2)
     assert store.keys() == [f"{U}.dcm"]
-    store.down = False
-    assert wait_until(lambda: store.keys() == [])
+    store.heal()
+    assert wait_for(lambda: store.keys() == [], timeout=10.0, interval=0.01)
     reaper.stop()

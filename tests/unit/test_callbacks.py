@@ -5,6 +5,7 @@ import threading
 import zlib
 
 import pytest
+from support.faulty_store import FaultyStore
 
 from orthanc_objstore.areas.contract import Location, ObjectArea
 from orthanc_objstore.areas.naming import Naming
@@ -26,27 +27,9 @@ class Reaper:
         self.scheduled.append((uuid, content_type))
 
 
-class FailingStore(MemoryStore):
-    """Fails the writes of keys ending in ``fail_suffix`` with ``error``, and reads with ``read_error``."""
-
-    def __init__(self, fail_suffix=None, error=StoreUnavailable("down"), read_error=None):
-        super().__init__()
-        self.fail_suffix, self.error, self.read_error = fail_suffix, error, read_error
-
-    def put(self, key, data, *, owner=None):
-        if self.fail_suffix and key.endswith(self.fail_suffix):
-            raise self.error
-        super().put(key, data, owner=owner)
-
-    def get(self, key, *, owner=None):
-        if self.read_error:
-            raise self.read_error
-        return super().get(key, owner=owner)
-
-    def get_range(self, key, start, length, *, owner=None):
-        if self.read_error:
-            raise self.read_error
-        return super().get_range(key, start, length, owner=owner)
+def refusing(suffix):
+    """A store whose writes of keys ending in ``suffix`` fail (StoreUnavailable)."""
+    return FaultyStore().fail("put", suffix=suffix)
 
 
 def callbacks_over(store, compression=False):
@@ -69,7 +52,8 @@ def test_v3_records_the_location_and_reads_with_it():
 def test_v3_error_codes(error, code):
     store = MemoryStore()
     store.put(f"{U1}.dcm", b"x")
-    callbacks, _ = callbacks_over(FailingStore(".dcm", error=error, read_error=error))
+    failing = FaultyStore().fail("put", suffix=".dcm", error=error).fail("get", "get_range", error=error)
+    callbacks, _ = callbacks_over(failing)
     create, read, _ = callbacks.v3()
     assert create(U1, 1, 0, b"x", None) == (code, None)
     assert read(U1, 1, 0, 1, b"") == (code, b"")
@@ -88,7 +72,7 @@ HEADER = DICOM[:900]
 
 
 def test_a_failed_header_after_its_dicom_file_leaves_no_orphan():
-    callbacks, reaper = callbacks_over(FailingStore(".dcm.head"))
+    callbacks, reaper = callbacks_over(refusing(".dcm.head"))
     callbacks.create(U1, 1, DICOM)
     with pytest.raises(Exception, match="writing attachment"):
         callbacks.create(U2, 3, HEADER)
@@ -96,7 +80,7 @@ def test_a_failed_header_after_its_dicom_file_leaves_no_orphan():
 
 
 def test_a_dicom_file_not_proved_to_be_the_uploads_is_kept():
-    callbacks, reaper = callbacks_over(FailingStore(".dcm.head"))
+    callbacks, reaper = callbacks_over(refusing(".dcm.head"))
     callbacks.create(U1, 1, DICOM)
     with pytest.raises(Exception):
         callbacks.create(U2, 3, HEADER.replace(b"patient A", b"patient B"))  # another file's header
@@ -109,17 +93,17 @@ def test_a_dicom_file_not_proved_to_be_the_uploads_is_kept():
 
 
 def test_a_failed_dicom_file_never_takes_the_previous_upload_with_it():
-    store = FailingStore()
+    store = FaultyStore()
     callbacks, reaper = callbacks_over(store)
     callbacks.create(U1, 1, DICOM)  # a successful upload
-    store.fail_suffix = ".dcm"
+    store.fail("put", suffix=".dcm")
     with pytest.raises(Exception):
         callbacks.create(U2, 1, DICOM)
     assert reaper.scheduled == [(U2, 1)]
 
 
 def test_uploads_in_other_threads_do_not_count():
-    callbacks, reaper = callbacks_over(FailingStore(".dcm.head"))
+    callbacks, reaper = callbacks_over(refusing(".dcm.head"))
     thread = threading.Thread(target=callbacks.create, args=(U1, 1, DICOM))
     thread.start()
     thread.join()
@@ -133,7 +117,7 @@ def compressed(data):
 
 
 def test_with_storage_compression_the_header_is_compared_uncompressed():
-    callbacks, reaper = callbacks_over(FailingStore(".dcm.head"), compression=True)
+    callbacks, reaper = callbacks_over(refusing(".dcm.head"), compression=True)
     callbacks.create(U1, 1, compressed(DICOM))
     with pytest.raises(Exception):
         callbacks.create(U2, 3, compressed(HEADER))

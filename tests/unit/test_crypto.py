@@ -8,6 +8,7 @@ import pytest
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.keywrap import aes_key_unwrap
+from support.official_a1 import DEK, IV, official_a1
 
 from orthanc_objstore.crypto import a1 as crypto_a1
 from orthanc_objstore.crypto import a2 as crypto_a2
@@ -16,8 +17,6 @@ from orthanc_objstore.crypto import formats as crypto
 from orthanc_objstore.storage.budget import ByteBudget, InputTooLarge
 
 MASTER = bytes(range(32))
-IV = bytes(range(32, 64))
-DEK = bytes(range(64, 96))
 
 # Computed once from the layout in the official plugin's EncryptionHelpers.cpp with the helper below, and
 # pinned here so that a change to either side shows: key id 7, master key 00..1f, IV 20..3f, DEK 40..5f.
@@ -27,16 +26,6 @@ PINNED_A1_ORTHANC = bytes.fromhex(
 PINNED_A1_EMPTY = bytes.fromhex(
     "413107000000d2b122950e6cb9f781dab041f10359afc06c449d7e8ca9d29ecfa10a74ff0802b2d142f56e0cd997e1bad0219163"
     "39cfa00c24fd1eecc9b2feafc16a149f6862822a065709e372aa64d9d40c257fa094")
-
-
-def official_a1(plaintext, key_id, master, iv, dek):
-    """The official layout written out with raw AES (ECB blocks for the keystream, not crypto.py's code)."""
-    ecb = Cipher(algorithms.AES(master), modes.ECB()).encryptor()
-    keystream = ecb.update(bytes(16) + bytes(15) + b"\x01") + ecb.finalize()  # CTR from a zero counter block
-    prefix = (b"A1" + struct.pack("<I", key_id) + bytes(a ^ b for a, b in zip(iv, keystream))
-              + bytes(a ^ b for a, b in zip(dek, keystream)))
-    assert len(prefix) == 70
-    return prefix + AESGCM(dek).encrypt(iv, plaintext, prefix)
 
 
 def keyring(*keys, current=None):

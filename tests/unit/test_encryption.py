@@ -5,7 +5,8 @@ import os
 import struct
 
 import pytest
-from test_crypto import DEK, IV, official_a1
+from support.faulty_store import FaultyStore
+from support.official_a1 import DEK, IV, official_a1
 
 from orthanc_objstore.config.sections import MasterKey
 from orthanc_objstore.crypto import formats as crypto
@@ -32,26 +33,6 @@ def assert_no_key_material(message, *keys):
     for key in keys:
         for form in (key.key.hex(), base64.b64encode(key.key).decode(), repr(key.key)):
             assert form not in message
-
-
-class CountingStore(MemoryStore):
-    """A memory store that records how many bytes each read returned."""
-
-    def __init__(self):
-        super().__init__()
-        self.reads = []
-
-    def get(self, key, *, owner=None):
-        data = super().get(key, owner=owner)
-        self.reads.append(("get", len(data)))
-        return data
-
-    def get_range(self, key, start, length, *, owner=None):
-        data = MemoryStore.get(self, key, owner=owner)[start:start + length] if length else b""
-        if start + length > len(MemoryStore.get(self, key)):
-            raise IntegrityError("past the end", key)
-        self.reads.append(("range", length))
-        return data
 
 
 @pytest.mark.parametrize("fmt", crypto.FORMATS)
@@ -221,19 +202,19 @@ def test_missing_objects_stay_not_found():
 
 
 def test_a2_range_reads_fetch_only_the_needed_chunks():
-    inner = CountingStore()
+    inner = FaultyStore()  # no fault: it counts what each read returned
     store = encrypted(inner, fmt="A2")
     plaintext = os.urandom(200 * CHUNK)
     store.put(UUID_KEY, plaintext)
-    inner.reads.clear()
+    inner.calls.clear()
     assert store.get_range(UUID_KEY, 100 * CHUNK + 10, 1000) == plaintext[100 * CHUNK + 10:100 * CHUNK + 1010]
-    assert inner.reads == [("range", 70), ("range", CHUNK + 16)]
-    inner.reads.clear()
+    assert inner.reads() == [("get_range", 70), ("get_range", CHUNK + 16)]
+    inner.calls.clear()
     assert store.get_range(UUID_KEY, 3 * CHUNK - 1, 2) == plaintext[3 * CHUNK - 1:3 * CHUNK + 1]
-    assert inner.reads == [("range", 70), ("range", 2 * (CHUNK + 16))]
-    inner.reads.clear()
+    assert inner.reads() == [("get_range", 70), ("get_range", 2 * (CHUNK + 16))]
+    inner.calls.clear()
     assert store.head(UUID_KEY) == len(plaintext)
-    assert inner.reads == [("range", 70)]
+    assert inner.reads() == [("get_range", 70)]
 
 
 def test_max_concurrent_input_size_refuses_larger_inputs_and_writes_nothing():

@@ -1,16 +1,18 @@
 """HybridArea on memory stores: routing, NotFound-only fallback, quiet misses, location hints.
 
-The Area contract itself (every area, hybrid included) is tests/test_area_conformance.py."""
+The Area contract itself (every area, hybrid included) is tests/unit/test_area_conformance.py."""
 
 import logging
 import uuid as uuidlib
 
 import pytest
+from support.faulty_store import FaultyStore
+from support.hybrid_world import file_system_side, object_side
 
 from orthanc_objstore import build
 from orthanc_objstore.areas.contract import FILE_SYSTEM, OBJECT_STORAGE, Location, ObjectArea
 from orthanc_objstore.areas.hybrid import HybridArea
-from orthanc_objstore.areas.naming import LEGACY, Naming
+from orthanc_objstore.areas.naming import Naming
 from orthanc_objstore.build import build_hybrid_area
 from orthanc_objstore.config import sections as config
 from orthanc_objstore.errors import NotFound, StoreUnavailable
@@ -18,22 +20,11 @@ from orthanc_objstore.storage.providers.memory import MemoryStore
 
 
 def sides():
-    objects = ObjectArea(MemoryStore(), Naming())
-    file_system = ObjectArea(MemoryStore(), Naming(structure=LEGACY), storage_name="file-system")
-    return objects, file_system
+    return object_side(), file_system_side()
 
 
 def new_uuid():
     return str(uuidlib.uuid4())
-
-
-class Broken(MemoryStore):
-    """A store that is down for reads."""
-
-    def get(self, key, **owner):
-        raise StoreUnavailable("the store is down", key)
-
-    get_range = head = lambda self, key, *args, **owner: self.get(key)
 
 
 @pytest.mark.parametrize("mode", ["WriteToFileSystem", "WriteToObjectStorage"])
@@ -57,7 +48,7 @@ def test_writes_go_to_the_primary_and_reads_find_both_sides(mode):
 
 def test_only_not_found_falls_back():
     objects, file_system = sides()
-    broken = ObjectArea(Broken(), Naming())
+    broken = ObjectArea(FaultyStore().fail("get", "get_range", "head"), Naming())  # down for reads
     area = HybridArea(broken, file_system, file_system=file_system, object_storage=broken)
     uuid = new_uuid()
     file_system.create(uuid, 1, b"on disk")
@@ -102,11 +93,7 @@ def test_a_read_racing_with_a_move_finds_the_file():
 def test_remove_tries_both_sides_then_reports():
     objects, file_system = sides()
 
-    class FailingRemove(ObjectArea):
-        def remove(self, uuid, content_type, location=None):
-            raise StoreUnavailable("down")
-
-    failing = FailingRemove(objects.store, objects.naming)
+    failing = ObjectArea(FaultyStore().fail("delete"), objects.naming)
     area = HybridArea(failing, file_system, file_system=file_system, object_storage=failing)
     uuid = new_uuid()
     file_system.create(uuid, 1, b"x")

@@ -5,7 +5,7 @@ import json
 import threading
 
 import pytest
-from support.orthanc import wait_for
+from support.waiting import wait_for
 
 from orthanc_objstore.port.index import OrthancCallError
 from orthanc_objstore.port.loopback import LoopbackApi, LoopbackSettings

@@ -3,69 +3,24 @@
 import hashlib
 import json
 import threading
-import uuid as uuidlib
 
 import pytest
+from support.faulty_store import FaultyStore
+from support.hybrid_world import hybrid_world, patient_index
 
 from orthanc_objstore.areas.contract import ObjectArea
-from orthanc_objstore.areas.naming import LEGACY, Naming
-from orthanc_objstore.build import build_hybrid_area
 from orthanc_objstore.errors import IntegrityError, StoreUnavailable
 from orthanc_objstore.jobs import scheduler as jobs
 from orthanc_objstore.jobs import steps as move
 from orthanc_objstore.jobs.journal import FileJobStore
 from orthanc_objstore.orthanc_side import routes
-from orthanc_objstore.port.index import LEVELS, Attachment
-from orthanc_objstore.storage.providers.memory import MemoryStore
-
-
-class FakeIndex:
-    """A patient with one study, two series of three instances; an attachment at every level."""
-
-    def __init__(self, area):
-        self.tree = {("Patient", "p1"): ["s1"], ("Study", "s1"): ["se1", "se2"],
-                     ("Series", "se1"): ["i1", "i2", "i3"], ("Series", "se2"): ["i4", "i5", "i6"]}
-        self.levels = {"p1": "Patient", "s1": "Study", "se1": "Series", "se2": "Series",
-                       **{f"i{n}": "Instance" for n in range(1, 7)}}
-        self.records = {}
-        for resource_id, level in self.levels.items():
-            kinds = (1, 3) if level == "Instance" else (0,)
-            for kind in kinds:
-                data = f"{resource_id} type {kind} ".encode() * 50
-                uuid = str(uuidlib.uuid4())
-                area.create(uuid, kind, data)
-                self.records.setdefault(resource_id, []).append(
-                    Attachment(f"{LEVELS[level].folder}/{resource_id}", uuid, kind, len(data),
-                                    hashlib.md5(data).hexdigest()))
-
-    def level_of(self, resource_id):
-        return self.levels.get(resource_id)
-
-    def exists(self, level, resource_id):
-        return self.levels.get(resource_id) == level
-
-    def children(self, level, resource_id):
-        return self.tree.get((level, resource_id), [])
-
-    def attachments(self, level, resource_id):
-        return self.records.get(resource_id, [])
-
-    def all(self):
-        return [attachment for records in self.records.values() for attachment in records]
-
-
-def sides():
-    objects = ObjectArea(MemoryStore(), Naming())
-    file_system = ObjectArea(MemoryStore(), Naming(structure=LEGACY), storage_name="file-system")
-    return objects, file_system
 
 
 @pytest.fixture
 def world():
-    objects, file_system = sides()
-    area = build_hybrid_area(objects, file_system, "WriteToFileSystem")
-    index = FakeIndex(area)  # everything starts on the file system
-    return area, index, objects, file_system
+    hybrid = hybrid_world("WriteToFileSystem")
+    index = patient_index(hybrid.area)  # everything starts on the file system
+    return hybrid.area, index, hybrid.objects, hybrid.file_system
 
 
 # -- request
@@ -137,12 +92,9 @@ def test_a_damaged_source_or_failed_write_keeps_the_source(world):
         move.move_attachment(a, file_system, objects)
     assert objects.locate(a.uuid, a.content_type) == []
 
-    class Down(ObjectArea):
-        def create(self, *args):
-            raise StoreUnavailable("down")
-
+    down = ObjectArea(FaultyStore().fail("put"), objects.naming)
     with pytest.raises(StoreUnavailable):
-        move.move_attachment(b, file_system, Down(objects.store, objects.naming))
+        move.move_attachment(b, file_system, down)
     assert file_system.locate(b.uuid, b.content_type)
 
 

@@ -6,25 +6,25 @@ import uuid as uuidlib
 
 import pytest
 from support.fake_orthanc import FakeOrthancApi, RecordingOutput
-from support.orthanc import wait_for
+from support.faulty_store import FaultyStore
+from support.hybrid_world import hybrid_world, object_side
+from support.waiting import wait_for
 
-from orthanc_objstore.areas.contract import ObjectArea
-from orthanc_objstore.areas.naming import LEGACY, Naming
-from orthanc_objstore.build import build_hybrid_area
 from orthanc_objstore.errors import StoreUnavailable
 from orthanc_objstore.jobs import scheduler as jobs
 from orthanc_objstore.jobs.journal import FileJobStore
 from orthanc_objstore.orthanc_side import routes
-from orthanc_objstore.storage.providers.memory import MemoryStore
 
 
-class Orthanc:
-    """A patient a0, study b0, series c0, instances d1 and d2 (a DICOM file each), all on the file system."""
+class RoutesWorld:
+    """A fake Orthanc for the routes: patient a0, study b0, series c0, instances d1 and d2 (a DICOM file each),
+    all on the file system of a hybrid world; with ``down_target`` the object storage refuses every write."""
 
     def __init__(self, folder, down_target=False):
-        self.objects = ObjectArea(MemoryStore(), Naming())
-        self.file_system = ObjectArea(MemoryStore(), Naming(structure=LEGACY), storage_name="file-system")
-        self.area = build_hybrid_area(self.objects, self.file_system, "WriteToFileSystem")
+        objects = object_side(FaultyStore().fail("put", error=StoreUnavailable("the bucket is down"))
+                              if down_target else None)
+        world = hybrid_world("WriteToFileSystem", objects=objects)
+        self.objects, self.file_system, self.area = world.objects, world.file_system, world.area
         self.api = FakeOrthancApi({"/patients/a0": {"Studies": ["b0"]}, "/studies/b0": {"Series": ["c0"]},
                                    "/series/c0": {"Instances": ["d1", "d2"]}, "/jobs/core-1": {"ID": "core-1"}})
         self.uuids = []
@@ -37,22 +37,13 @@ class Orthanc:
                 f"/instances/{instance}": {}, f"/instances/{instance}/attachments?full": {"dicom": 1},
                 f"/instances/{instance}/attachments/1/info": {"Uuid": uuid, "CompressedSize": len(data),
                                                               "CompressedMD5": hashlib.md5(data).hexdigest()}})
-        sides = {"file-system": self.file_system, "object-storage": Down(self.objects) if down_target else self.objects}
-        self.manager = jobs.JobManager(routes.RestIndex(self.api), sides.get, FileJobStore(str(folder)),
+        self.manager = jobs.JobManager(routes.RestIndex(self.api), world.side, FileJobStore(str(folder)),
                                        workers=2)
 
     def routes(self, manager=True):
         handlers = routes.MoveStorageRoutes(self.api, self.area, self.manager if manager else None,
                                             "WriteToFileSystem" if manager else "Disabled", lambda: ["core-1"])
         return dict(handlers.routes())
-
-
-class Down(ObjectArea):
-    def __init__(self, inner):
-        super().__init__(inner.store, inner.naming, inner.storage_name)
-
-    def create(self, uuid, content_type, data):
-        raise StoreUnavailable("the bucket is down")
 
 
 def call(callback, uri, method="POST", body=b"", groups=(), get=None):
@@ -68,7 +59,7 @@ def call(callback, uri, method="POST", body=b"", groups=(), get=None):
 
 @pytest.fixture
 def orthanc(tmp_path):
-    world = Orthanc(tmp_path)
+    world = RoutesWorld(tmp_path)
     world.manager.start()
     yield world
     world.manager.stop()
@@ -118,7 +109,7 @@ def test_asynchronous_move_and_the_jobs_routes(orthanc):
 
 
 def test_a_failed_move_is_a_500_with_the_job_and_the_files_stay(tmp_path):
-    world = Orthanc(tmp_path, down_target=True)
+    world = RoutesWorld(tmp_path, down_target=True)
     world.manager.start()
     try:
         answer = call(world.routes()["/move-storage"], "/move-storage",
@@ -132,7 +123,7 @@ def test_a_failed_move_is_a_500_with_the_job_and_the_files_stay(tmp_path):
 
 
 def test_a_synchronous_move_answers_503_when_orthanc_stops(tmp_path):
-    world = Orthanc(tmp_path)  # the manager never starts: the job waits
+    world = RoutesWorld(tmp_path)  # the manager never starts: the job waits
     answers = []
     thread = threading.Thread(target=lambda: answers.append(call(
         world.routes()["/move-storage"], "/move-storage", body=b'{"Resources": ["a0"], "TargetStorage": "object-storage"}')))

@@ -1,12 +1,15 @@
-"""The metrics registry, the MeteredArea wrapper, and the hooks (hybrid fallbacks, move steps, S3 retries), in memory."""
+"""The metrics registry, the MeteredArea wrapper, and the hooks (hybrid fallbacks, move steps), in memory.
+
+S3 retries, counted against moto, are tests/providers/test_s3_options.py."""
 
 import concurrent.futures
-import hashlib
 import os
 import threading
 import uuid as uuidlib
 
 import pytest
+from support.faulty_store import FaultyStore
+from support.hybrid_world import FakeIndex
 
 from orthanc_objstore import build
 from orthanc_objstore.areas.contract import ObjectArea
@@ -31,7 +34,6 @@ from orthanc_objstore.metrics.metered import (
     MOVE_FILES_TOTAL,
     OPERATIONS_TOTAL,
     ORPHANS_PENDING,
-    RETRIES_TOTAL,
     MeteredArea,
     StorageMetrics,
     error_kind,
@@ -165,17 +167,6 @@ def test_a_failing_publication_does_not_stop_the_publisher():
 # -- the wrapper
 
 
-class Failing(MemoryStore):
-    """A store whose reads fail with ``error`` (an exception instance) while it is set."""
-
-    error = None
-
-    def get(self, key, *, owner=None):
-        if self.error is not None:
-            raise self.error
-        return super().get(key, owner=owner)
-
-
 @pytest.mark.parametrize("error, kind", [
     (NotFound("x"), "not_found"), (IntegrityError("x"), "integrity"), (UnknownKeyError("x"), "integrity"),
     (StoreUnavailable("x"), "unavailable"), (PermissionDenied("x"), "permission"), (StoreError("x"), "other"),
@@ -183,12 +174,12 @@ class Failing(MemoryStore):
 ])
 def test_error_kinds_follow_the_error_vocabulary(error, kind):
     assert error_kind(error) == kind
-    store = Failing()
+    store = FaultyStore()
     metrics = StorageMetrics()
     area = MeteredArea(ObjectArea(store, Naming()), metrics, OBJECTS)
     uuid = new_uuid()
     area.create(uuid, 1, b"data")
-    store.error = error
+    store.fail("get", error=error)
     with pytest.raises(type(error)):
         area.read(uuid, 1)
     m = metrics.metrics
@@ -265,33 +256,21 @@ def test_build_area_meters_each_side_and_counts_hybrid_fallbacks(tmp_path):
     assert isinstance(bare.side(OBJECTS), ObjectArea)
 
 
-class Index:
-    """Three instances' attachments on the file system; one of them is missing."""
-
-    def __init__(self, area):
-        self.records = []
-        for n in range(3):
-            data = f"file {n} ".encode() * (n + 1)
-            uuid = new_uuid()
-            if n < 2:
-                area.side("file-system").create(uuid, 1, data)
-            self.records.append(Attachment(f"instances/i{n}", uuid, 1, len(data), hashlib.md5(data).hexdigest()))
-
-    def level_of(self, resource_id):
-        return "Patient" if resource_id == "p" else None
-
-    def children(self, level, resource_id):
-        return []
-
-    def attachments(self, level, resource_id):
-        return self.records
+def three_instances(area):
+    """A patient p of three instances' attachments on the file system; the third one's file is missing."""
+    index = FakeIndex()
+    index.add("Patient", "p")
+    for n in range(3):
+        index.attach("p", area.side("file-system"), 1, f"file {n} ".encode() * (n + 1), resource=f"instances/i{n}",
+                     stored=n < 2)
+    return index
 
 
 def test_move_steps_are_counted_by_outcome(tmp_path):
     plugin_config = hybrid_config(tmp_path)
     metrics = build.storage_metrics(plugin_config)
     area = build.build_area(plugin_config, store=MemoryStore(), metrics=metrics)
-    index = Index(area)
+    index = three_instances(area)
     manager = jobs.JobManager(index, area.side, FileJobStore(str(tmp_path / "jobs")), workers=2,
                               on_step=metrics.move_step)
     manager.start()
@@ -301,28 +280,7 @@ def test_move_steps_are_counted_by_outcome(tmp_path):
             assert job.finished.wait(10)
     finally:
         manager.stop()
-    m, sizes = metrics.metrics, [record.size for record in index.records]
+    m, sizes = metrics.metrics, [record.size for record in index.all()]
     assert [m.value(MOVE_FILES_TOTAL, outcome=o) for o in ("moved", "skipped", "failed", "missing")] == [2, 2, 0, 2]
     assert m.value(MOVE_BYTES_TOTAL, outcome="moved") == m.value(MOVE_BYTES_TOTAL, outcome="skipped") == sum(sizes[:2])
     assert m.value(BYTES_TOTAL, operation="write", storage=OBJECTS) == sum(sizes[:2])
-
-
-# -- S3 retries (moto behind the fault proxy)
-
-
-def test_s3_retries_are_counted(s3_backend):
-    from orthanc_objstore.config.sections import S3Config
-    from orthanc_objstore.storage.providers.s3 import S3Store
-
-    store = S3Store(S3Config(bucket_name=s3_backend.bucket, region="us-east-1", endpoint=s3_backend.proxy.url,
-                             access_key="test", secret_key="test", virtual_addressing=False, max_retries=3,
-                             connect_timeout=2, request_timeout=5))
-    metrics = StorageMetrics()
-    metrics.count_retries(store)
-    store.put("a", b"x")
-    assert metrics.metrics.value(RETRIES_TOTAL, storage=OBJECTS) == 0
-    s3_backend.proxy.mode = "down"
-    with pytest.raises(StoreUnavailable):
-        store.get("a")
-    s3_backend.proxy.mode = "pass"
-    assert metrics.metrics.value(RETRIES_TOTAL, storage=OBJECTS) == 3  # MaxRetries 3: three more requests
