@@ -297,22 +297,22 @@ class ReadCache:
         self._pending_done = threading.Condition(self._lock)
 
     def __repr__(self) -> str:
-        memory = f"{self.memory.capacity // 2**20} MB in memory" if self.memory else "no memory"
-        disk = f", {self.disk.capacity // 2**20} MB on disk" if self.disk else ""
+        memory = f"{self.memory.capacity // 2**20} MB in memory" if self.memory is not None else "no memory"
+        disk = f", {self.disk.capacity // 2**20} MB on disk" if self.disk is not None else ""
         return f"ReadCache({memory}{disk})"
 
     @property
     def memory_bytes(self) -> int:
-        return self.memory.size if self.memory else 0
+        return self.memory.size if self.memory is not None else 0
 
     @property
     def disk_bytes(self) -> int:
-        return self.disk.size if self.disk else 0
+        return self.disk.size if self.disk is not None else 0
 
     @property
     def capacity(self) -> int:
         """The bytes a prefetch may fill without evicting what it fetched itself."""
-        return self.memory.capacity if self.memory else (self.disk.capacity if self.disk else 0)
+        return self.memory.capacity if self.memory is not None else (self.disk.capacity if self.disk is not None else 0)
 
     # --- what the prefetcher tells the cache --------------------------------------------------------
     @contextmanager
@@ -355,7 +355,7 @@ class ReadCache:
 
     # --- entries ------------------------------------------------------------------------------------
     def lookup(self, key: str, owner: str | None, count: bool = True) -> bytes | None:
-        entry = self.memory.get(key) if self.memory else None
+        entry = self.memory.get(key) if self.memory is not None else None
         if entry is None and self.disk is not None:
             entry = self.disk.get(key)
             if entry is not None:
@@ -374,7 +374,7 @@ class ReadCache:
         if len(data) > self.max_entry:
             return
         entry = _Entry(data, owner, prefetched)
-        kept = self.memory.put(key, entry) if self.memory else False
+        kept = self.memory.put(key, entry) if self.memory is not None else False
         if self.disk is not None:
             self.disk.put(key, _Entry(data, owner, False))
         if uuid is not None and (kept or self.disk is not None):
@@ -388,7 +388,7 @@ class ReadCache:
             flight = self._flights.get(key)
             if flight is not None:
                 flight.stale = True
-        entry = self.memory.discard(key) if self.memory else None
+        entry = self.memory.discard(key) if self.memory is not None else None
         if entry is not None:
             _count_dropped(self.stats, [entry], "memory_evictions")
         if self.disk is not None:

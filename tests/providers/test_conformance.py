@@ -4,7 +4,8 @@ import os
 
 import pytest
 
-from orthanc_objstore.config.sections.sections import EncryptionConfig, MasterKey
+from orthanc_objstore.config.sections import EncryptionConfig, MasterKey
+from orthanc_objstore.storage.cached import CachedStore, ReadCache
 from orthanc_objstore.storage.encrypted import EncryptedStore
 from orthanc_objstore.storage.providers.filesystem import FileSystemStore
 from orthanc_objstore.storage.providers.memory import MemoryStore
@@ -38,13 +39,25 @@ def _encrypted(inner, encryption_format):
     return make
 
 
+def _cached(inner, disk=False, memory=64 * 2**20):
+    """``inner`` behind the read cache (in memory, or on disk with a memory cache too small for anything)."""
+    def make(request, tmp_path):
+        cache = ReadCache(memory, 64 * 2**20, str(tmp_path / "cache") if disk else "", 256 * 2**20)
+        return CachedStore(inner(request, tmp_path), cache)
+    return make
+
+
 STORES = {"memory": _memory, "filesystem": _filesystem, "s3": _s3, "azure": _azure, "gcs": _gcs,
           "encrypted-a1-memory": _encrypted(_memory, "A1"), "encrypted-a2-memory": _encrypted(_memory, "A2"),
           "encrypted-a1-filesystem": _encrypted(_filesystem, "A1"),
           "encrypted-a2-filesystem": _encrypted(_filesystem, "A2"),
           "encrypted-a1-s3": _encrypted(_s3, "A1"), "encrypted-a2-s3": _encrypted(_s3, "A2"),
           "encrypted-a3-memory": _encrypted(_memory, "A3"), "encrypted-a3-filesystem": _encrypted(_filesystem, "A3"),
-          "encrypted-a3-azure": _encrypted(_azure, "A3"), "encrypted-a1-gcs": _encrypted(_gcs, "A1")}
+          "encrypted-a3-azure": _encrypted(_azure, "A3"), "encrypted-a1-gcs": _encrypted(_gcs, "A1"),
+          "cached-memory": _cached(_memory), "cached-disk-memory": _cached(_memory, disk=True, memory=0),
+          "encrypted-a2-cached-memory": _encrypted(_cached(_memory), "A2"),
+          "encrypted-a3-cached-disk-filesystem": _encrypted(_cached(_filesystem, disk=True), "A3"),
+          "cached-s3": _cached(_s3)}
 
 
 def _missing_bucket(backend_fixture):
