@@ -13,10 +13,10 @@ what="${1:-demo}"
 
 apt_packages=(orthanc orthanc-python dcmtk python3-venv curl ca-certificates iproute2 util-linux)
 if [ "$what" = test ]; then
-  # The scale-out tests run PostgreSQL and Debian's PostgreSQL index plugin for Orthanc; the Docker
-  # tests validate docker/*.yml with docker-compose's own parser (no Docker daemon needed). The tests'
-  # watchdog dumps a frozen Orthanc's native stacks with gdb (its Python stacks with py-spy, a test extra).
-  apt_packages+=(postgresql orthanc-postgresql docker-compose gdb)
+  # The scale-out tests run PostgreSQL and Debian's PostgreSQL index plugin for Orthanc, the viewer tests
+  # Debian's DICOMweb plugin; the Docker tests validate docker/*.yml with docker-compose's own parser (no
+  # Docker daemon needed). The tests' watchdog dumps a frozen Orthanc's native stacks with gdb (its Python stacks with py-spy, a test extra).
+  apt_packages+=(postgresql orthanc-postgresql orthanc-dicomweb docker-compose gdb)
   if ! command -v node >/dev/null 2>&1; then
     # Azurite (Azure emulator) needs Node.js; Debian 12's Node 18 runs the pinned Azurite 3.35.0.
     apt_packages+=(nodejs npm)
