@@ -10,9 +10,10 @@ encryption is on: a cache never becomes a plaintext copy of medical data).
 - ``get_range``: served from a cached (or in-flight) whole object when there is one; a range of an
   object the prefetcher announced (``ReadCache.expect``) is read whole once and kept, so that a
   header read before the frames does not cost a second request; any other range is read as a range.
-- ``put`` and ``delete`` drop the key first (a write never fills the cache: what counts is the next
-  reader's first read). ``ReadCache.forget(uuid)`` drops every key of an attachment (Orthanc's
-  remove callback, before any deferred delete).
+- ``put`` and ``delete`` drop the key first. A written DICOM file (content type 1) is not kept (an
+  upload must not flush what viewers read); other attachments are (small: Orthanc's JSON, DICOMweb's
+  metadata caches, which are read soon after they are written). ``ReadCache.forget(uuid)`` drops
+  every key of an attachment (Orthanc's remove callback, before any deferred delete).
 - ``owner``: an entry remembers the owner its request was checked for; a read for another owner
   bypasses the entry and asks the inner store, which checks it as always.
 
@@ -38,6 +39,7 @@ from .protocol import Owner, Store, check_range, exact_range, owner_checks
 log = logging.getLogger(__name__)
 
 _prefetch_thread = threading.local()
+KEEP_WRITES_EXCEPT = 1  # writes of every other content type are kept (small: JSON, headers, DICOMweb's caches)
 
 
 @contextmanager
@@ -463,6 +465,8 @@ class CachedStore:
     def put(self, key: str, data: bytes | bytearray, *, owner: Owner | None = None) -> None:
         self.cache.discard(key)
         self.inner.put(key, data, owner=owner)
+        if owner is not None and owner.content_type != KEEP_WRITES_EXCEPT:
+            self.cache.store(key, bytes(data), owner.metadata_value(), owner.uuid, False)
 
     def get(self, key: str, *, owner: Owner | None = None) -> bytes:
         return self.cache.fetch(key, owner, lambda: self.inner.get(key, owner=owner))
