@@ -30,6 +30,7 @@ LATENCY = 0.02
 
 def viewer_settings(backend, **section):
     require(os.path.exists(DICOMWEB_PLUGIN), "Debian's orthanc-dicomweb is not installed (scripts/setup.sh test)")
+    section = {"ReadCache": True, **section}  # the plugin's default (tests/support/backends.py turns it off)
     return {**backend.settings(**section), **DICOMWEB_SETTINGS, "Plugins": [PYTHON_PLUGIN, DICOMWEB_PLUGIN]}
 
 
