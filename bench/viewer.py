@@ -63,7 +63,7 @@ def ct_like(count: int, tag: str) -> list[bytes]:
 
 def workload(name: str) -> list[bytes]:
     if name == "multiframe":
-        return [large_instance(20 * 2**20, ".viewer")]
+        return [large_instance(20 * 2**20, "9")]
     return ct_like(int(name), name)
 
 

@@ -111,6 +111,7 @@ class Prefetcher:
     def prefetch(self, target: Target) -> int:
         """Reads ``target``'s DICOM files into the cache (waits for the resolution, not for the reads);
         returns how many reads were started."""
+        started = time.monotonic()
         with self.cache.resolving():
             files = self.resolve(target)
             now = time.monotonic()
@@ -127,6 +128,9 @@ class Prefetcher:
             if len(self._recent_uuids) > 100000:
                 self._recent_uuids = {u: w for u, w in self._recent_uuids.items() if now - w < REPEAT_SECONDS}
             self.cache.expect(uuid for uuid, _ in chosen)
+        log.info("prefetch of %s %s: %d of its %d files (%.1f MB) to read, resolved in %.0f ms", target.level.lower(),
+                 target.identifier, len(chosen), len(files), sum(size for _, size in chosen) / 2**20,
+                 (time.monotonic() - started) * 1000)
         for uuid, size in chosen:
             if self._stopping.is_set() or self._pool is None:
                 break
