@@ -242,3 +242,37 @@ def test_viewer_triggers_follow_the_dicomweb_root():
     wado = ViewerTriggers("/wado/")
     assert wado.target("GET", "/wado/studies/1.2/series/1.3/metadata") == Target(SERIES, "1.3", True)
     assert ViewerTriggers("/wado/").target("GET", "/dicom-web/studies/1.2/series/1.3/metadata") is None
+
+
+def _common(**section):
+    from orthanc_objstore.config import sections as config
+
+    parsed, warnings = config.parse({"AwsS3Storage": {"BucketName": "b", "Region": "r", **section}})
+    return parsed.common, warnings
+
+
+def test_read_cache_and_prefetch_are_on_by_default_and_false_turns_them_off():
+    from orthanc_objstore.config.sections import PrefetchConfig, ReadCacheConfig
+
+    common, _ = _common()
+    assert common.read_cache == ReadCacheConfig() and common.prefetch == PrefetchConfig()
+    assert common.read_cache.memory_size_mb == 256 and common.prefetch.max_in_flight == 16
+    common, _ = _common(ReadCache=False, Prefetch={"Enable": False})
+    assert common.read_cache is None and common.prefetch is None
+    common, warnings = _common(ReadCache={"MemorySize": 64, "MaxEntrySise": 1})
+    assert common.read_cache.memory_size_mb == 64
+    assert any('did you mean "MaxEntrySize"' in warning for warning in warnings)
+
+
+@pytest.mark.parametrize("section, problem", [
+    ({"ReadCache": {"MemorySize": -1}}, "ReadCache.MemorySize: -1 (number) is invalid; allowed: an integer from 0"),
+    ({"ReadCache": {"Folder": "cache"}}, "ReadCache.Folder: 'cache' is not an absolute path"),
+    ({"ReadCache": "yes"}, "ReadCache: must be a JSON object, got string"),
+    ({"Prefetch": {"MaxInFlight": 65}}, "Prefetch.MaxInFlight: 65 (number) is invalid; allowed: an integer from 1 to"),
+])
+def test_bad_read_cache_and_prefetch_options_are_refused(section, problem):
+    from orthanc_objstore.errors import ConfigError
+
+    with pytest.raises(ConfigError) as raised:
+        _common(**section)
+    assert any(problem in line for line in raised.value.problems), raised.value.problems
