@@ -142,3 +142,34 @@ def test_the_disk_cache_keeps_encrypted_objects_and_survives_a_restart(s3_backen
     assert open_study(orthanc) == first
     assert store_gets(s3_backend) == Counter()  # served by the disk cache
     assert cache_metrics(orthanc)["cache_disk_hits_total"] >= 10
+
+
+@pytest.fixture(scope="module")
+def postgres():
+    from support.postgres import PostgresServer
+
+    server = PostgresServer()
+    yield server
+    server.stop()
+
+
+def test_ingested_on_one_orthanc_viewed_on_another_sharing_the_index(s3_backend, postgres, orthanc_factory):
+    """Scale-out: two Orthancs on one PostgreSQL index and one bucket; the viewer's Orthanc never read
+    the study (nothing in its caches), and its open still reads each object once."""
+    from support.postgres import INDEX_PLUGIN
+
+    settings = {**viewer_settings(s3_backend), **postgres.settings(Database=postgres.create_database())}
+    settings["Plugins"] = [*settings["Plugins"], INDEX_PLUGIN]
+    ingest = orthanc_factory({**settings, "DatabaseServerIdentifier": "ingest"}, name="ingest")
+    view = orthanc_factory({**settings, "DatabaseServerIdentifier": "view"}, name="view")
+    for data in make_instances(20, seed="1.2.826.0.1.3680043.8.498.60"):
+        ingest.upload(data)
+    s3_backend.proxy.reset_counts()
+    s3_backend.proxy.mode, s3_backend.proxy.delay = "slow", LATENCY
+    try:
+        open_study(view)
+    finally:
+        s3_backend.proxy.mode = "pass"
+    gets = store_gets(s3_backend)
+    assert len(gets) >= 20 and max(gets.values()) == 1, gets.most_common(3)
+    assert cache_metrics(view)["cache_prefetch_used_total"] >= 1
