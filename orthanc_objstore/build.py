@@ -30,6 +30,7 @@ from .jobs import restore, steps
 from .metrics.metered import MeteredArea, StorageMetrics
 from .storage import encrypted as encryption
 from .storage.budget import ByteBudget
+from .storage.cached import CachedStore, ReadCache
 from .storage.protocol import StartupCheck, Store
 from .storage.providers.filesystem import FileSystemStore
 
@@ -153,24 +154,42 @@ class Storage:
         return self.area
 
 
-def build_storage(config: PluginConfig, store: Store | None = None,
-                  metrics: StorageMetrics | None = None) -> Storage:
+def build_storage(config: PluginConfig, store: Store | None = None, metrics: StorageMetrics | None = None,
+                  cache: ReadCache | None = None) -> Storage:
     """The storage of ``config``. ``store`` replaces the provider (tests); with ``metrics``, each side is a
-    ``MeteredArea`` (the offline tools pass none: they need the bare areas)."""
+    ``MeteredArea`` (the offline tools pass none: they need the bare areas); ``cache`` as ``build_area``'s."""
     provider = store or provider_store(config)
-    area = build_area(config, provider, metrics)
+    area = build_area(config, provider, metrics, cache)
     if isinstance(area, HybridArea):
         return Storage(area, (area.primary, area.secondary), provider, area.side)
     return Storage(area, (area,), provider)
 
 
-def build_area(config: PluginConfig, store: Store | None = None, metrics: StorageMetrics | None = None) -> Area:
-    """The area Orthanc's callbacks talk to (``build_storage``'s ``area``)."""
+def read_cache(common: CommonConfig) -> ReadCache | None:
+    """The read cache of ``ReadCache`` (None when it is off)."""
+    settings = common.read_cache
+    if settings is None or (settings.memory_size_mb == 0 and not settings.folder):
+        return None
+    mb = 1024 * 1024
+    try:
+        return ReadCache(settings.memory_size_mb * mb, settings.max_entry_size_mb * mb, settings.folder,
+                         settings.folder_size_mb * mb)
+    except OSError as exc:
+        raise ConfigError(f"ReadCache.Folder: {settings.folder!r} cannot be used as the disk cache "
+                          f"({exc.strerror}); allowed: a folder Orthanc can create and write") from None
+
+
+def build_area(config: PluginConfig, store: Store | None = None, metrics: StorageMetrics | None = None,
+               cache: ReadCache | None = None) -> Area:
+    """The area Orthanc's callbacks talk to. ``store`` replaces the provider (tests); with ``metrics``, each
+    side is a ``MeteredArea`` (the offline tools pass none: they need the bare areas); with ``cache``, the
+    object storage's reads go through it (below the encryption layer: it keeps the bytes as stored)."""
     common = config.common
     # Both sides of hybrid mode share one MaxConcurrentInputSize budget.
     budget = input_budget(common.encryption) if common.encryption else None
     provider = store or provider_store(config)
-    objects: Area = ObjectArea(wrap_encryption(provider, common, budget), object_naming(common))
+    stored = provider if cache is None else CachedStore(provider, cache)
+    objects: Area = ObjectArea(wrap_encryption(stored, common, budget), object_naming(common))
     if metrics is not None:
         metrics.count_retries(provider)
         objects = MeteredArea(objects, metrics, OBJECT_STORAGE)

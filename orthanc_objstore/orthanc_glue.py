@@ -25,6 +25,7 @@ from . import __version__, build
 from .config import sections as config
 from .errors import ConfigError
 from .jobs.journal import FileJobStore
+from .jobs.prefetch import Prefetcher
 from .jobs.restore import RestoreManager
 from .jobs.scheduler import JobManager
 from .jobs.tiering import TieringPolicy
@@ -37,6 +38,7 @@ from .orthanc_side.orphans import OrphanReaper
 from .orthanc_side.rest import route
 from .orthanc_side.restore import RestoreRoutes
 from .orthanc_side.routes import CoreJobs, MoveStorageRoutes
+from .orthanc_side.viewer_triggers import ViewerTriggers
 from .port.index import OrthancApi, OrthancCallError, RestIndex
 from .port.loopback import LoopbackApi, LoopbackSettings
 
@@ -242,6 +244,37 @@ def register_storage(callbacks: StorageCallbacks, version: str) -> str:
     return f"RegisterStorageArea (v1, whole reads{suffix})"
 
 
+def register_prefetch(configuration: dict, settings, api, area, cache, lifecycle: Lifecycle) -> str:
+    """Registers the HTTP request filter that schedules prefetches (``Prefetch``); returns what it did.
+
+    The filter only matches the URI and queues (``Prefetcher.schedule`` never blocks and calls no
+    ``orthanc.*``); the prefetcher's thread resolves it through the port (SPEC Q-5). Always allows the
+    request. The filter's arguments differ between plugin versions (4.0: ``uri, **request``; 7.1:
+    ``uri, method, ip, headers, get``): it takes both shapes."""
+    register = getattr(orthanc, "RegisterIncomingHttpRequestFilter", None)
+    if settings is None or register is None:
+        return "prefetch off" if settings is None else "prefetch off (no RegisterIncomingHttpRequestFilter)"
+    dicomweb = configuration.get("DicomWeb")
+    root = dicomweb.get("Root", "/dicom-web/") if isinstance(dicomweb, dict) else "/dicom-web/"
+    triggers = ViewerTriggers(root if isinstance(root, str) else "/dicom-web/")
+    prefetcher = Prefetcher(api, area, cache, settings.max_in_flight, settings.max_bytes_in_flight_mb * 1024 * 1024)
+    lifecycle.on_started.append(prefetcher.start)
+    lifecycle.on_stopped.insert(0, prefetcher.stop)
+
+    def request_filter(uri, *arguments, **request):
+        try:
+            method = arguments[0] if arguments else request.get("method")
+            target = triggers.target(method, uri)
+            if target is not None:
+                prefetcher.schedule(target)
+        except Exception:  # noqa: BLE001 - a prefetch must never refuse or break a request
+            pass
+        return True
+
+    register(request_filter)
+    return f"{prefetcher!r} on viewer requests"
+
+
 def jobs_folder(common) -> str:
     """Replicas sharing one StorageDirectory (scale-out with hybrid mode) each keep their own jobs, under
     their DatabaseServerIdentifier: a replica never resumes another's job."""
@@ -262,7 +295,8 @@ def install(started=None):
         if plugin_config is None:
             return None
         metrics = build.storage_metrics(plugin_config)
-        storage = build.build_storage(plugin_config, metrics=metrics)
+        cache = build.read_cache(plugin_config.common)
+        storage = build.build_storage(plugin_config, metrics=metrics, cache=cache)
         area = storage.area
     except ConfigError as exc:
         for problem in exc.problems:
@@ -286,8 +320,14 @@ def install(started=None):
     callbacks = StorageCallbacks(area, reaper, error_codes() if version == "v3" else ErrorCodes(),
                                  storage_compression=common.storage_compression,
                                  on_read_failure=read_failures.record,
-                                 cold_reads=ColdReads(area, policy, metrics.restore_step))
+                                 cold_reads=ColdReads(area, policy, metrics.restore_step),
+                                 on_remove=cache.forget if cache is not None else None)
     registered = register_storage(callbacks, version)
+    viewer = "read cache off"
+    if cache is not None:
+        metrics.watch_cache(cache)
+        viewer = f"{cache!r}, " + register_prefetch(configuration, plugin_config.common.prefetch, api, area, cache,
+                                                    lifecycle)
     if not orthanc.CheckVersionAdvanced(1, 11, 0):
         orthanc.RegisterRestCallback(ARCHIVE_ROUTE, route(ArchiveGuard(api, read_failures), "GET", "POST"))
     else:
@@ -324,6 +364,7 @@ def install(started=None):
     for pattern, callback in MoveStorageRoutes(api, area, manager, plugin_config.common.hybrid_mode,
                                                core_jobs, other_jobs=listed).routes():
         orthanc.RegisterRestCallback(pattern, callback)
-    log.warning("orthanc-objstore %s: storage area in %r through %s; Orthanc's REST API %s; metrics %s; started "
-                "in %.3f s", __version__, area, registered, how, metrics_where, time.monotonic() - started)
+    log.warning("orthanc-objstore %s: storage area in %r through %s; Orthanc's REST API %s; metrics %s; %s; "
+                "started in %.3f s", __version__, area, registered, how, metrics_where, viewer,
+                time.monotonic() - started)
     return callbacks

@@ -34,8 +34,8 @@ fi
 check_newest_versions "$ROOT"
 
 # Debian packages the tests need beyond what newest-orthanc-chroot.sh (the verified build, kept as is)
-# installs: the PostgreSQL index plugin of the scale-out tests.
-extra=(orthanc-postgresql)
+# installs: the PostgreSQL index plugin of the scale-out tests, the DICOMweb plugin of the viewer tests.
+extra=(orthanc-postgresql orthanc-dicomweb)
 missing=()
 for package in "${extra[@]}"; do
   chroot "$ROOT" dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")

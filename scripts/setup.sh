@@ -13,10 +13,11 @@ what="${1:-demo}"
 
 apt_packages=(orthanc orthanc-python dcmtk python3-venv curl ca-certificates iproute2 util-linux)
 if [ "$what" = test ]; then
-  # The scale-out tests run PostgreSQL and Debian's PostgreSQL index plugin for Orthanc; the Docker
-  # tests validate docker/*.yml with docker-compose's own parser (no Docker daemon needed). The tests'
-  # watchdog dumps a frozen Orthanc's native stacks with gdb (its Python stacks with py-spy, a test extra).
-  apt_packages+=(postgresql orthanc-postgresql docker-compose gdb)
+  # The scale-out tests run PostgreSQL and Debian's PostgreSQL index plugin for Orthanc, the viewer tests
+  # Debian's DICOMweb plugin; the Docker tests validate docker/*.yml with docker-compose's own parser (no
+  # Docker daemon needed). The tests' watchdog dumps a frozen Orthanc's native stacks with gdb (its Python
+  # stacks with py-spy, a test extra).
+  apt_packages+=(postgresql orthanc-postgresql orthanc-dicomweb docker-compose gdb)
   # tests/providers/test_a1_crosscheck.py checks format A1 against Crypto++, the library of the official
   # plugin, through a small program of ours (tests/crosscheck/a1_cryptopp.cpp, built below into build/).
   apt_packages+=(g++ libcrypto++-dev)

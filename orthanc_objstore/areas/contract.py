@@ -9,7 +9,9 @@ Contract: ``create`` stores the attachment and returns its ``Location``; ``read`
 ``remove`` deletes it wherever it is, and removing a missing attachment is not an error;
 ``locate`` lists where it is now; ``cold_state`` says the storage class and restore state of the copy a read
 would get, ``restore`` asks for a restore of it (``storage.Restorable``; ``restore_tiers`` lists the speeds,
-empty when no storage of the area has cold classes). ``ObjectArea`` gives the store the attachment as ``owner`` on every
+empty when no storage of the area has cold classes). A ``read_range`` of the whole attachment (from 0,
+``length`` equal to the size its location records) is a ``read``: Orthanc's v3 API asks for whole attachments
+that way, and the read cache keeps whole reads only. ``ObjectArea`` gives the store the attachment as ``owner`` on every
 write and read, so an object found under this attachment's key but written for another is refused
 (``IntegrityError``, see ``storage.protocol``). Missing attachments raise ``NotFound``; any other failure another
 ``StoreError``.
@@ -27,7 +29,7 @@ checks the contract; every area runs it.
 """
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from ..errors import NeedsRestore, NotFound
@@ -46,13 +48,17 @@ class Location:
     storage: str
     key: str
     description: str = ""
+    size: int | None = field(default=None, compare=False)  # the attachment's size when written, if known
 
     _FORMAT = 1  # version of the custom-data format below
 
     def to_custom_data(self) -> bytes:
-        """The attachment's custom data in Orthanc's index: small JSON naming the storage and key."""
-        return json.dumps({"v": self._FORMAT, "storage": self.storage, "key": self.key},
-                          separators=(",", ":")).encode()
+        """The attachment's custom data in Orthanc's index: small JSON naming the storage and key (and the
+        size, since the read cache: readers of the format ignore what they do not know)."""
+        value: dict = {"v": self._FORMAT, "storage": self.storage, "key": self.key}
+        if self.size is not None:
+            value["size"] = self.size
+        return json.dumps(value, separators=(",", ":")).encode()
 
     @classmethod
     def from_custom_data(cls, data: bytes, uuid: str) -> "Location | None":
@@ -76,7 +82,8 @@ class Location:
             return None
         if not key.rsplit("/", 1)[-1].startswith(uuid):
             return None
-        return cls(storage, key)
+        size = value.get("size")
+        return cls(storage, key, size=size if isinstance(size, int) and not isinstance(size, bool) else None)
 
 
 class Area(Protocol):
@@ -115,7 +122,7 @@ class ObjectArea:
     def create(self, uuid: str, content_type: int, data: bytes) -> Location:
         key = self.naming.key(uuid, content_type)
         self.store.put(key, data, owner=Owner(uuid, content_type))
-        return Location(self.storage_name, key)
+        return Location(self.storage_name, key, size=len(data))
 
     def read(self, uuid: str, content_type: int, location: Location | None = None) -> bytes:
         owner = Owner(uuid, content_type)
@@ -124,6 +131,8 @@ class ObjectArea:
 
     def read_range(self, uuid: str, content_type: int, start: int, length: int,
                    location: Location | None = None) -> bytes:
+        if start == 0 and location is not None and location.size == length and length > 0:
+            return self.read(uuid, content_type, location)
         owner = Owner(uuid, content_type)
         return self._first_found(self._keys(uuid, content_type, location),
                                  lambda key: self.store.get_range(key, start, length, owner=owner))

@@ -31,6 +31,8 @@ AZURE_SECTION = "AzureBlobStorage"
 GCS_SECTION = "GoogleCloudStorage"
 ENCRYPTION_SECTION = "StorageEncryption"
 TIERING_SECTION = "Tiering"
+READ_CACHE_SECTION = "ReadCache"
+PREFETCH_SECTION = "Prefetch"
 GLOBAL_SECTION = "(Orthanc configuration)"
 """The top level of Orthanc's configuration: the global options the plugin reads."""
 
@@ -50,6 +52,7 @@ GLOBAL = "orthanc"  # the scope of a global Orthanc option
 # Options that are no field: they only change how other fields are read.
 ENCRYPTION_ENABLE = Option("Enable", True, "boolean")
 MIGRATION_FROM_FILE_SYSTEM = Option("MigrationFromFileSystemEnabled", False, "boolean")
+ENABLE = Option("Enable", True, "boolean")  # inside ReadCache and Prefetch
 
 
 @dataclass(frozen=True)
@@ -74,6 +77,30 @@ class TieringConfig:
 
 
 @dataclass(frozen=True)
+class ReadCacheConfig:
+    """``ReadCache`` (inside the storage section): a bounded cache of objects read from the object storage,
+    in memory, and on disk when ``folder`` is set; ``false`` turns it off (docs/viewers.md)."""
+
+    memory_size_mb: int = option("MemorySize", 256, minimum=0, maximum=1024 * 1024,
+                                 note="MB of memory (LRU); 0: no memory cache")
+    max_entry_size_mb: int = option("MaxEntrySize", 32, minimum=1, maximum=1024 * 1024,
+                                    note="MB; larger objects are never kept in memory")
+    folder: str = option("Folder", "", note="a folder for the disk cache; empty: no disk cache")
+    folder_size_mb: int = option("FolderSize", 4096, minimum=1, maximum=1024 * 1024 * 1024,
+                                 note="MB of disk the cache may fill (evicts the least recently used)")
+
+
+@dataclass(frozen=True)
+class PrefetchConfig:
+    """``Prefetch`` (inside the storage section): parallel reads of a series or study a request shows is
+    about to be read, into the read cache; ``false`` turns it off (docs/viewers.md)."""
+
+    max_in_flight: int = option("MaxInFlight", 16, minimum=1, maximum=64, note="parallel reads")
+    max_bytes_in_flight_mb: int = option("MaxBytesInFlight", 64, minimum=1, maximum=64 * 1024,
+                                         note="MB being read at once")
+
+
+@dataclass(frozen=True)
 class CommonConfig:
     """Options every provider section shares, plus the global Orthanc options the plugin reads."""
 
@@ -85,6 +112,10 @@ class CommonConfig:
                                                  note="client-side encryption, a section (below)")
     tiering: TieringConfig | None = option(TIERING_SECTION, None, kind="raw",
                                            note="automatic moves by age, a section (below); hybrid mode only")
+    read_cache: ReadCacheConfig | None = option(READ_CACHE_SECTION, ReadCacheConfig(), kind="raw",
+                                                note="a section (below), or false to turn the cache off")
+    prefetch: PrefetchConfig | None = option(PREFETCH_SECTION, PrefetchConfig(), kind="raw",
+                                             note="a section (below), or false to turn prefetching off")
     storage_directory: str = option("StorageDirectory", "OrthancStorage", scope=GLOBAL)
     sync_storage_area: bool = option("SyncStorageArea", True, scope=GLOBAL)
     server_identifier: str = option("DatabaseServerIdentifier", "", scope=GLOBAL)
@@ -244,8 +275,37 @@ def _tiering(section: Section, values: dict) -> None:
         values["tiering"] = TieringConfig(**{**read, **parsed})
 
 
+def _optional_section(section: Section, values: dict, field: str, name: str, cls) -> None:
+    """A nested section that is on by default: absent or true -> its defaults, false/null -> None (off),
+    an object -> its options (``"Enable": false`` inside it also turns it off)."""
+    raw = values[field]
+    if raw is ABSENT or raw is True:
+        values[field] = cls()
+        return
+    if raw is False or raw is None:
+        values[field] = None
+        return
+    nested = Section(f"{section.name}.{name}", raw, section.problems, (ENABLE, *options(name)))
+    section.children.append(nested)
+    enabled = nested.value(ENABLE)
+    read = nested.read(cls)
+    values[field] = cls(**read) if enabled and isinstance(raw, dict) else None
+
+
+def _read_cache(section: Section, values: dict) -> None:
+    _optional_section(section, values, "read_cache", READ_CACHE_SECTION, ReadCacheConfig)
+    cache = values["read_cache"]
+    if cache is not None and cache.folder and not os.path.isabs(cache.folder):
+        section.problem(f"{READ_CACHE_SECTION}.Folder", f"{cache.folder!r} is not an absolute path; allowed: "
+                                                         "an absolute folder path, or \"\" for no disk cache")
+
+
+def _prefetch(section: Section, values: dict) -> None:
+    _optional_section(section, values, "prefetch", PREFETCH_SECTION, PrefetchConfig)
+
+
 COMMON_RULES = (rules.root_path_is_relative, _migration_means_write_to_object_storage, _encryption, _tiering,
-                _restore_tier_fits_the_provider)
+                _restore_tier_fits_the_provider, _read_cache, _prefetch)
 PROVIDERS = {  # section → (its dataclass, its rules, the fields it takes from the environment)
     S3_SECTION: (S3Config, (rules.credentials_pair, rules.s3_tags), rules.no_environment),
     AZURE_SECTION: (AzureConfig, (rules.azure_connection_string, rules.azure_container_name), rules.no_environment),
@@ -260,14 +320,18 @@ def options(section: str) -> tuple[Option, ...]:
         return (ENCRYPTION_ENABLE, *(spec for _, spec in declared(EncryptionConfig)))
     if section == TIERING_SECTION:
         return tuple(spec for _, spec in declared(TieringConfig))
+    if section == READ_CACHE_SECTION:
+        return (ENABLE, *(spec for _, spec in declared(ReadCacheConfig)))
+    if section == PREFETCH_SECTION:
+        return (ENABLE, *(spec for _, spec in declared(PrefetchConfig)))
     if section == GLOBAL_SECTION:
         classes = (CommonConfig, *(cls for cls, _, _ in PROVIDERS.values()))
         return tuple(dict.fromkeys(spec for cls in classes for _, spec in declared(cls, GLOBAL)))
     if section in PROVIDERS:
         return (*(spec for _, spec in declared(CommonConfig, "section")), MIGRATION_FROM_FILE_SYSTEM,
                 *(spec for _, spec in declared(PROVIDERS[section][0], "section")))
-    raise ValueError(f"unknown section {section!r}; known: "
-                     f"{', '.join([*PROVIDERS, ENCRYPTION_SECTION, TIERING_SECTION, GLOBAL_SECTION])}")
+    known = [*PROVIDERS, ENCRYPTION_SECTION, TIERING_SECTION, READ_CACHE_SECTION, PREFETCH_SECTION, GLOBAL_SECTION]
+    raise ValueError(f"unknown section {section!r}; known: {', '.join(known)}")
 
 
 def _read(cls, section: Section, orthanc: Section, checks) -> dict:

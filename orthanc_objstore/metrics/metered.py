@@ -107,6 +107,29 @@ class StorageMetrics:
         self.metrics.gauge(ORPHANS_PENDING, pending, "Objects left by failed uploads or deletes, waiting "
                            "to be removed")
 
+    def watch_cache(self, cache) -> None:
+        """The read cache's and the prefetcher's counters (``storage.cached.CacheStats``), read at each
+        publication; counters only go up, the sizes are gauges."""
+        stats = cache.stats
+        counters = (
+            ("hits", "Whole or range reads served by the read cache (memory or disk) or by a request in flight"),
+            ("misses", "Reads the read cache sent to the object storage"),
+            ("memory_evictions", "Entries evicted from (or dropped by deletes in) the memory cache"),
+            ("disk_hits", "Reads served by the disk cache"),
+            ("disk_evictions", "Entries evicted from the disk cache"),
+            ("disk_damaged", "Disk cache entries that failed their checksum (dropped and read again)"),
+            ("prefetch_issued", "Objects read from the object storage by the prefetcher"),
+            ("prefetch_used", "Prefetched objects read by Orthanc afterwards"),
+            ("prefetch_wasted", "Prefetched objects evicted or dropped before Orthanc read them"),
+            ("prefetch_wasted_bytes", "Bytes of the prefetched objects evicted before Orthanc read them"),
+        )
+        for name, text in counters:
+            self.metrics.gauge(f"orthanc_objstore_cache_{name}_total", _reader(stats, name), text)
+        self.metrics.gauge("orthanc_objstore_cache_bytes", lambda: cache.memory_bytes,
+                           "Bytes held by the read cache", tier="memory")
+        self.metrics.gauge("orthanc_objstore_cache_bytes", lambda: cache.disk_bytes,
+                           "Bytes held by the read cache", tier="disk")
+
     def move_step(self, outcome: str, size: int) -> None:
         """One finished step of a move job (``JobManager(on_step=...)``); ``size`` from Orthanc's index."""
         self.move_files[outcome].add()
@@ -199,3 +222,7 @@ class MeteredArea:
 
     def restore(self, uuid: str, content_type: int, days: int, tier: str) -> ColdState:
         return self.inner.restore(uuid, content_type, days, tier)
+
+
+def _reader(stats, name: str):
+    return lambda: float(getattr(stats, name))

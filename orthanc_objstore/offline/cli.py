@@ -2,6 +2,7 @@
 
 import argparse
 import base64
+import dataclasses
 import json
 import os
 import sys
@@ -44,8 +45,17 @@ def _check_config(path: str) -> int:
         print(f"warning: {warning}", file=sys.stderr)
     if parsed is not None:
         print(f"ok: {parsed.section}, {parsed.common.storage_structure} layout, hybrid mode "
-              f"{parsed.common.hybrid_mode}, encryption {'on' if parsed.common.encryption else 'off'}")
+              f"{parsed.common.hybrid_mode}, encryption {'on' if parsed.common.encryption else 'off'}, "
+              f"read cache {_cache_summary(parsed.common.read_cache)}, prefetch "
+              f"{'on' if parsed.common.prefetch else 'off'}")
     return 0
+
+
+def _cache_summary(cache) -> str:
+    if cache is None:
+        return "off"
+    disk = f" + {cache.folder_size_mb} MB on disk in {cache.folder}" if cache.folder else ""
+    return f"{cache.memory_size_mb} MB in memory{disk}"
 
 
 def _default(spec) -> str:
@@ -53,6 +63,8 @@ def _default(spec) -> str:
         return "required"
     if spec.default is None:
         return "absent"
+    if dataclasses.is_dataclass(spec.default):
+        return "true"  # a section, on with its defaults
     if spec.kind == "string_map":
         return json.dumps(dict(spec.default))
     return json.dumps(list(spec.default) if isinstance(spec.default, tuple) else spec.default)
@@ -63,6 +75,8 @@ def _list_options() -> int:
     titles = {section: section for section in config.PROVIDERS}
     titles[config.ENCRYPTION_SECTION] = f"{config.ENCRYPTION_SECTION} (inside any of the sections above)"
     titles[config.TIERING_SECTION] = f"{config.TIERING_SECTION} (inside any of the sections above, hybrid mode only)"
+    titles[config.READ_CACHE_SECTION] = f"{config.READ_CACHE_SECTION} (inside any of the sections above; false: off)"
+    titles[config.PREFETCH_SECTION] = f"{config.PREFETCH_SECTION} (inside any of the sections above; false: off)"
     titles[config.GLOBAL_SECTION] = "Orthanc's own options the plugin reads (top level)"
     for section, title in titles.items():
         print(f"{title}:")

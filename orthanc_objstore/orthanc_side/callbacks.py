@@ -98,13 +98,16 @@ class StorageCallbacks:
 
     def __init__(self, area: Area, reaper: OrphanReaper, error_codes: ErrorCodes = ErrorCodes(),
                  storage_compression: bool = False, on_read_failure: Callable[[str], None] | None = None,
-                 cold_reads: ColdReads | None = None):
+                 cold_reads: ColdReads | None = None, on_remove: Callable[[str], None] | None = None):
+        """``on_remove(uuid)`` is called first by every ``remove`` (the read cache forgets the attachment
+        there, before the store delete, which may be deferred)."""
         self.area = area
         self.cold_reads = cold_reads
         self.reaper = reaper
         self.error_codes = error_codes
         self.storage_compression = storage_compression
         self.on_read_failure = on_read_failure or (lambda uuid: None)
+        self.on_remove = on_remove or (lambda uuid: None)
         # The last DICOM file written by each OS thread: (uuid, when, first bytes). Not threading.local():
         # Orthanc's Python plugin gives each callback a fresh Python thread state, which drops it.
         self._last_dicom: dict[int, tuple[str, float, bytes]] = {}
@@ -154,6 +157,7 @@ class StorageCallbacks:
         return self.cold_reads.refused(uuid, content_type, exc)
 
     def remove(self, uuid: str, content_type: int, location: Location | None = None) -> None:
+        self.on_remove(uuid)
         try:
             self.area.remove(uuid, content_type, location)
         except Exception as exc:  # noqa: BLE001

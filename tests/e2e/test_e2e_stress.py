@@ -36,7 +36,7 @@ COMBINATIONS = [pytest.param(version, allow_threads, id=f"{version}-{'AllowThrea
 
 
 def settings_for(backend, allow_threads, **options) -> dict:
-    settings = backend.settings(**TIMEOUTS, **options)
+    settings = backend.settings(**TIMEOUTS, **{"ReadCache": True, **options})  # the plugin's defaults
     if allow_threads:
         settings["Python"] = {"AllowThreads": True}
     return settings

@@ -3,7 +3,7 @@ behind the encryption wrapper in every format, against its emulator; and the buc
 does not exist. The stores that need no server (memory, file system) are tests/unit/test_conformance.py."""
 
 import pytest
-from support.conformance_rows import check_id, encrypted, matrix
+from support.conformance_rows import cached, check_id, encrypted, matrix
 
 from orthanc_objstore.testing.conformance import BUCKET_CHECKS, CHECKS
 
@@ -15,6 +15,7 @@ def _provider(backend_fixture):
 
 
 STORES = matrix({"s3": _provider("s3_backend"), "azure": _provider("azure_backend"), "gcs": _provider("gcs_backend")})
+STORES["cached-s3"] = cached(_provider("s3_backend"))
 
 
 def _missing_bucket(backend_fixture):

@@ -27,6 +27,12 @@ def swap(backend, first: str, second: str, keep_metadata: bool = True) -> None:
     backend.write(second, data_1, meta_1 if keep_metadata else None)
 
 
+# The plugin's read cache (docs/viewers.md) is off in the tests' settings unless a test turns it on, as
+# Orthanc's own cache is (MaximumStorageCacheSize 0): most tests count store requests or make the store
+# fail and expect the next read to fail. The viewer and stress tests run with it on.
+NO_READ_CACHE = {"ReadCache": False}
+
+
 class S3Backend:
     name = "s3"
     section = "AwsS3Storage"
@@ -46,7 +52,7 @@ class S3Backend:
         section = {"BucketName": self.bucket, "Region": "us-east-1", "Endpoint": self.proxy.url,
                    "AccessKey": "test-access", "SecretKey": self.secret,
                    "VirtualAddressing": False, "ConnectTimeout": 2, "RequestTimeout": 10, "MaxRetries": 1}
-        section.update(options)
+        section.update({**NO_READ_CACHE, **options})
         return {self.section: section}
 
     def keys(self) -> list[str]:
@@ -114,7 +120,7 @@ class AzureBackend:
     def settings(self, **options) -> dict:
         section = {"ConnectionString": self.azurite.connection_string(self.proxy.port),
                    "ContainerName": self.container, "ConnectTimeout": 2, "RequestTimeout": 10, "MaxRetries": 1}
-        section.update(options)
+        section.update({**NO_READ_CACHE, **options})
         return {self.section: section}
 
     def environment(self) -> dict:
@@ -183,7 +189,7 @@ class GcsBackend:
 
     def settings(self, **options) -> dict:
         section = {"BucketName": self.bucket_name, "ConnectTimeout": 2, "RequestTimeout": 10, "RetryTimeout": 3}
-        section.update(options)
+        section.update({**NO_READ_CACHE, **options})
         return {self.section: section}
 
     def environment(self) -> dict:

@@ -10,6 +10,7 @@ import os
 from orthanc_objstore.config.sections import MasterKey
 from orthanc_objstore.crypto.formats import FORMATS as ENCRYPTION_FORMATS
 from orthanc_objstore.crypto.keys import Keyring
+from orthanc_objstore.storage.cached import CachedStore, ReadCache
 from orthanc_objstore.storage.encrypted import EncryptedStore
 
 
@@ -17,6 +18,14 @@ def encrypted(inner, encryption_format):
     def make(request, tmp_path):
         key = MasterKey(7, "conformance.key", os.urandom(32))
         return EncryptedStore(inner(request, tmp_path), Keyring(key.id, key.key), encryption_format)
+    return make
+
+
+def cached(inner, disk=False, memory=64 * 2**20):
+    """``inner`` behind the read cache (in memory, or on disk with a memory cache too small for anything)."""
+    def make(request, tmp_path):
+        cache = ReadCache(memory, 64 * 2**20, str(tmp_path / "cache") if disk else "", 256 * 2**20)
+        return CachedStore(inner(request, tmp_path), cache)
     return make
 
 

@@ -21,6 +21,9 @@ from .watchdog import OrthancFrozen, Watchdog
 
 ORTHANC = "/usr/sbin/Orthanc"
 PYTHON_PLUGIN = "/usr/share/orthanc/plugins/libOrthancPython.so"
+# Debian's orthanc-dicomweb (1.7 on the host, 1.24 in the chroot; scripts/setup.sh test installs both)
+DICOMWEB_PLUGIN = "/usr/share/orthanc/plugins/libOrthancDicomWeb.so"
+DICOMWEB_SETTINGS = {"DicomWeb": {"Enable": True, "Root": "/dicom-web/"}}
 
 HOST_VERSION = "1.10.1"      # Debian 12's orthanc + orthanc-python 4.0 (v1 storage API)
 NEWEST_VERSION = "1.13"      # Debian forky's orthanc + orthanc-python 7.1 (v3 storage API), in the chroot

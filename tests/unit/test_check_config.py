@@ -28,7 +28,7 @@ def debian_copy(tmp_path):
 def test_the_projects_example_is_valid(capsys):
     status, out, err = check(capsys, os.path.join(ROOT, "orthanc.json.example"))
     assert (status, err) == (0, "")
-    assert out == "ok: AwsS3Storage, flat layout, hybrid mode Disabled, encryption off\n"
+    assert out == "ok: AwsS3Storage, flat layout, hybrid mode Disabled, encryption off, read cache 256 MB in memory, prefetch on\n"
 
 
 def test_a_debian_style_folder_is_merged_and_valid(capsys):

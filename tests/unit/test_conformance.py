@@ -3,7 +3,7 @@ memory and file system, plain and behind the encryption wrapper in every format.
 tests/providers/test_cloud_conformance.py."""
 
 import pytest
-from support.conformance_rows import check_id, matrix
+from support.conformance_rows import cached, check_id, encrypted, matrix
 
 from orthanc_objstore.storage.providers.filesystem import FileSystemStore
 from orthanc_objstore.storage.providers.memory import MemoryStore
@@ -19,6 +19,10 @@ def _filesystem(request, tmp_path):
 
 
 STORES = matrix({"memory": _memory, "filesystem": _filesystem})
+# the read cache, in memory and on disk, plain and under the encryption layer (which sits above it)
+STORES.update({"cached-memory": cached(_memory), "cached-disk-memory": cached(_memory, disk=True, memory=0),
+               "encrypted-a2-cached-memory": encrypted(cached(_memory), "A2"),
+               "encrypted-a3-cached-disk-filesystem": encrypted(cached(_filesystem, disk=True), "A3")})
 
 
 @pytest.fixture(params=sorted(STORES))
