@@ -7,8 +7,12 @@ or Google SDKs (and a missing SDK gives an install hint instead of an ImportErro
 
 import importlib
 import logging
+import os
+import re
 
 from .areas.contract import FILE_SYSTEM, OBJECT_STORAGE, Area, ObjectArea
+from .areas.deferred import DeferredDeletions, DeferredRemovalArea
+from .areas.deletion_queue import DeletionJournal
 from .areas.hybrid import HybridArea
 from .areas.naming import LEGACY, Naming
 from .config.sections import (
@@ -132,3 +136,50 @@ def build_area(config: PluginConfig, store: Store | None = None, metrics: Storag
         return build_hybrid_area(objects, file_system, common.hybrid_mode)
     return build_hybrid_area(objects, MeteredArea(file_system, metrics, FILE_SYSTEM), common.hybrid_mode,
                              on_fallback=metrics.fallbacks.add)
+
+
+DELETIONS_FOLDER = "objstore-deletions"  # inside StorageDirectory, beside the move jobs' "objstore-jobs"
+
+
+def deletions_folder(common: CommonConfig) -> str:
+    """``DelayedDeletionFolder``, or ``StorageDirectory/objstore-deletions``; replicas sharing one folder each
+    keep their own queue under their DatabaseServerIdentifier (a replica's queue survives its restart)."""
+    if common.delayed_deletion_folder:
+        base = os.path.abspath(common.delayed_deletion_folder)
+    else:
+        base = os.path.join(os.path.abspath(common.storage_directory), DELETIONS_FOLDER)
+    own = [re.sub(r"[^A-Za-z0-9._-]", "_", common.server_identifier).lstrip(".")] if common.server_identifier else []
+    return os.path.join(base, *own)
+
+
+def bare_sides(area: Area) -> dict[str, ObjectArea]:
+    """The ``ObjectArea`` of each storage inside ``area`` (under metering and the hybrid router)."""
+
+    def bare(side):
+        while not isinstance(side, ObjectArea):
+            side = side.inner
+        return side
+
+    if isinstance(area, HybridArea):
+        return {name: bare(side) for name, side in area.sides.items()}
+    objects = bare(area)
+    return {objects.storage_name: objects}
+
+
+def with_deferred_deletions(config: PluginConfig, area: Area, metrics: StorageMetrics | None = None,
+                            folder: str | None = None) -> tuple[Area, DeferredDeletions | None]:
+    """``area`` with its removals queued and drained in batches (``DelayedDeletion``, on by default), and the
+    drainer (the glue starts and stops it with Orthanc); ``(area, None)`` when the option is false.
+    Raises ``ConfigError`` when the queue's folder cannot be used."""
+    common = config.common
+    if not common.delayed_deletion:
+        return area, None
+    sides = bare_sides(area)
+    journal = DeletionJournal(folder or deletions_folder(common), fsync=common.sync_storage_area)
+    deletions = DeferredDeletions(journal, {name: side.store for name, side in sides.items()},
+                                  threads=common.delayed_deletion_threads,
+                                  on_deleted=metrics.deferred_deleted if metrics else None,
+                                  on_failed=metrics.deferred_failed if metrics else None)
+    if metrics is not None:
+        metrics.watch_deletions(deletions.pending)
+    return DeferredRemovalArea(area, sides, deletions), deletions

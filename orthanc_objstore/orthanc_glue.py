@@ -22,7 +22,6 @@ import time
 import orthanc
 
 from . import __version__, build
-from .areas.hybrid import HybridArea
 from .config import sections as config
 from .errors import ConfigError
 from .jobs.scheduler import FileJobStore, JobManager
@@ -34,6 +33,8 @@ from .orthanc_side.callbacks import ErrorCodes, StorageCallbacks
 from .orthanc_side.orphans import OrphanReaper
 from .orthanc_side.rest import route
 from .orthanc_side.routes import CoreJobs, MoveStorageRoutes
+from .orthanc_side.status import ROUTE as STATUS_ROUTE
+from .orthanc_side.status import StatusRoute
 from .port.index import OrthancApi, OrthancCallError, RestIndex
 from .port.loopback import LoopbackApi, LoopbackSettings
 
@@ -254,6 +255,7 @@ def install(started=None):
             return None
         metrics = build.storage_metrics(plugin_config)
         area = build.build_area(plugin_config, metrics=metrics)
+        area, deletions = build.with_deferred_deletions(plugin_config, area, metrics)
     except ConfigError as exc:
         for problem in exc.problems:
             log.error("invalid configuration: %s", problem)
@@ -263,6 +265,10 @@ def install(started=None):
     reaper = OrphanReaper(area)
     lifecycle.on_stopped.append(reaper.stop)
     metrics.watch_orphans(reaper.pending)
+    if deletions is not None:  # removals queued, drained in batches from start to stop
+        lifecycle.on_started.append(deletions.start)
+        lifecycle.on_stopped.append(deletions.stop)
+    orthanc.RegisterRestCallback(STATUS_ROUTE, route(StatusRoute(deletions, reaper.pending), "GET"))
     publisher, metrics_where = metrics_publisher(metrics.metrics, configuration)
     if publisher is not None:
         lifecycle.on_started.append(publisher.start)
@@ -281,8 +287,9 @@ def install(started=None):
         log.info("archive guard off on this Orthanc (>= 1.11): archives of files the storage cannot read are "
                  "served by Orthanc's own job, which skips them")
     manager = None
-    if isinstance(area, HybridArea):  # hybrid mode: move jobs
-        manager = JobManager(RestIndex(api), area.side, FileJobStore(jobs_folder(plugin_config.common)),
+    if plugin_config.common.hybrid_mode != config.HYBRID_DISABLED:  # hybrid mode: move jobs
+        sides = area.side  # HybridArea's, or DeferredRemovalArea's around it
+        manager = JobManager(RestIndex(api), sides, FileJobStore(jobs_folder(plugin_config.common)),
                              workers=MOVE_WORKERS, on_step=metrics.move_step)
         manager.load()  # persisted jobs answer over REST at once; their workers start with Orthanc
         lifecycle.on_started.append(manager.start)

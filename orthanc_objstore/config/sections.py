@@ -83,6 +83,12 @@ class CommonConfig:
                                                  note="client-side encryption, a section (below)")
     tiering: TieringConfig | None = option(TIERING_SECTION, None, kind="raw",
                                            note="automatic moves by age, a section (below); hybrid mode only")
+    delayed_deletion: bool = option("DelayedDeletion", True, note="deletions queued on the local disk and sent in "
+                                    "batches; false: each remove callback deletes at once")
+    delayed_deletion_folder: str = option("DelayedDeletionFolder", "", note="the queue's folder; empty: "
+                                          "StorageDirectory/objstore-deletions[/DatabaseServerIdentifier]")
+    delayed_deletion_threads: int = option("DelayedDeletionThreads", 4, minimum=1, maximum=64,
+                                           note="batch requests sent at once by the drainer")
     storage_directory: str = option("StorageDirectory", "OrthancStorage", scope=GLOBAL)
     sync_storage_area: bool = option("SyncStorageArea", True, scope=GLOBAL)
     server_identifier: str = option("DatabaseServerIdentifier", "", scope=GLOBAL)

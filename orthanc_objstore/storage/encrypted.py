@@ -34,7 +34,7 @@ from ..config.sections import EncryptionConfig
 from ..crypto import a3 as crypto_a3
 from ..crypto import formats as crypto
 from ..errors import IntegrityError, StoreError, UnknownKeyError, WrongOwner
-from .protocol import Owner, Store, check_range, owner_checks
+from .protocol import BatchDelete, Owner, Store, check_range, delete_keys, owner_checks
 
 
 def shared_budget(config: EncryptionConfig) -> "crypto.ByteBudget":
@@ -120,6 +120,15 @@ class EncryptedStore:
 
     def delete(self, key: str) -> None:
         self.inner.delete(key)
+
+    @property
+    def max_batch(self) -> int:
+        """The inner store's batch size (``BatchDelete``); 1 when it deletes one object per request."""
+        return int(getattr(self.inner, "max_batch", 1)) if isinstance(self.inner, BatchDelete) else 1
+
+    def delete_batch(self, keys) -> dict[str, StoreError]:
+        """Deletes pass through unchanged (keys already carry ``.enc``), in the inner store's batches."""
+        return delete_keys(self.inner, keys)
 
     def describe(self, key: str) -> str:
         return self.inner.describe(key)

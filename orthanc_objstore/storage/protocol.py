@@ -45,11 +45,15 @@ and the "where is my file" route (for example ``s3://bucket/key``); it never con
 Providers with a bucket or container also implement ``StartupCheck``; every operation of theirs on a
 missing bucket raises ``BucketNotFound``, never ``NotFound``.
 
+Stores whose service deletes many objects in one request also implement ``BatchDelete``
+(``delete_batch``: S3 ``DeleteObjects``, Azure blob batch, GCS batch requests); ``delete_keys`` is the
+free function that uses it when present and falls back to one ``delete`` per key otherwise.
+
 Conveniences built on the protocol are free functions below; they are never overridden.
 ``read_exact_range`` is the part of ``get_range`` that every provider shares.
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -121,6 +125,43 @@ class StartupCheck(Protocol):
     def check_bucket(self) -> None:
         """Returns when the bucket/container exists (Azure creates it here when allowed to). Raises
         ``BucketNotFound`` when it does not exist, any other ``StoreError`` when it cannot tell."""
+
+
+@runtime_checkable
+class BatchDelete(Protocol):
+    """A store that deletes many objects in one request (the deferred deletions' drainer uses it)."""
+
+    max_batch: int
+    """The most keys one ``delete_batch`` call sends in one request (the service's limit)."""
+
+    def delete_batch(self, keys: Sequence[str]) -> dict[str, StoreError]:
+        """Deletes ``keys`` (at most ``max_batch``), as ``delete`` would each: a missing object is deleted.
+        Returns the keys that could not be deleted, each with its error (empty: all deleted). Raises a
+        ``StoreError`` when the whole request failed (nothing is known to be deleted)."""
+
+
+def delete_keys(store: Store, keys: Sequence[str]) -> dict[str, StoreError]:
+    """Deletes ``keys`` from ``store``: in batches of ``max_batch`` where the store has ``BatchDelete``,
+    else one ``delete`` per key. Returns the keys not deleted with their errors; a batch whose whole
+    request failed counts each of its keys as failed with that error."""
+    failed: dict[str, StoreError] = {}
+    if isinstance(store, BatchDelete):
+        size = max(1, int(store.max_batch))
+        for first in range(0, len(keys), size):
+            chunk = keys[first:first + size]
+            try:
+                failed.update(store.delete_batch(chunk))
+            except StoreError as exc:
+                failed.update(dict.fromkeys(chunk, exc))
+        return failed
+    for key in keys:
+        try:
+            store.delete(key)
+        except NotFound:
+            pass
+        except StoreError as exc:
+            failed[key] = exc
+    return failed
 
 
 def exists(store: Store, key: str) -> bool:

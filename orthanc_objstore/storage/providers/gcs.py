@@ -236,5 +236,35 @@ class GcsStore:
             if not isinstance(error, NotFound):  # a missing object is already deleted; a missing bucket is not
                 raise error from exc
 
+    max_batch = 100  # a batch request's limit
+
+    def delete_batch(self, keys) -> dict[str, StoreError]:
+        """One batch request (``client.batch()``) of up to 100 deletes; a missing object counts as deleted."""
+        if not keys:
+            return {}
+        batch = self._client.batch(raise_exception=False)
+        try:
+            with batch:
+                for key in keys:
+                    self._bucket.delete_blob(key, timeout=self._timeout)
+        except _SDK_ERRORS as exc:
+            raise self._error(exc, keys[0], f"batch delete of {len(keys)} objects starting with") from exc
+        responses = list(getattr(batch, "_responses", []))  # the sub-answers, in order (the SDK keeps them)
+        failed: dict[str, StoreError] = {}
+        for key, response in zip(keys, responses, strict=False):
+            status = getattr(response, "status_code", None)
+            if status is not None and (200 <= status < 300 or status == 404):
+                continue
+            where = f"GCS batch delete of {key!r}"
+            if status in (401, 403):
+                failed[key] = PermissionDenied(f"{where}: access denied ({status})", key)
+            elif status is None or status >= 500 or status in (408, 429):
+                failed[key] = StoreUnavailable(f"{where}: the server kept failing ({status})", key)
+            else:
+                failed[key] = StoreError(f"{where}: {status}", key)
+        for key in keys[len(responses):]:
+            failed[key] = StoreUnavailable(f"GCS batch delete of {key!r}: no answer for this object", key)
+        return failed
+
     def describe(self, key: str) -> str:
         return f"gs://{self.bucket_name}/{key}"

@@ -214,6 +214,27 @@ class S3Store:
         except _SDK_ERRORS as exc:
             raise self._error(exc, key, "delete") from exc
 
+    max_batch = 1000  # DeleteObjects' limit
+
+    def delete_batch(self, keys) -> dict[str, StoreError]:
+        """``DeleteObjects`` in quiet mode: one request, only the keys that failed are answered."""
+        if not keys:
+            return {}
+        try:
+            response = self._client.delete_objects(
+                Bucket=self.bucket, Delete={"Objects": [{"Key": key} for key in keys], "Quiet": True})
+        except _SDK_ERRORS as exc:
+            raise self._error(exc, keys[0], f"batch delete of {len(keys)} objects starting with") from exc
+        failed: dict[str, StoreError] = {}
+        for item in response.get("Errors", []) or []:
+            key, code = str(item.get("Key", "")), str(item.get("Code", ""))
+            if code == "NoSuchKey":
+                continue
+            kind = (StoreUnavailable if code in _UNAVAILABLE_CODES else
+                    PermissionDenied if code in _DENIED_CODES else StoreError)
+            failed[key] = kind(f"S3 batch delete of {key!r}: {code or 'failed'}", key)
+        return failed
+
     def describe(self, key: str) -> str:
         return f"s3://{self.bucket}/{key}"
 
