@@ -92,7 +92,7 @@ def test_metrics_after_uploads_reads_a_delete_and_a_store_failure(s3_backend, or
         ops(read): 3, volume(read): len(files[0]) + len(files[1]),
         errors(read, "unavailable"): 1, errors(read, "not_found"): 0,
         errors("write", "not_found"): 0, errors("delete", "other"): 0,
-        "orthanc_objstore_orphans_pending": 0,
+        "orthanc_objstore_orphans_pending": 0, "orthanc_objstore_deletions_pending": 0,
     })
     reaper_deletes = page[ops("delete")] - len(sizes[instances[1]])
     assert reaper_deletes >= 1  # the orphan's removal: failed attempts while down, then one that worked
