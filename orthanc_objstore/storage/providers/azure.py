@@ -197,6 +197,14 @@ class AzureStore:
             if not isinstance(error, NotFound):  # a missing blob is already deleted; a missing container is not
                 raise error from exc
 
+    def list_objects(self, prefix: str = ""):
+        """(key, size, last modified as a POSIX timestamp) of every blob under ``prefix`` (offline tools)."""
+        try:
+            for blob in self._container.list_blobs(name_starts_with=prefix or None):
+                yield blob.name, blob.size, blob.last_modified.timestamp()
+        except AzureError as exc:
+            raise _translate(exc, prefix, "listing") from exc
+
     max_batch = 256  # a blob batch's limit
 
     def delete_batch(self, keys) -> dict[str, StoreError]:

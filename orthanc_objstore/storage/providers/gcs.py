@@ -239,6 +239,15 @@ class GcsStore:
             if not isinstance(error, NotFound):  # a missing object is already deleted; a missing bucket is not
                 raise error from exc
 
+    def list_objects(self, prefix: str = ""):
+        """(key, size, last modified as a POSIX timestamp) of every object under ``prefix`` (offline tools)."""
+        try:
+            for blob in self._client.list_blobs(self.bucket_name, prefix=prefix or None, timeout=self._timeout,
+                                                retry=self._retry):
+                yield blob.name, blob.size, blob.updated.timestamp()
+        except _SDK_ERRORS as exc:
+            raise self._error(exc, prefix, "listing") from exc
+
     max_batch = 100  # a batch request's limit
     _batches = True  # False once the server proved it has no batch requests
 

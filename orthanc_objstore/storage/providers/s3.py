@@ -241,10 +241,15 @@ class S3Store:
     def list_sizes(self, prefix: str = ""):
         """(key, size) of every object whose key starts with ``prefix``, 1000 per request (not part of the
         store protocol: the offline tools use it, when a store has it, instead of one HEAD per object)."""
+        for key, size, _ in self.list_objects(prefix):
+            yield key, size
+
+    def list_objects(self, prefix: str = ""):
+        """(key, size, last modified as a POSIX timestamp) of every object under ``prefix`` (offline tools)."""
         try:
             for page in self._client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
                 for item in page.get("Contents", []):
-                    yield item["Key"], item["Size"]
+                    yield item["Key"], item["Size"], item["LastModified"].timestamp()
         except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
             raise self._error(exc, prefix, "listing") from exc
 
