@@ -254,15 +254,15 @@ def install(started=None):
         if plugin_config is None:
             return None
         metrics = build.storage_metrics(plugin_config)
-        area = build.build_area(plugin_config, metrics=metrics)
-        area, deletions = build.with_deferred_deletions(plugin_config, area, metrics)
+        immediate = build.build_area(plugin_config, metrics=metrics)
+        area, deletions = build.with_deferred_deletions(plugin_config, immediate, metrics)
     except ConfigError as exc:
         for problem in exc.problems:
             log.error("invalid configuration: %s", problem)
         raise RuntimeError("orthanc-objstore: invalid configuration, see the errors above; Orthanc stops") from None
     api, how = orthanc_api(configuration)
     lifecycle = Lifecycle()
-    reaper = OrphanReaper(area)
+    reaper = OrphanReaper(immediate)  # orphans of failed uploads: retried by the reaper, as before
     lifecycle.on_stopped.append(reaper.stop)
     metrics.watch_orphans(reaper.pending)
     if deletions is not None:  # removals queued, drained in batches from start to stop
