@@ -7,10 +7,14 @@ or Google SDKs (and a missing SDK gives an install hint instead of an ImportErro
 
 import importlib
 import logging
+import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from .areas.contract import FILE_SYSTEM, OBJECT_STORAGE, Area, ObjectArea
+from .areas.deferred import DeferredDeletions, DeferredRemovalArea
+from .areas.deletion_queue import DeletionJournal
 from .areas.hybrid import HybridArea
 from .areas.naming import LEGACY, Naming
 from .config.sections import (
@@ -138,12 +142,15 @@ class Storage:
     """What ``build_storage`` assembled: the area Orthanc's callbacks talk to; in hybrid mode its sides by
     storage name (``FILE_SYSTEM``, ``OBJECT_STORAGE``), between which move jobs move files; ``areas``, the
     plain areas in the order reads try them (primary first); ``provider``, the object storage's own store
-    (under any wrapper), for what only a provider can do (``Listing``)."""
+    (under any wrapper), for what only a provider can do (``Listing``); ``deletions``, the drainer of the
+    deferred deletions when ``area`` queues its removals (the glue starts and stops it)."""
 
     area: Area
     areas: tuple[Area, ...]
     provider: Store
     sides: Callable[[str], Area] | None = None
+    deletions: DeferredDeletions | None = None
+    immediate: Area | None = None  # with deferred deletions, the area that deletes at once (the orphan reaper's)
 
     def side(self, name: str) -> Area:
         """The area of storage ``name``; without hybrid mode, the one area is the object storage."""
@@ -155,14 +162,21 @@ class Storage:
 
 
 def build_storage(config: PluginConfig, store: Store | None = None, metrics: StorageMetrics | None = None,
-                  cache: ReadCache | None = None) -> Storage:
+                  cache: ReadCache | None = None, defer_deletions: bool = False) -> Storage:
     """The storage of ``config``. ``store`` replaces the provider (tests); with ``metrics``, each side is a
-    ``MeteredArea`` (the offline tools pass none: they need the bare areas); ``cache`` as ``build_area``'s."""
+    ``MeteredArea`` (the offline tools pass none: they need the bare areas); ``cache`` as ``build_area``'s;
+    ``defer_deletions``: removals queued as ``DelayedDeletion`` says (Orthanc's storage, not the offline
+    tools), and the sides then see the queue."""
     provider = store or provider_store(config)
     area = build_area(config, provider, metrics, cache)
-    if isinstance(area, HybridArea):
-        return Storage(area, (area.primary, area.secondary), provider, area.side)
-    return Storage(area, (area,), provider)
+    areas = (area.primary, area.secondary) if isinstance(area, HybridArea) else (area,)
+    sides = area.side if isinstance(area, HybridArea) else None
+    if not defer_deletions:
+        return Storage(area, areas, provider, sides)
+    deferred, deletions = with_deferred_deletions(config, area, metrics)
+    if deletions is not None and sides is not None:
+        sides = deferred.side  # type: ignore[attr-defined]  # a DeferredRemovalArea's: aware of the queue
+    return Storage(deferred, areas, provider, sides, deletions, area)
 
 
 def read_cache(common: CommonConfig) -> ReadCache | None:
@@ -200,3 +214,50 @@ def build_area(config: PluginConfig, store: Store | None = None, metrics: Storag
         return build_hybrid_area(objects, file_system, common.hybrid_mode)
     return build_hybrid_area(objects, MeteredArea(file_system, metrics, FILE_SYSTEM), common.hybrid_mode,
                              on_fallback=metrics.fallbacks.add)
+
+
+DELETIONS_FOLDER = "objstore-deletions"  # inside StorageDirectory, beside the move jobs' "objstore-jobs"
+
+
+def deletions_folder(common: CommonConfig) -> str:
+    """``DelayedDeletionFolder``, or ``StorageDirectory/objstore-deletions``; replicas sharing one folder each
+    keep their own queue under their DatabaseServerIdentifier (a replica's queue survives its restart)."""
+    if common.delayed_deletion_folder:
+        base = os.path.abspath(common.delayed_deletion_folder)
+    else:
+        base = os.path.join(os.path.abspath(common.storage_directory), DELETIONS_FOLDER)
+    own = [re.sub(r"[^A-Za-z0-9._-]", "_", common.server_identifier).lstrip(".")] if common.server_identifier else []
+    return os.path.join(base, *own)
+
+
+def bare_sides(area: Area) -> dict[str, ObjectArea]:
+    """The ``ObjectArea`` of each storage inside ``area`` (under metering and the hybrid router)."""
+
+    def bare(side):
+        while not isinstance(side, ObjectArea):
+            side = side.inner
+        return side
+
+    if isinstance(area, HybridArea):
+        return {name: bare(side) for name, side in area.sides.items()}
+    objects = bare(area)
+    return {objects.storage_name: objects}
+
+
+def with_deferred_deletions(config: PluginConfig, area: Area, metrics: StorageMetrics | None = None,
+                            folder: str | None = None) -> tuple[Area, DeferredDeletions | None]:
+    """``area`` with its removals queued and drained in batches (``DelayedDeletion``, on by default), and the
+    drainer (the glue starts and stops it with Orthanc); ``(area, None)`` when the option is false.
+    Raises ``ConfigError`` when the queue's folder cannot be used."""
+    common = config.common
+    if not common.delayed_deletion:
+        return area, None
+    sides = bare_sides(area)
+    journal = DeletionJournal(folder or deletions_folder(common), fsync=common.sync_storage_area)
+    deletions = DeferredDeletions(journal, {name: side.store for name, side in sides.items()},
+                                  threads=common.delayed_deletion_threads,
+                                  on_deleted=metrics.deferred_deleted if metrics else None,
+                                  on_failed=metrics.deferred_failed if metrics else None)
+    if metrics is not None:
+        metrics.watch_deletions(deletions.pending)
+    return DeferredRemovalArea(area, sides, deletions), deletions

@@ -38,6 +38,8 @@ from .orthanc_side.orphans import OrphanReaper
 from .orthanc_side.rest import route
 from .orthanc_side.restore import RestoreRoutes
 from .orthanc_side.routes import CoreJobs, MoveStorageRoutes
+from .orthanc_side.status import ROUTE as STATUS_ROUTE
+from .orthanc_side.status import StatusRoute
 from .orthanc_side.viewer_triggers import ViewerTriggers
 from .port.index import OrthancApi, OrthancCallError, RestIndex
 from .port.loopback import LoopbackApi, LoopbackSettings
@@ -296,17 +298,21 @@ def install(started=None):
             return None
         metrics = build.storage_metrics(plugin_config)
         cache = build.read_cache(plugin_config.common)
-        storage = build.build_storage(plugin_config, metrics=metrics, cache=cache)
-        area = storage.area
+        storage = build.build_storage(plugin_config, metrics=metrics, cache=cache, defer_deletions=True)
+        area, deletions = storage.area, storage.deletions
     except ConfigError as exc:
         for problem in exc.problems:
             log.error("invalid configuration: %s", problem)
         raise RuntimeError("orthanc-objstore: invalid configuration, see the errors above; Orthanc stops") from None
     api, how = orthanc_api(configuration)
     lifecycle = Lifecycle()
-    reaper = OrphanReaper(area)
+    reaper = OrphanReaper(storage.immediate or area)  # orphans of failed uploads: retried by the reaper, as before
     lifecycle.on_stopped.append(reaper.stop)
     metrics.watch_orphans(reaper.pending)
+    if deletions is not None:  # removals queued, drained in batches from start to stop
+        lifecycle.on_started.append(deletions.start)
+        lifecycle.on_stopped.append(deletions.stop)
+    orthanc.RegisterRestCallback(STATUS_ROUTE, route(StatusRoute(deletions, reaper.pending), "GET"))
     publisher, metrics_where = metrics_publisher(metrics.metrics, configuration)
     if publisher is not None:
         lifecycle.on_started.append(publisher.start)

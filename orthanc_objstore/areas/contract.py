@@ -138,8 +138,12 @@ class ObjectArea:
                                  lambda key: self.store.get_range(key, start, length, owner=owner))
 
     def remove(self, uuid: str, content_type: int, location: Location | None = None) -> None:
-        for key in self._keys(uuid, content_type, location):
+        for key in self.removal_keys(uuid, content_type, location):
             self.store.delete(key)
+
+    def removal_keys(self, uuid: str, content_type: int, location: Location | None = None) -> list[str]:
+        """Every key ``remove`` deletes: the recorded key (if it is this storage's), then the names."""
+        return self._keys(uuid, content_type, location)
 
     def locate(self, uuid: str, content_type: int) -> list[Location]:
         found = []

@@ -116,6 +116,12 @@ class CommonConfig:
                                                 note="a section (below), or false to turn the cache off")
     prefetch: PrefetchConfig | None = option(PREFETCH_SECTION, PrefetchConfig(), kind="raw",
                                              note="a section (below), or false to turn prefetching off")
+    delayed_deletion: bool = option("DelayedDeletion", True, note="deletions queued on the local disk and sent in "
+                                    "batches; false: each remove callback deletes at once")
+    delayed_deletion_folder: str = option("DelayedDeletionFolder", "", note="the queue's folder; empty: "
+                                          "StorageDirectory/objstore-deletions[/DatabaseServerIdentifier]")
+    delayed_deletion_threads: int = option("DelayedDeletionThreads", 4, minimum=1, maximum=64,
+                                           note="batch requests sent at once by the drainer")
     storage_directory: str = option("StorageDirectory", "OrthancStorage", scope=GLOBAL)
     sync_storage_area: bool = option("SyncStorageArea", True, scope=GLOBAL)
     server_identifier: str = option("DatabaseServerIdentifier", "", scope=GLOBAL)

@@ -5,7 +5,8 @@ when the glue asks for metrics, so the providers, the encryption layer and the h
 no counter. What the wrapper cannot see has a small hook where it happens: hybrid fallbacks
 (``HybridArea(on_fallback=...)``), move-job steps (``JobManager(on_step=...)``), SDK retries
 (``S3Store.count_retries``), orphans waiting for clean-up (a gauge on ``OrphanReaper.pending``), the
-files handled by restores (``RestoreManager(on_step=...)``).
+files handled by restores (``RestoreManager(on_step=...)``), deferred deletions
+(``DeferredDeletions(on_deleted=..., on_failed=...)`` and a gauge on its ``pending``).
 
 Counting rules: every call of ``create`` / ``read`` / ``read_range`` / ``remove`` is one operation of
 its side, failed or not; the bytes are those written or returned by the calls that succeeded (a
@@ -35,6 +36,7 @@ MOVE_FILES_TOTAL = "orthanc_objstore_move_files_total"
 MOVE_BYTES_TOTAL = "orthanc_objstore_move_bytes_total"
 ORPHANS_PENDING = "orthanc_objstore_orphans_pending"
 RESTORE_FILES_TOTAL = "orthanc_objstore_restore_files_total"
+DELETIONS_PENDING = "orthanc_objstore_deletions_pending"
 
 
 def error_kind(exc: BaseException) -> str:
@@ -129,6 +131,20 @@ class StorageMetrics:
                            "Bytes held by the read cache", tier="memory")
         self.metrics.gauge("orthanc_objstore_cache_bytes", lambda: cache.disk_bytes,
                            "Bytes held by the read cache", tier="disk")
+
+    def watch_deletions(self, pending) -> None:
+        """``pending()`` (``DeferredDeletions.pending``) is read at each publication."""
+        self.metrics.gauge(DELETIONS_PENDING, pending, "Objects whose deletion is queued (deferred deletions) "
+                           "and not yet done")
+
+    def deferred_deleted(self, storage: str, count: int) -> None:
+        """``count`` objects deleted by the deferred deletions' drainer: delete operations of ``storage``."""
+        self.operations(DELETE, storage).add(count)
+
+    def deferred_failed(self, storage: str, count: int, exc: BaseException) -> None:
+        """``count`` objects the drainer could not delete yet (retried): failed delete operations."""
+        self.operations(DELETE, storage).add(count)
+        self.error(DELETE, storage, error_kind(exc)).add(count)
 
     def move_step(self, outcome: str, size: int) -> None:
         """One finished step of a move job (``JobManager(on_step=...)``); ``size`` from Orthanc's index."""

@@ -13,6 +13,11 @@ fine, 1 when any is not, 2 when the command cannot run (configuration, index).
   indexed size is skipped (resumable).
 * ``verify``: every attachment is where the configuration says (object storage; either side in
   hybrid mode) with the indexed size; ``--deep`` reads it back (decrypting) and checks the MD5.
+* ``verify --orphans``: the other way round: objects in the object storage (under RootPath) that no
+  attachment of the index names (their uuid is no attachment's), such as what a lost deletion queue
+  or a crash left behind; ``--delete-orphans --yes`` deletes them (in batches). Objects modified less
+  than ``--grace`` seconds ago are left out (an upload in progress has its object before the index
+  names it), and so are objects whose name is not one the plugin gives (never deleted).
 * ``re-encrypt``: every encrypted object whose header does not name the current master key (or the
   configured format) is read with any configured key, checked, written again and read back.
 """
@@ -20,7 +25,9 @@ fine, 1 when any is not, 2 when the command cannot run (configuration, index).
 import dataclasses
 import logging
 import os
+import re
 import sys
+import time
 
 from .. import build
 from ..areas.contract import FILE_SYSTEM, OBJECT_STORAGE, ObjectArea
@@ -31,7 +38,7 @@ from ..errors import ConfigError, IntegrityError, NotFound, StoreError
 from ..jobs import steps as move
 from ..jobs.steps import matches_index  # size and MD5 against the index
 from ..storage.encrypted import KeyRotation
-from ..storage.protocol import Listing, Owner
+from ..storage.protocol import Listing, Owner, delete_keys
 from ..storage.providers.filesystem import FileSystemStore
 from .index import index_path, read_rest_index, read_sqlite_index
 from .progress import COPIED, CURRENT, FAILED, OK, REENCRYPTED, SKIPPED, TO_COPY, describe_attachment, run_steps
@@ -230,6 +237,64 @@ def reencrypt_step(context: Context, entry):
 
 
 # ----------------------------------------------------------------------------------------------------
+# Orphans: objects no attachment names
+
+_UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+def find_orphans(context: Context, grace: float, now: float | None = None, out=None):
+    """(orphans [(key, size)], young, foreign): the objects of the object storage whose uuid is no
+    attachment's; ``young`` such objects were left out as modified less than ``grace`` s ago; ``foreign``
+    objects do not have a name the plugin gives. Raises ConfigError when the provider cannot list."""
+    out = out or sys.stderr
+    store = getattr(context.objects.store, "inner", context.objects.store)
+    lister = getattr(store, "list_objects", None)
+    if lister is None:
+        raise ConfigError("verify --orphans: this storage cannot list its objects")
+    known = {entry.uuid for entry in context.entries}
+    root = context.objects.naming.root_path
+    prefix = root if not root or root.endswith("/") else root + "/"
+    now = time.time() if now is None else now
+    orphans: list[tuple[str, int]] = []
+    young = foreign = listed = 0
+    for key, size, modified in lister(prefix):
+        listed += 1
+        if listed % 10000 == 0:
+            print(f"orphans: {listed} objects listed, {len(orphans)} orphan(s) so far", file=out, flush=True)
+        match = _UUID.match(key[len(prefix):].rsplit("/", 1)[-1])
+        if match is None:
+            foreign += 1
+        elif match.group(0) not in known:
+            if now - modified < grace:
+                young += 1
+            else:
+                orphans.append((key, size))
+    print(f"orphans: {listed} objects listed", file=out, flush=True)
+    return orphans, young, foreign
+
+
+def orphans_command(context: Context) -> int:
+    arguments = context.arguments
+    orphans, young, foreign = find_orphans(context, arguments.grace)
+    for key, size in orphans:
+        print(f"orphan: {context.objects.store.describe(key)} ({size} bytes)")
+    total = sum(size for _, size in orphans)
+    print(f"verify --orphans: {len(context.entries)} attachment(s) in the index; {len(orphans)} orphan object(s) "
+          f"({total} bytes); {young} more modified in the last {arguments.grace:.0f} s left out; {foreign} "
+          "object(s) with names the plugin does not give, left alone")
+    if not arguments.delete_orphans or not orphans:
+        return 1 if orphans else 0
+    if not arguments.yes:
+        print("error: --delete-orphans deletes the objects listed above; add --yes to confirm", file=sys.stderr)
+        return 1
+    failed = delete_keys(context.objects.store, [key for key, _ in orphans])
+    for key, error in failed.items():
+        print(f"failed: {key}: {error}", file=sys.stderr)
+    print(f"deleted {len(orphans) - len(failed)} orphan object(s)" + (f", {len(failed)} failed" if failed else ""))
+    return 1 if failed else 0
+
+
+# ----------------------------------------------------------------------------------------------------
 # Running a command
 
 def _command(name: str, arguments) -> int:
@@ -241,6 +306,15 @@ def _command(name: str, arguments) -> int:
             print(f"error: {problem}", file=sys.stderr)
         return 2
     workers = arguments.workers
+    if name == "verify" and (arguments.orphans or arguments.delete_orphans):
+        try:
+            return orphans_command(context)
+        except ConfigError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        except StoreError as exc:
+            print(f"error: cannot list the objects: {exc}", file=sys.stderr)
+            return 2
     if name in ("migrate", "verify"):
         try:
             context.listings = {id(area): listed_sizes(context, area) for area in context.sides}
@@ -285,4 +359,12 @@ def register(commands) -> None:
                                 help="read every copy back and compare it (always with --delete-source)")
         if name == "verify":
             parser.add_argument("--deep", action="store_true", help="read every object back and check its MD5")
+            parser.add_argument("--orphans", action="store_true", help="instead: list the objects of the object "
+                                "storage that no attachment of the index names")
+            parser.add_argument("--delete-orphans", action="store_true", help="list them and delete them "
+                                "(with --yes)")
+            parser.add_argument("--yes", action="store_true", help="confirm --delete-orphans")
+            parser.add_argument("--grace", type=float, default=3600.0, metavar="SECONDS",
+                                help="leave out objects modified less than this ago (uploads in progress; "
+                                "default 3600)")
         parser.set_defaults(run=lambda arguments, name=name: _command(name, arguments))

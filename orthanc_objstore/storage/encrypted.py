@@ -38,7 +38,17 @@ from ..crypto import formats as crypto
 from ..crypto.keys import KEY_ID_SIZE, header_key_id
 from ..errors import IntegrityError, StoreError, UnknownKeyError, WrongOwner
 from .budget import ByteBudget, InputTooLarge
-from .protocol import ColdState, Owner, Restorable, Store, check_range, cold_state, owner_checks
+from .protocol import (
+    BatchDelete,
+    ColdState,
+    Owner,
+    Restorable,
+    Store,
+    check_range,
+    cold_state,
+    delete_keys,
+    owner_checks,
+)
 
 
 @runtime_checkable
@@ -129,6 +139,15 @@ class EncryptedStore:
         header = self.inner.get_range(key, 0, 2 + KEY_ID_SIZE)
         with _translated(key, "decrypt"):
             return crypto.version_of(header) == self.format and header_key_id(header) == self.keyring.current_id
+
+    @property
+    def max_batch(self) -> int:
+        """The inner store's batch size (``BatchDelete``); 1 when it deletes one object per request."""
+        return int(getattr(self.inner, "max_batch", 1)) if isinstance(self.inner, BatchDelete) else 1
+
+    def delete_batch(self, keys) -> dict[str, StoreError]:
+        """Deletes pass through unchanged (keys already carry ``.enc``), in the inner store's batches."""
+        return delete_keys(self.inner, keys)
 
     def describe(self, key: str) -> str:
         return self.inner.describe(key)

@@ -50,11 +50,15 @@ Azure Archive) implement ``Restorable``: ``cold_state(key)`` says the object's c
 ``restore(key, days, tier)`` asks for a restore. Their reads of an object not yet restored raise
 ``NeedsRestore`` (never ``NotFound``). ``cold_state(store, key)`` below answers for any store.
 
+Stores whose service deletes many objects in one request also implement ``BatchDelete``
+(``delete_batch``: S3 ``DeleteObjects``, Azure blob batch, GCS batch requests); ``delete_keys`` is the
+free function that uses it when present and falls back to one ``delete`` per key otherwise.
+
 Conveniences built on the protocol are free functions below; they are never overridden.
 ``read_exact_range`` is the part of ``get_range`` that every provider shares.
 """
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -180,6 +184,43 @@ def cold_state(store: Store, key: str) -> ColdState:
         return store.cold_state(key)
     store.head(key)
     return ColdState()
+
+
+@runtime_checkable
+class BatchDelete(Protocol):
+    """A store that deletes many objects in one request (the deferred deletions' drainer uses it)."""
+
+    max_batch: int
+    """The most keys one ``delete_batch`` call sends in one request (the service's limit)."""
+
+    def delete_batch(self, keys: Sequence[str]) -> dict[str, StoreError]:
+        """Deletes ``keys`` (at most ``max_batch``), as ``delete`` would each: a missing object is deleted.
+        Returns the keys that could not be deleted, each with its error (empty: all deleted). Raises a
+        ``StoreError`` when the whole request failed (nothing is known to be deleted)."""
+
+
+def delete_keys(store: Store, keys: Sequence[str]) -> dict[str, StoreError]:
+    """Deletes ``keys`` from ``store``: in batches of ``max_batch`` where the store has ``BatchDelete``,
+    else one ``delete`` per key. Returns the keys not deleted with their errors; a batch whose whole
+    request failed counts each of its keys as failed with that error."""
+    failed: dict[str, StoreError] = {}
+    if isinstance(store, BatchDelete):
+        size = max(1, int(store.max_batch))
+        for first in range(0, len(keys), size):
+            chunk = keys[first:first + size]
+            try:
+                failed.update(store.delete_batch(chunk))
+            except StoreError as exc:
+                failed.update(dict.fromkeys(chunk, exc))
+        return failed
+    for key in keys:
+        try:
+            store.delete(key)
+        except NotFound:
+            pass
+        except StoreError as exc:
+            failed[key] = exc
+    return failed
 
 
 def exists(store: Store, key: str) -> bool:

@@ -6,7 +6,7 @@ import struct
 
 import pytest
 from support import cryptopp
-from test_e2e_storage import attachment_uuids
+from support.attachments import attachment_uuids
 
 pytestmark = pytest.mark.orthanc
 

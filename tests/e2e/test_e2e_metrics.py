@@ -3,6 +3,7 @@
 import pytest
 from support.dicom import make_instances
 from support.orthanc import HOST_VERSION, HttpError, wait_for
+from support.prometheus import scrape
 
 pytestmark = pytest.mark.orthanc
 
@@ -11,16 +12,6 @@ ROUTE = "/objstore/metrics-prometheus"
 # Orthanc 1.10.1 (< 1.12.2) gets no SetMetricsValue by default (see docs/metrics.md): the tests force it
 # there, as a deployment without other plugins may; 1.13 publishes by default.
 PUBLISH = {"ORTHANC_OBJSTORE_METRICS": "publish"}
-
-
-def scrape(orthanc, path="/tools/metrics-prometheus") -> dict[str, float]:
-    """The plugin's samples of a Prometheus page: {'name{labels}': value}."""
-    samples = {}
-    for line in orthanc.get(path).decode().splitlines():
-        if line.startswith("orthanc_objstore_"):
-            name, value = line.split()[:2]
-            samples[name] = float(value)
-    return samples
 
 
 def series(name, **labels):
@@ -92,7 +83,7 @@ def test_metrics_after_uploads_reads_a_delete_and_a_store_failure(s3_backend, or
         ops(read): 3, volume(read): len(files[0]) + len(files[1]),
         errors(read, "unavailable"): 1, errors(read, "not_found"): 0,
         errors("write", "not_found"): 0, errors("delete", "other"): 0,
-        "orthanc_objstore_orphans_pending": 0,
+        "orthanc_objstore_orphans_pending": 0, "orthanc_objstore_deletions_pending": 0,
     })
     reaper_deletes = page[ops("delete")] - len(sizes[instances[1]])
     assert reaper_deletes >= 1  # the orphan's removal: failed attempts while down, then one that worked

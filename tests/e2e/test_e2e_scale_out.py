@@ -217,7 +217,7 @@ def test_move_job_on_one_replica_while_the_other_serves_reads(s3_backend, index,
 
     assert s3_backend.keys() == expected_keys(first, uploaded)
     left_on_disk = [name for folder, subfolders, names in os.walk(first.host_path(shared))
-                    if "objstore-jobs" not in folder for name in names]
+                    if "objstore-jobs" not in folder and "objstore-deletions" not in folder for name in names]
     assert left_on_disk == []
     for instance, data in uploaded.items():
         assert second.get(f"/instances/{instance}/file") == data

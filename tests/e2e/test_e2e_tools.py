@@ -109,3 +109,29 @@ def test_migrate_then_read_back_and_verify(s3_backend, orthanc_factory, compress
     assert broken.returncode == 1 and len(problems) == 1
     assert problems[0].startswith(f"missing: attachment {victim} (type 1) of instances/{uuids[victim][0]}")
     assert f"object-storage s3://{s3_backend.bucket}/{victim}.dcm{suffix}" in problems[0]
+
+
+def test_verify_orphans_lists_and_deletes_only_what_no_attachment_names(s3_backend, orthanc_factory):
+    orthanc = orthanc_factory(s3_backend.settings())
+    for dicom in make_instances(3, seed="1.2.826.0.1.3680043.8.498.65"):
+        orthanc.upload(dicom)
+    live = s3_backend.keys()
+    lost = "0b4e5f6a-1c2d-4e3f-8a9b-0c1d2e3f4a5b.dcm"  # what a lost deletion queue would leave
+    s3_backend.write(lost, b"left behind")
+    s3_backend.write("notes/readme.txt", b"not the plugin's")  # a name the plugin never gives: left alone
+    config = tool_config(orthanc, {})
+    orthanc.stop()
+
+    listed = tool("verify", "--config", config, "--orphans", "--grace", "0")
+    assert listed.returncode == 1, listed.stderr
+    assert f"orphan: s3://{s3_backend.bucket}/{lost} (11 bytes)" in listed.stdout
+    assert "1 orphan object(s) (11 bytes)" in listed.stdout and "1 object(s) with names" in listed.stdout
+    young = tool("verify", "--config", config, "--orphans")  # just written: inside the default hour of grace
+    assert young.returncode == 0 and "0 orphan object(s)" in young.stdout and "1 more modified" in young.stdout
+    unconfirmed = tool("verify", "--config", config, "--delete-orphans", "--grace", "0")
+    assert unconfirmed.returncode == 1 and "--yes" in unconfirmed.stderr
+    assert lost in s3_backend.keys()
+    deleted = tool("verify", "--config", config, "--delete-orphans", "--yes", "--grace", "0")
+    assert deleted.returncode == 0 and "deleted 1 orphan object(s)" in deleted.stdout, deleted.stderr
+    assert s3_backend.keys() == sorted(live + ["notes/readme.txt"])
+    assert tool("verify", "--config", config).returncode == 0  # every attachment still there

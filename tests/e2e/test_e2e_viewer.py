@@ -15,11 +15,11 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from support.attachments import write_key
 from support.dicom import make_instances
 from support.orthanc import DICOMWEB_PLUGIN, DICOMWEB_SETTINGS, PYTHON_PLUGIN
+from support.prometheus import scrape
 from support.servers import require
-from test_e2e_encryption import write_key
-from test_e2e_metrics import scrape
 
 pytestmark = pytest.mark.orthanc
 

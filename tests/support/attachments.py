@@ -27,7 +27,7 @@ def storage_files(orthanc) -> list[str]:
     root = orthanc.host_path(orthanc.config["StorageDirectory"])
     found = []
     for folder, subfolders, files in os.walk(root):
-        subfolders[:] = [name for name in subfolders if name != "objstore-jobs"]
+        subfolders[:] = [name for name in subfolders if name not in ("objstore-jobs", "objstore-deletions")]
         found += [name for name in files if not name.startswith(".")]
     return sorted(found)
 

@@ -308,8 +308,29 @@ class Orthanc:
     def put(self, path, body=None):
         return self.request("PUT", path, body)[1]
 
-    def delete(self, path):
-        return self.request("DELETE", path)[1]
+    def delete(self, path, drained=True):
+        """DELETE ``path``; with ``drained``, also waits (up to 30 s) until the plugin's deferred deletions
+        have sent what they queued, or are waiting to retry it (the store is down), so that a test looking
+        at the bucket next sees the result. ``drained=False``: only Orthanc's answer (what a user sees)."""
+        answer = self.request("DELETE", path)[1]
+        if drained:
+            self.wait_for_deletions()
+        return answer
+
+    def deletions(self) -> dict | None:
+        """``GET /objstore/status``'s ``DelayedDeletion`` part; None when the plugin has no such route."""
+        try:
+            return json.loads(self.get("/objstore/status"))["DelayedDeletion"]
+        except HttpError:
+            return None
+
+    def wait_for_deletions(self, timeout=30.0) -> bool:
+        """True once nothing queued is waiting to be sent (deleted, or waiting to retry after a failure)."""
+        def idle():
+            status = self.deletions()
+            return (status is None or not status.get("Enabled")
+                    or status["Pending"] == status["WaitingForRetry"] and not status["InFlight"])
+        return bool(wait_for(idle, timeout=timeout, interval=0.02))
 
     def upload(self, dicom: bytes) -> dict:
         return self.post_json("/instances", dicom)

@@ -85,7 +85,7 @@ def storage_files(orthanc: Orthanc) -> set[str]:
     root = orthanc.host_path(orthanc.config["StorageDirectory"])
     found = set()
     for _, subfolders, files in os.walk(root):
-        subfolders[:] = [name for name in subfolders if name != "objstore-jobs"]
+        subfolders[:] = [name for name in subfolders if name not in ("objstore-jobs", "objstore-deletions")]
         found |= {name for name in files if not name.startswith(".")}
     return found
 

@@ -39,7 +39,6 @@ from orthanc_objstore.metrics.metered import (
     error_kind,
 )
 from orthanc_objstore.metrics.registry import Counter, Metrics, Publisher, exposed_name, flat_name
-from orthanc_objstore.port.index import Attachment
 from orthanc_objstore.storage.providers.memory import MemoryStore
 
 OBJECTS = "object-storage"

@@ -227,6 +227,40 @@ class AzureStore:
             if not isinstance(error, NotFound):  # a missing blob is already deleted; a missing container is not
                 raise error from exc
 
+    def list_objects(self, prefix: str = ""):
+        """(key, size, last modified as a POSIX timestamp) of every blob under ``prefix`` (offline tools)."""
+        try:
+            for blob in self._container.list_blobs(name_starts_with=prefix or None):
+                yield blob.name, blob.size, blob.last_modified.timestamp()
+        except AzureError as exc:
+            raise _translate(exc, prefix, "listing") from exc
+
+    max_batch = 256  # a blob batch's limit
+
+    def delete_batch(self, keys) -> dict[str, StoreError]:
+        """One blob batch request (``delete_blobs``); a missing blob counts as deleted."""
+        if not keys:
+            return {}
+        try:
+            responses = list(self._container.delete_blobs(*keys, raise_on_any_failure=False))
+        except AzureError as exc:
+            raise _translate(exc, keys[0], f"batch delete of {len(keys)} blobs starting with") from exc
+        failed: dict[str, StoreError] = {}
+        for key, response in zip(keys, responses, strict=False):
+            status = getattr(response, "status_code", None)
+            if status is not None and (200 <= status < 300 or status == 404):
+                continue
+            where = f"Azure batch delete of {key!r}"
+            if status in (401, 403):
+                failed[key] = PermissionDenied(f"{where}: access denied ({status})", key)
+            elif status is None or status >= 500 or status in (408, 429):
+                failed[key] = StoreUnavailable(f"{where}: the server kept failing ({status})", key)
+            else:
+                failed[key] = StoreError(f"{where}: {status}", key)
+        for key in keys[len(responses):]:
+            failed[key] = StoreUnavailable(f"Azure batch delete of {key!r}: no answer for this blob", key)
+        return failed
+
     def describe(self, key: str) -> str:
         return f"azure://{self.account}/{self.container_name}/{key}"
 

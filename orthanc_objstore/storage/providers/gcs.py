@@ -26,6 +26,7 @@ not tell, the bucket is asked (one object listing, which object-level roles allo
 wording costs a request, never a wrong answer.
 """
 
+import logging
 from collections.abc import Callable
 
 import requests
@@ -51,6 +52,8 @@ from ..protocol import OWNER_METADATA, Owner, check_owner, read_exact_range
 
 CHUNK_SIZE = 32 * 1024 * 1024  # a multiple of 256 KiB, as resumable uploads require
 POOL_SIZE = 64
+log = logging.getLogger("orthanc_objstore")
+UNBATCHED = 16  # keys a drainer's thread takes at a time when the server has no batch requests
 _EMULATOR_PROJECT = "orthanc-objstore"
 
 
@@ -235,6 +238,62 @@ class GcsStore:
             error = self._error(exc, key, "delete")
             if not isinstance(error, NotFound):  # a missing object is already deleted; a missing bucket is not
                 raise error from exc
+
+    def list_objects(self, prefix: str = ""):
+        """(key, size, last modified as a POSIX timestamp) of every object under ``prefix`` (offline tools)."""
+        try:
+            for blob in self._client.list_blobs(self.bucket_name, prefix=prefix or None, timeout=self._timeout,
+                                                retry=self._retry):
+                yield blob.name, blob.size, blob.updated.timestamp()
+        except _SDK_ERRORS as exc:
+            raise self._error(exc, prefix, "listing") from exc
+
+    max_batch = 100  # a batch request's limit
+    _batches = True  # False once the server proved it has no batch requests
+
+    def delete_batch(self, keys) -> dict[str, StoreError]:
+        """One batch request (``client.batch()``) of up to 100 deletes; a missing object counts as deleted."""
+        if not keys:
+            return {}
+        if not self._batches:
+            return self._delete_each(keys)
+        batch = self._client.batch(raise_exception=False)
+        try:
+            with batch:
+                for key in keys:
+                    self._bucket.delete_blob(key, timeout=self._timeout)
+        except _SDK_ERRORS as exc:
+            raise self._error(exc, keys[0], f"batch delete of {len(keys)} objects starting with") from exc
+        except ValueError:  # "not multi-part": a server without batch requests (fake-gcs-server)
+            log.info("GCS: the server does not answer batch requests; deleting one object per request")
+            self._batches = False
+            self.max_batch = UNBATCHED  # smaller chunks, spread over the drainer's threads
+            return self._delete_each(keys)
+        responses = list(getattr(batch, "_responses", []))  # the sub-answers, in order (the SDK keeps them)
+        failed: dict[str, StoreError] = {}
+        for key, response in zip(keys, responses, strict=False):
+            status = getattr(response, "status_code", None)
+            if status is not None and (200 <= status < 300 or status == 404):
+                continue
+            where = f"GCS batch delete of {key!r}"
+            if status in (401, 403):
+                failed[key] = PermissionDenied(f"{where}: access denied ({status})", key)
+            elif status is None or status >= 500 or status in (408, 429):
+                failed[key] = StoreUnavailable(f"{where}: the server kept failing ({status})", key)
+            else:
+                failed[key] = StoreError(f"{where}: {status}", key)
+        for key in keys[len(responses):]:
+            failed[key] = StoreUnavailable(f"GCS batch delete of {key!r}: no answer for this object", key)
+        return failed
+
+    def _delete_each(self, keys) -> dict[str, StoreError]:
+        failed: dict[str, StoreError] = {}
+        for key in keys:
+            try:
+                self.delete(key)
+            except StoreError as exc:
+                failed[key] = exc
+        return failed
 
     def describe(self, key: str) -> str:
         return f"gs://{self.bucket_name}/{key}"

@@ -247,6 +247,27 @@ class S3Store:
         except _SDK_ERRORS as exc:
             raise self._error(exc, key, "delete") from exc
 
+    max_batch = 1000  # DeleteObjects' limit
+
+    def delete_batch(self, keys) -> dict[str, StoreError]:
+        """``DeleteObjects`` in quiet mode: one request, only the keys that failed are answered."""
+        if not keys:
+            return {}
+        try:
+            response = self._client.delete_objects(
+                Bucket=self.bucket, Delete={"Objects": [{"Key": key} for key in keys], "Quiet": True})
+        except _SDK_ERRORS as exc:
+            raise self._error(exc, keys[0], f"batch delete of {len(keys)} objects starting with") from exc
+        failed: dict[str, StoreError] = {}
+        for item in response.get("Errors", []) or []:
+            key, code = str(item.get("Key", "")), str(item.get("Code", ""))
+            if code == "NoSuchKey":
+                continue
+            kind = (StoreUnavailable if code in _UNAVAILABLE_CODES else
+                    PermissionDenied if code in _DENIED_CODES else StoreError)
+            failed[key] = kind(f"S3 batch delete of {key!r}: {code or 'failed'}", key)
+        return failed
+
     def describe(self, key: str) -> str:
         return f"s3://{self.bucket}/{key}"
 
@@ -276,10 +297,15 @@ class S3Store:
 
     def list_sizes(self, prefix: str = ""):
         """``Listing``: (key, size) of every object whose key starts with ``prefix``, 1000 per request."""
+        for key, size, _ in self.list_objects(prefix):
+            yield key, size
+
+    def list_objects(self, prefix: str = ""):
+        """(key, size, last modified as a POSIX timestamp) of every object under ``prefix`` (offline tools)."""
         try:
             for page in self._client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
                 for item in page.get("Contents", []):
-                    yield item["Key"], item["Size"]
+                    yield item["Key"], item["Size"], item["LastModified"].timestamp()
         except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
             raise self._error(exc, prefix, "listing") from exc
 
