@@ -39,6 +39,7 @@ HYBRID_WRITE_TO_FILE_SYSTEM = "WriteToFileSystem"
 HYBRID_WRITE_TO_OBJECT_STORAGE = "WriteToObjectStorage"
 HYBRID_MODES = (HYBRID_DISABLED, HYBRID_WRITE_TO_FILE_SYSTEM, HYBRID_WRITE_TO_OBJECT_STORAGE)
 
+S3_SERVER_SIDE_ENCRYPTIONS = ("AES256", "aws:kms", "aws:kms:dsse")
 S3_STORAGE_CLASSES = ("STANDARD", "REDUCED_REDUNDANCY", "STANDARD_IA", "ONEZONE_IA", "INTELLIGENT_TIERING",
                       "GLACIER", "DEEP_ARCHIVE", "OUTPOSTS", "GLACIER_IR", "SNOW")
 AZURE_ACCESS_TIERS = ("Hot", "Cool", "Archive", "Premium", "Cold")
@@ -115,6 +116,12 @@ class S3Config:
     transfer_buffer_size_mb: int = option("TransferBufferSize", 5, minimum=5, maximum=5 * 1024)
     storage_class: str | None = option("StorageClass", None, choices=S3_STORAGE_CLASSES)
     tags: tuple[tuple[str, str], ...] = option("Tags", (), kind="string_map")
+    server_side_encryption: str | None = option("ServerSideEncryption", None, choices=S3_SERVER_SIDE_ENCRYPTIONS,
+                                                note="sent with every write (x-amz-server-side-encryption), for "
+                                                     "buckets whose policy demands it")
+    sse_kms_key_id: str | None = option("SseKmsKeyId", None, note="the KMS key (id, ARN or alias) of "
+                                                                  "ServerSideEncryption aws:kms; absent: the "
+                                                                  "bucket's or the account's default key")
     https_ca_certificates: str = option("HttpsCACertificates", "", scope=GLOBAL)
 
 
@@ -247,7 +254,7 @@ def _tiering(section: Section, values: dict) -> None:
 COMMON_RULES = (rules.root_path_is_relative, _migration_means_write_to_object_storage, _encryption, _tiering,
                 _restore_tier_fits_the_provider)
 PROVIDERS = {  # section → (its dataclass, its rules, the fields it takes from the environment)
-    S3_SECTION: (S3Config, (rules.credentials_pair, rules.s3_tags), rules.no_environment),
+    S3_SECTION: (S3Config, (rules.credentials_pair, rules.s3_tags, rules.s3_server_side_encryption), rules.no_environment),
     AZURE_SECTION: (AzureConfig, (rules.azure_connection_string, rules.azure_container_name), rules.no_environment),
     GCS_SECTION: (GcsConfig, (rules.service_account_file, rules.gcs_bucket_name), rules.gcs_environment),
 }

@@ -146,6 +146,10 @@ class S3Store:
         self._extra = {}
         if config.storage_class:
             self._extra["StorageClass"] = config.storage_class
+        if config.server_side_encryption:  # for buckets whose policy refuses writes without these headers
+            self._extra["ServerSideEncryption"] = config.server_side_encryption
+            if config.sse_kms_key_id:
+                self._extra["SSEKMSKeyId"] = config.sse_kms_key_id
         if config.tags:
             self._extra["Tagging"] = urllib.parse.urlencode(config.tags)
         self._transfer = None
