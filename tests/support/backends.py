@@ -9,6 +9,7 @@ the server so tests can play "the server is down" without losing the server's st
 import uuid
 
 from orthanc_objstore.config.sections import S3Config
+from orthanc_objstore.storage.protocol import OWNER_MARK
 from orthanc_objstore.storage.providers.s3 import S3Store
 
 from .servers import FaultProxy
@@ -49,7 +50,7 @@ class S3Backend:
         while True:
             kwargs = {"Bucket": self.bucket, **({"ContinuationToken": token} if token else {})}
             page = self.client.list_objects_v2(**kwargs)
-            keys += [item["Key"] for item in page.get("Contents", [])]
+            keys += [item["Key"] for item in page.get("Contents", []) if not item["Key"].endswith(OWNER_MARK)]
             if not page.get("IsTruncated"):
                 return sorted(keys)
             token = page["NextContinuationToken"]
