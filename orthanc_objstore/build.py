@@ -35,6 +35,7 @@ from .storage.protocol import (
     OWNER_MARK,
     OWNERLESS_ACCEPT,
     OWNERLESS_REFUSE,
+    OwnerMarking,
     StartupCheck,
     Store,
 )
@@ -77,7 +78,7 @@ def _mark_owners(store: Store, config: PluginConfig) -> None:
     (AcceptBeforeMark, the default), the beginning of time (Refuse), or none (Accept). Stores without
     ``mark_owners`` (Azure, GCS, file system: not done yet) accept every object without a record."""
     policy = config.common.ownerless_objects
-    if policy == OWNERLESS_ACCEPT or not hasattr(store, "mark_owners"):
+    if policy == OWNERLESS_ACCEPT or not isinstance(store, OwnerMarking):
         return
     if policy == OWNERLESS_REFUSE:
         store.owners_since = datetime.datetime.min.replace(tzinfo=datetime.UTC)

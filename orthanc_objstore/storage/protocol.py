@@ -56,9 +56,9 @@ Conveniences built on the protocol are free functions below; they are never over
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
-from ..errors import IntegrityError, NotFound, StoreError, WrongOwner
+from ..errors import IntegrityError, NotFound, OwnerlessObject, StoreError, WrongOwner
 
 # Restore states of ``ColdState.restore``
 NOT_NEEDED = "not-needed"      # the class is readable at once (STANDARD, GLACIER_IR, Hot, Cool, ...)
@@ -116,16 +116,26 @@ def check_owner(key: str, owner: "Owner | None", recorded: str | None, where: st
         if owners_since is None or (modified is not None and modified < owners_since):
             return
         when = f"modified {modified.isoformat()}" if modified is not None else "of unknown age"
-        raise WrongOwner(f"{where} read of {key!r} for {owner}: the object has no owner record and was {when}, "
+        raise OwnerlessObject(f"{where} read of {key!r} for {owner}: the object has no owner record and was {when}, "
                          f"after this storage began recording owners ({_since(owners_since)}); it may be another "
                          "attachment's data restored or copied without its metadata, so it is refused. If it is "
-                         "right: 'orthanc-objstore verify --deep' compares it with the MD5 in Orthanc's index; "
-                         "re-upload it with its metadata, or set \"OwnerlessObjects\": \"Accept\"", key)
+                         "right: 'orthanc-objstore verify --deep --stamp' compares it with the MD5 in Orthanc's "
+                         "index and records its owner; or set \"OwnerlessObjects\": \"Accept\"", key)
     uuid, _, content_type = recorded.rpartition(":")
     recorded_name = f"attachment {uuid} of type {content_type}" if uuid else f"an unreadable owner {recorded[:80]!r}"
     raise WrongOwner(f"{where} read of {key!r}: the object was written for {recorded_name}, not for {owner}; "
                          "refusing to return another attachment's data (objects moved or copied inside the "
                          "bucket?)", key)
+
+
+@runtime_checkable
+class OwnerMarking(Protocol):
+    """Stores that refuse ownerless objects newer than an owner mark (S3): ``owners_since`` (a datetime or
+    None) is set at start-up from ``mark_owners(key)``, the server's Last-Modified of the mark."""
+
+    owners_since: Any
+
+    def mark_owners(self, key: str) -> Any: ...
 
 
 def _since(owners_since) -> str:

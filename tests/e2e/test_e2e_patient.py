@@ -138,3 +138,32 @@ def test_ownerless_objects_refuse_refuses_even_old_objects(s3_backend, orthanc_f
     orthanc.config[s3_backend.section]["OwnerlessObjects"] = "Refuse"
     orthanc.restart()
     assert_refused(orthanc, instances, "OwnerlessObjects is Refuse")
+
+
+@pytest.mark.orthanc_versions(HOST_VERSION)
+def test_verify_deep_stamp_proves_then_records_the_owner(s3_backend, orthanc_factory):
+    """verify --deep --stamp: an ownerless object whose MD5 matches Orthanc's index gets its owner record;
+    one that does not (a swap) is reported damaged and stays refused."""
+    from test_e2e_tools import tool, tool_config
+    orthanc = started(orthanc_factory, s3_backend, "A1")
+    instances = two_patients(orthanc)
+    keys = [uuid + ".dcm.enc" for uuid, _ in instances.values()]
+    swap(s3_backend, *keys, keep_metadata=False)
+    orthanc.stop()
+    config = tool_config(orthanc, {})
+    plain = tool("verify", "--config", config, "--deep")
+    assert plain.returncode == 1 and plain.stdout.count("has no owner record") == 2, plain.stdout
+    swapped = tool("verify", "--config", config, "--deep", "--stamp")
+    assert swapped.returncode == 1 and swapped.stdout.count("damaged: ") == 2, swapped.stdout
+    assert all(not s3_backend.read_with_metadata(key)[1] for key in keys)  # nothing stamped
+
+    swap(s3_backend, *keys, keep_metadata=False)  # back in place, still without metadata
+    stamped = tool("verify", "--config", config, "--deep", "--stamp")
+    assert stamped.returncode == 0 and "4 ok" in stamped.stdout, stamped.stdout + stamped.stderr
+    for key, (uuid, data) in zip(keys, instances.values()):
+        stored, metadata = s3_backend.read_with_metadata(key)
+        assert metadata == {"orthanc-attachment": f"{uuid}:1"}
+    again = tool("verify", "--config", config, "--deep")
+    assert again.returncode == 0 and "4 ok" in again.stdout  # the DICOM and its header, twice
+    orthanc.start()
+    assert_served(orthanc, instances)

@@ -183,6 +183,17 @@ class S3Store:
         except _SDK_ERRORS as exc:
             raise self._error(exc, key, "owner mark") from exc
 
+    def stamp_owner(self, key: str, owner: Owner) -> None:
+        """Records ``owner`` on an existing object without sending its bytes again: a copy onto itself with
+        the metadata replaced (S3's only metadata update; tags and the storage class are kept)."""
+        extra = {name: value for name, value in self._extra.items() if name != "Tagging"}
+        try:
+            self._client.copy_object(Bucket=self.bucket, Key=key, CopySource={"Bucket": self.bucket, "Key": key},
+                                     Metadata={OWNER_METADATA: owner.metadata_value()},
+                                     MetadataDirective="REPLACE", **extra)
+        except _SDK_ERRORS as exc:
+            raise self._error(exc, key, "owner stamp") from exc
+
     def __repr__(self) -> str:
         return f"S3Store(bucket={self.bucket!r}, endpoint={self._config.endpoint or 'AWS'!r})"
 
