@@ -6,6 +6,7 @@ script would (``swap``: with or without their metadata), and has a fault proxy i
 the server so tests can play "the server is down" without losing the server's state.
 """
 
+import time
 import uuid
 
 from orthanc_objstore.config.sections import S3Config
@@ -21,6 +22,15 @@ def swap(backend, first: str, second: str, keep_metadata: bool = True) -> None:
     (data_1, meta_1), (data_2, meta_2) = backend.read_with_metadata(first), backend.read_with_metadata(second)
     backend.write(first, data_2, meta_2 if keep_metadata else None)
     backend.write(second, data_1, meta_1 if keep_metadata else None)
+
+
+def predate_owner_mark(backend) -> None:
+    """Makes the objects written without metadata so far older than the bucket's owner mark (S3), as the
+    official plugin's or an older version's are: the mark is removed (the next start creates it again, a
+    second later). Other backends have no mark."""
+    if backend.name == "s3":
+        backend.delete(OWNER_MARK)
+        time.sleep(1.1)  # Last-Modified has whole seconds
 
 
 class S3Backend:
