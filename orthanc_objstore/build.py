@@ -5,6 +5,7 @@ once at start-up. Providers are imported lazily so that an S3 deployment never i
 or Google SDKs (and a missing SDK gives an install hint instead of an ImportError).
 """
 
+import datetime
 import importlib
 import logging
 import os
@@ -35,7 +36,14 @@ from .metrics.metered import MeteredArea, StorageMetrics
 from .storage import encrypted as encryption
 from .storage.budget import ByteBudget
 from .storage.cached import CachedStore, ReadCache
-from .storage.protocol import StartupCheck, Store
+from .storage.protocol import (
+    OWNER_MARK,
+    OWNERLESS_ACCEPT,
+    OWNERLESS_REFUSE,
+    OwnerMarking,
+    StartupCheck,
+    Store,
+)
 from .storage.providers.filesystem import FileSystemStore
 
 log = logging.getLogger(__name__)
@@ -65,7 +73,28 @@ def provider_store(config: PluginConfig) -> Store:
     """The provider's store, created once and shared by every thread."""
     store = provider_class(config.section)(config.provider)
     _check_container(store, config)
+    _mark_owners(store, config)
     return store
+
+
+def _mark_owners(store: Store, config: PluginConfig) -> None:
+    """OwnerlessObjects: the time after which an object without an owner record is refused (see
+    ``protocol.check_owner``): the server's time of the RootPath's owner mark, created on the first start
+    (AcceptBeforeMark, the default), the beginning of time (Refuse), or none (Accept). Stores without
+    ``mark_owners`` (Azure, GCS, file system: not done yet) accept every object without a record."""
+    policy = config.common.ownerless_objects
+    if policy == OWNERLESS_ACCEPT or not isinstance(store, OwnerMarking):
+        return
+    if policy == OWNERLESS_REFUSE:
+        store.owners_since = datetime.datetime.min.replace(tzinfo=datetime.UTC)
+        return
+    root = config.common.root_path
+    key = (root if not root or root.endswith("/") else root + "/") + OWNER_MARK
+    try:
+        store.owners_since = store.mark_owners(key)
+    except StoreError as exc:
+        log.warning("%s: could not read or create the owner mark %s (%s); objects without an owner record are "
+                    "accepted until a start-up that can", config.section, store.describe(key), exc)
 
 
 def _check_container(store: Store, config: PluginConfig) -> None:

@@ -12,6 +12,7 @@ The hierarchy::
     ├── IntegrityError              the object exists but its bytes are not what was written
     │   ├── UnknownKeyError         encrypted with a master key id that is not configured
     │   └── WrongOwner              the object was written for another attachment (its recorded owner)
+    │       └── OwnerlessObject     no owner record, modified after the owner mark (OwnerlessObjects)
     ├── NeedsRestore                the object is in a cold class (S3 GLACIER/DEEP_ARCHIVE, Azure Archive):
     │                               readable only after a restore
     ├── PermissionDenied            credentials refused for this operation
@@ -51,6 +52,12 @@ class UnknownKeyError(IntegrityError):
 
 class WrongOwner(IntegrityError):
     """The object's recorded owner (metadata) is another attachment: it must never be served for this one."""
+
+
+class OwnerlessObject(WrongOwner):
+    """The object has no owner record and was modified after the store began recording owners (or the
+    configuration refuses every such object): it may be another attachment's bytes put back without
+    metadata. ``verify --deep --stamp`` proves it against Orthanc's MD5 and records its owner."""
 
 
 class NeedsRestore(StoreError):

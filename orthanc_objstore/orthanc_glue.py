@@ -322,6 +322,11 @@ def install(started=None):
     read_failures = ReadFailures()
     version = storage_api()
     common = plugin_config.common
+    if common.encryption is not None:  # which keys came from a key service (the key itself is never logged)
+        for key in (common.encryption.master_key, *common.encryption.previous_master_keys):
+            if key.unwrapped_by:
+                log.warning("orthanc-objstore: master key id %d from %r unwrapped through %s",
+                            key.id, key.path, key.unwrapped_by)
     policy = RestorePolicy(common.restore_on_read, common.restore_days, common.restore_tier)
     callbacks = StorageCallbacks(area, reaper, error_codes() if version == "v3" else ErrorCodes(),
                                  storage_compression=common.storage_compression,

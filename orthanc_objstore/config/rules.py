@@ -12,6 +12,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from ..crypto import wrapped
 from ..crypto.keys import KEY_SIZE as MASTER_KEY_SIZE
 from ..errors import ConfigError
 from .options import MAX_UINT32, Section
@@ -19,30 +20,45 @@ from .options import MAX_UINT32, Section
 
 @dataclass(frozen=True)
 class MasterKey:
-    """One master key: its id (written in every object's header) and its 32 bytes."""
+    """One master key: its id (written in every object's header), its 32 bytes, and the key service
+    that unwrapped it (``"AWS KMS"``), None for a plain key file."""
 
     id: int
     path: str
     key: bytes = field(repr=False)
+    unwrapped_by: str | None = None
 
 
 def load_master_key(path: str) -> bytes:
-    """Reads a key file: base64 of exactly 32 bytes, whitespace ignored. Messages name the file, never the key."""
+    """Reads a key file: base64 of exactly 32 bytes, whitespace ignored, or a wrapped key (``aws-kms:``
+    + ciphertext) unwrapped through its key service. Messages name the file, never the key."""
+    return read_master_key(path)[0]
+
+
+def read_master_key(path: str) -> tuple[bytes, str | None]:
+    """(the key, the service that unwrapped it or None); see load_master_key."""
     try:
         with open(path, "rb") as file:
             text = file.read()
     except OSError as exc:
         raise ConfigError(f"cannot read the key file {path!r}: {exc.strerror}") from None
+    if wrapped.wrapping(text):
+        try:
+            service, key = wrapped.unwrap(text)
+        except wrapped.WrapError as exc:
+            raise ConfigError(f"cannot unwrap the key file {path!r}: {exc}") from None
+        return key, service
     compact = b"".join(text.split())
     try:
         key = base64.b64decode(compact, validate=True)
     except (binascii.Error, ValueError):
         raise ConfigError(f"the key file {path!r} is not valid base64 "
-                          "(create one with: orthanc-objstore keygen FILE)") from None
+                          "(create one with: orthanc-objstore keygen FILE; a key wrapped by AWS KMS is "
+                          "written aws-kms:CIPHERTEXT)") from None
     if len(key) != MASTER_KEY_SIZE:
         raise ConfigError(f"the key file {path!r} holds {len(key)} bytes; a master key is base64 of exactly "
                           f"{MASTER_KEY_SIZE} bytes (create one with: orthanc-objstore keygen FILE)")
-    return key
+    return key, None
 
 
 def master_key(section: Section, option: str, value) -> MasterKey | None:
@@ -53,7 +69,8 @@ def master_key(section: Section, option: str, value) -> MasterKey | None:
                                 f"integer from 0 to {MAX_UINT32}")
         return None
     try:
-        return MasterKey(value[0], value[1], load_master_key(value[1]))
+        key, service = read_master_key(value[1])
+        return MasterKey(value[0], value[1], key, service)
     except ConfigError as exc:
         section.problem(option, str(exc))
         return None
@@ -83,6 +100,17 @@ def credentials_pair(section: Section, values: dict) -> None:
         present, missing = ("AccessKey", "SecretKey") if values["secret_key"] is None else ("SecretKey", "AccessKey")
         section.problem(missing, f"missing while {present} is set; give both, "
                                  "or neither to use the default AWS credential chain")
+
+
+def s3_server_side_encryption(section: Section, values: dict) -> None:
+    """SseKmsKeyId names a KMS key: meaningful with ServerSideEncryption aws:kms (or aws:kms:dsse) only."""
+    key_id, kind = values["sse_kms_key_id"], values["server_side_encryption"]
+    if key_id is not None and not key_id.strip():
+        section.problem("SseKmsKeyId", "empty; give a KMS key id, ARN or alias, or remove the option to use "
+                                       "the bucket's default KMS key")
+    elif key_id is not None and kind not in ("aws:kms", "aws:kms:dsse"):
+        section.problem("SseKmsKeyId", f"set while ServerSideEncryption is {kind or 'absent'}; a KMS key is "
+                                       "used with \"ServerSideEncryption\": \"aws:kms\" (or \"aws:kms:dsse\") only")
 
 
 _S3_TAG_TEXT = re.compile(r"^[\w\s+\-=.:/@]*$")

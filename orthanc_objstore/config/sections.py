@@ -21,6 +21,7 @@ from typing import Any
 from ..areas.naming import STRUCTURES
 from ..crypto.formats import FORMATS as ENCRYPTION_FORMATS
 from ..errors import ConfigError
+from ..storage.protocol import OWNERLESS_ACCEPT_BEFORE_MARK, OWNERLESS_POLICIES
 from . import rules
 from .options import ABSENT, Option, Section, declared, default_of, option
 from .rules import MasterKey
@@ -41,6 +42,7 @@ HYBRID_WRITE_TO_FILE_SYSTEM = "WriteToFileSystem"
 HYBRID_WRITE_TO_OBJECT_STORAGE = "WriteToObjectStorage"
 HYBRID_MODES = (HYBRID_DISABLED, HYBRID_WRITE_TO_FILE_SYSTEM, HYBRID_WRITE_TO_OBJECT_STORAGE)
 
+S3_SERVER_SIDE_ENCRYPTIONS = ("AES256", "aws:kms", "aws:kms:dsse")
 S3_STORAGE_CLASSES = ("STANDARD", "REDUCED_REDUNDANCY", "STANDARD_IA", "ONEZONE_IA", "INTELLIGENT_TIERING",
                       "GLACIER", "DEEP_ARCHIVE", "OUTPOSTS", "GLACIER_IR", "SNOW")
 AZURE_ACCESS_TIERS = ("Hot", "Cool", "Archive", "Premium", "Cold")
@@ -126,6 +128,9 @@ class CommonConfig:
     sync_storage_area: bool = option("SyncStorageArea", True, scope=GLOBAL)
     server_identifier: str = option("DatabaseServerIdentifier", "", scope=GLOBAL)
     storage_compression: bool = option("StorageCompression", False, scope=GLOBAL)
+    ownerless_objects: str = option("OwnerlessObjects", OWNERLESS_ACCEPT_BEFORE_MARK, choices=OWNERLESS_POLICIES,
+                                    note="objects without an owner record: read when older than the "
+                                         "RootPath's owner mark (AcceptBeforeMark), always, or never")
     restore_on_read: bool = option("RestoreOnRead", False, note="a read refused for a cold class (S3 GLACIER, "
                                    "DEEP_ARCHIVE, Azure Archive) also asks for its restore (restores cost money)")
     restore_days: int = option("RestoreDays", 7, minimum=1, maximum=36500,
@@ -152,6 +157,12 @@ class S3Config:
     transfer_buffer_size_mb: int = option("TransferBufferSize", 5, minimum=5, maximum=5 * 1024)
     storage_class: str | None = option("StorageClass", None, choices=S3_STORAGE_CLASSES)
     tags: tuple[tuple[str, str], ...] = option("Tags", (), kind="string_map")
+    server_side_encryption: str | None = option("ServerSideEncryption", None, choices=S3_SERVER_SIDE_ENCRYPTIONS,
+                                                note="sent with every write (x-amz-server-side-encryption), for "
+                                                     "buckets whose policy demands it")
+    sse_kms_key_id: str | None = option("SseKmsKeyId", None, note="the KMS key (id, ARN or alias) of "
+                                                                  "ServerSideEncryption aws:kms; absent: the "
+                                                                  "bucket's or the account's default key")
     https_ca_certificates: str = option("HttpsCACertificates", "", scope=GLOBAL)
 
 
@@ -313,7 +324,8 @@ def _prefetch(section: Section, values: dict) -> None:
 COMMON_RULES = (rules.root_path_is_relative, _migration_means_write_to_object_storage, _encryption, _tiering,
                 _restore_tier_fits_the_provider, _read_cache, _prefetch)
 PROVIDERS = {  # section → (its dataclass, its rules, the fields it takes from the environment)
-    S3_SECTION: (S3Config, (rules.credentials_pair, rules.s3_tags), rules.no_environment),
+    S3_SECTION: (S3Config, (rules.credentials_pair, rules.s3_tags, rules.s3_server_side_encryption),
+                 rules.no_environment),
     AZURE_SECTION: (AzureConfig, (rules.azure_connection_string, rules.azure_container_name), rules.no_environment),
     GCS_SECTION: (GcsConfig, (rules.service_account_file, rules.gcs_bucket_name), rules.gcs_environment),
 }

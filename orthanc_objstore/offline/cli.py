@@ -43,6 +43,13 @@ def _check_config(path: str) -> int:
         return 1
     for warning in warnings:
         print(f"warning: {warning}", file=sys.stderr)
+    if parsed is not None and parsed.common.encryption is not None:
+        encryption = parsed.common.encryption
+        keys = [("MasterKey", encryption.master_key)]
+        keys += [(f"PreviousMasterKeys[{i}]", key) for i, key in enumerate(encryption.previous_master_keys)]
+        for option, key in keys:
+            if key.unwrapped_by:
+                print(f"ok: {option} (id {key.id}) {key.path!r}: unwrapped through {key.unwrapped_by}")
     if parsed is not None:
         print(f"ok: {parsed.section}, {parsed.common.storage_structure} layout, hybrid mode "
               f"{parsed.common.hybrid_mode}, encryption {'on' if parsed.common.encryption else 'off'}, "

@@ -34,7 +34,7 @@ from ..areas.contract import FILE_SYSTEM, OBJECT_STORAGE, ObjectArea
 from ..areas.naming import LEGACY, Naming
 from ..config import files as configfile
 from ..config import sections as config
-from ..errors import ConfigError, IntegrityError, NotFound, StoreError
+from ..errors import ConfigError, IntegrityError, NotFound, OwnerlessObject, StoreError
 from ..jobs import steps as move
 from ..jobs.steps import matches_index  # size and MD5 against the index
 from ..storage.encrypted import KeyRotation
@@ -197,7 +197,16 @@ def verify_step(context: Context, entry):
                             f"says {attachment.size}")
             continue
         if deep:
-            problem = matches_index(area.store.get(key, owner=_owner(attachment)), attachment)
+            try:
+                problem = matches_index(area.store.get(key, owner=_owner(attachment)), attachment)
+            except OwnerlessObject:
+                stamp = getattr(context.provider, "stamp_owner", None)
+                if not (context.arguments.stamp and stamp is not None and area is context.objects):
+                    raise
+                # proven by the MD5 of Orthanc's index, then given its record (the same check as before the mark)
+                problem = matches_index(area.store.get(key), attachment)
+                if problem is None:
+                    stamp(key, _owner(attachment))
             if problem:
                 problems.append(f"damaged: {_describe(entry)}: {_where(area, key)}: {problem}")
                 continue
@@ -367,4 +376,7 @@ def register(commands) -> None:
             parser.add_argument("--grace", type=float, default=3600.0, metavar="SECONDS",
                                 help="leave out objects modified less than this ago (uploads in progress; "
                                 "default 3600)")
+            parser.add_argument("--stamp", action="store_true",
+                                help="with --deep: an object without owner record whose MD5 matches the index gets "
+                                     "its owner record (S3), so that OwnerlessObjects no longer refuses it")
         parser.set_defaults(run=lambda arguments, name=name: _command(name, arguments))

@@ -60,9 +60,9 @@ Conveniences built on the protocol are free functions below; they are never over
 
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
-from ..errors import IntegrityError, NotFound, StoreError, WrongOwner
+from ..errors import IntegrityError, NotFound, OwnerlessObject, StoreError, WrongOwner
 
 # Restore states of ``ColdState.restore``
 NOT_NEEDED = "not-needed"      # the class is readable at once (STANDARD, GLACIER_IR, Hot, Cool, ...)
@@ -72,6 +72,13 @@ RESTORED = "restored"          # a cold class with a readable restored copy (S3:
 
 OWNER_METADATA = "orthanc-attachment"  # the metadata name (Azure: "orthanc_attachment", see OWNER_METADATA_AZURE)
 OWNER_METADATA_AZURE = OWNER_METADATA.replace("-", "_")  # Azure metadata names must be C# identifiers
+
+
+OWNER_MARK = ".orthanc-objstore-owners-since"  # under RootPath: its Last-Modified is when owners began to be recorded
+OWNERLESS_ACCEPT_BEFORE_MARK = "AcceptBeforeMark"  # the default: objects without a record, older than the mark
+OWNERLESS_ACCEPT = "Accept"                        # every object without a record (a fleet with the official plugin)
+OWNERLESS_REFUSE = "Refuse"                        # none (every object stamped by verify --deep --stamp)
+OWNERLESS_POLICIES = (OWNERLESS_ACCEPT_BEFORE_MARK, OWNERLESS_ACCEPT, OWNERLESS_REFUSE)
 
 
 @dataclass(frozen=True)
@@ -95,18 +102,48 @@ def owner_checks(store) -> tuple[bool, bool]:
     return bool(getattr(store, "records_owner", False)), bool(getattr(store, "binds_owner", False))
 
 
-def check_owner(key: str, owner: "Owner | None", recorded: str | None, where: str) -> None:
+def check_owner(key: str, owner: "Owner | None", recorded: str | None, where: str,
+                modified=None, owners_since=None) -> None:
     """Refuses an object whose recorded owner (``recorded``, the metadata value or None) is not ``owner``.
 
-    Nothing to check without ``owner`` or without a record. A record that is not ours is refused too:
-    this name is written by this plugin only."""
-    if owner is None or recorded is None or recorded == owner.metadata_value():
+    Nothing to check without ``owner``. A record that is not ours is refused too: this name is written by
+    this plugin only. An object without a record is refused when it was modified (``modified``, the
+    server's Last-Modified of this very answer) after ``owners_since`` (the server's Last-Modified of the
+    RootPath's OWNER_MARK, or ``datetime.min`` under OwnerlessObjects Refuse): since then every write of
+    the plugin records its owner, so bare bytes under this name were put there by something else (a
+    restore from a backup without metadata, a copy script). Both times come from the server's clock."""
+    if owner is None or recorded == owner.metadata_value():
         return
+    if recorded is None:
+        # Last-Modified has a resolution of one second: an object of the mark's own second is refused (only
+        # a writer without owner records, i.e. a fleet with the official plugin, can write then: Accept)
+        if owners_since is None or (modified is not None and modified < owners_since):
+            return
+        when = f"modified {modified.isoformat()}" if modified is not None else "of unknown age"
+        raise OwnerlessObject(f"{where} read of {key!r} for {owner}: the object has no owner record and was {when}, "
+                         f"after this storage began recording owners ({_since(owners_since)}); it may be another "
+                         "attachment's data restored or copied without its metadata, so it is refused. If it is "
+                         "right: 'orthanc-objstore verify --deep --stamp' compares it with the MD5 in Orthanc's "
+                         "index and records its owner; or set \"OwnerlessObjects\": \"Accept\"", key)
     uuid, _, content_type = recorded.rpartition(":")
     recorded_name = f"attachment {uuid} of type {content_type}" if uuid else f"an unreadable owner {recorded[:80]!r}"
     raise WrongOwner(f"{where} read of {key!r}: the object was written for {recorded_name}, not for {owner}; "
                          "refusing to return another attachment's data (objects moved or copied inside the "
                          "bucket?)", key)
+
+
+@runtime_checkable
+class OwnerMarking(Protocol):
+    """Stores that refuse ownerless objects newer than an owner mark (S3): ``owners_since`` (a datetime or
+    None) is set at start-up from ``mark_owners(key)``, the server's Last-Modified of the mark."""
+
+    owners_since: Any
+
+    def mark_owners(self, key: str) -> Any: ...
+
+
+def _since(owners_since) -> str:
+    return "OwnerlessObjects is Refuse" if owners_since.year == 1 else f"{OWNER_MARK} of {owners_since.isoformat()}"
 
 
 @runtime_checkable

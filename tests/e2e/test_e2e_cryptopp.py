@@ -7,6 +7,7 @@ import struct
 import pytest
 from support import cryptopp
 from support.attachments import attachment_uuids
+from support.backends import predate_owner_mark
 
 pytestmark = pytest.mark.orthanc
 
@@ -30,6 +31,7 @@ def test_an_object_written_by_cryptopp_is_read_through_orthanc(s3_backend, ortha
     by_cryptopp = cryptopp.encrypt(dicom, 3, key_file)
     assert by_cryptopp[:6] == b"A1" + struct.pack("<I", 3) and by_cryptopp != by_plugin  # fresh IV and data key
     s3_backend.write(name, by_cryptopp)
+    predate_owner_mark(s3_backend)  # as the official plugin wrote it: no owner record, before the mark
     orthanc.restart()  # nothing cached (and MaximumStorageCacheSize is 0): the read reaches the bucket
     assert s3_backend.read(name) == by_cryptopp
     assert orthanc.get(f"/instances/{instance}/file") == dicom

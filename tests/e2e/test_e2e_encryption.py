@@ -5,9 +5,8 @@ import os
 import struct
 
 import pytest
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from support.attachments import attachment_uuids, official_names, write_key
+from support.official_a1 import official_decrypt
 from support.orthanc import HttpError
 
 pytestmark = pytest.mark.orthanc
@@ -16,15 +15,6 @@ pytestmark = pytest.mark.orthanc
 def configured(orthanc, settings):
     orthanc.config.update(settings)
     return orthanc.start()
-
-
-def official_decrypt(blob: bytes, master: bytes) -> bytes:
-    """The official plugin's A1 decryption, from the published layout (as in test_crypto's vectors)."""
-    ecb = Cipher(algorithms.AES(master), modes.ECB()).encryptor()
-    keystream = ecb.update(bytes(31) + b"\x01") + ecb.finalize()
-    iv = bytes(a ^ b for a, b in zip(blob[6:38], keystream))
-    dek = bytes(a ^ b for a, b in zip(blob[38:70], keystream))
-    return AESGCM(dek).decrypt(iv, blob[70:], blob[:70])
 
 
 def encryption_settings(backend, **encryption):

@@ -9,6 +9,7 @@ import zipfile
 
 import pytest
 from support.attachments import attachment_uuids, official_names
+from support.backends import predate_owner_mark
 from support.orthanc import HOST_VERSION, NEWEST_VERSION, HttpError, storescu
 
 pytestmark = pytest.mark.orthanc
@@ -114,6 +115,7 @@ def test_legacy_unknown_header_files(backend, orthanc_factory, dicom_files):
     header = orthanc.get_json(f"/instances/{instance}/attachments/dicom-until-pixel-data/info")["Uuid"]
     backend.write(f"{header}.unk", backend.read(f"{header}.dcm.head"))
     backend.delete(f"{header}.dcm.head")
+    predate_owner_mark(backend)  # written by plugin 1.2.0, before owners were recorded
 
     orthanc.restart()
     with pytest.raises(HttpError):

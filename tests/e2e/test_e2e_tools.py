@@ -2,34 +2,18 @@
 everything back through the plugin; verify passes, then names an object deleted behind its back."""
 
 import base64
-import json
 import os
 import shutil
 import struct
-import subprocess
 
 import pytest
 from support.dicom import make_instances
+from support.offline_tool import tool, tool_config
 from support.orthanc import HOST_VERSION
-from support.servers import require, venv_bin
 
 pytestmark = [pytest.mark.orthanc, pytest.mark.orthanc_versions(HOST_VERSION)]
 
 PATIENT_ATTACHMENT = b"a user-defined attachment of the patient, type 1025"
-
-
-def tool(*arguments) -> subprocess.CompletedProcess:
-    command = venv_bin("orthanc-objstore")
-    require(command is not None, "the orthanc-objstore command is not installed in this venv (pip install .)")
-    return subprocess.run([command, *arguments], capture_output=True, text=True, timeout=300)
-
-
-def tool_config(orthanc, settings) -> str:
-    """The configuration an administrator would give the tool: Orthanc's own, plus the storage section."""
-    path = os.path.join(orthanc.workdir, "migrate.json")
-    with open(path, "w") as file:
-        json.dump({**orthanc.config, **settings}, file)
-    return path
 
 
 @pytest.mark.parametrize("compressed, encrypted, through_rest", [

@@ -130,3 +130,33 @@ def test_s3_retries_are_counted(s3_backend):
         store.get("a")
     s3_backend.proxy.mode = "pass"
     assert metrics.metrics.value(RETRIES_TOTAL, storage="object-storage") == 3  # MaxRetries 3: three more requests
+
+
+@pytest.mark.parametrize("options, expected", [
+    ({"server_side_encryption": "AES256"}, ("AES256", None)),
+    ({"server_side_encryption": "aws:kms"}, ("aws:kms", None)),
+    ({"server_side_encryption": "aws:kms", "sse_kms_key_id": "KMS"}, ("aws:kms", "KMS"))],
+    ids=["AES256", "aws-kms-default-key", "aws-kms-key-id"])
+def test_server_side_encryption_is_asked_with_every_write(s3_backend, options, expected):
+    """x-amz-server-side-encryption (and its key id) on every write, for buckets whose policy demands them;
+    moto records what was asked and answers it on HEAD, as S3 does."""
+    if options.get("sse_kms_key_id") == "KMS":  # a real key of moto's KMS, by its ARN
+        import boto3
+        kms = boto3.client("kms", endpoint_url=s3_backend.moto.url, region_name="us-east-1",
+                           aws_access_key_id="test", aws_secret_access_key="test")
+        options = {**options, "sse_kms_key_id": kms.create_key()["KeyMetadata"]["Arn"]}
+        expected = (expected[0], options["sse_kms_key_id"])
+    for transfer_manager in (False, True):
+        store = s3_backend.store(use_transfer_manager=transfer_manager, **options)
+        key = f"sse-{transfer_manager}.dcm"
+        data = os.urandom(6 * 1024 * 1024 if transfer_manager else 1000)
+        store.put(key, data)
+        head = s3_backend.client.head_object(Bucket=s3_backend.bucket, Key=key)
+        assert (head.get("ServerSideEncryption"), head.get("SSEKMSKeyId")) == expected
+        assert store.get(key) == data  # S3 decrypts server-side: reads need nothing
+
+
+def test_without_server_side_encryption_no_header_is_sent(s3_backend):
+    store = s3_backend.store()
+    store.put("plain.dcm", b"data")
+    assert "SSEKMSKeyId" not in s3_backend.client.head_object(Bucket=s3_backend.bucket, Key="plain.dcm")

@@ -11,9 +11,11 @@ script would (``swap``: with or without their metadata), and has a fault proxy i
 the server so tests can play "the server is down" without losing the server's state.
 """
 
+import time
 import uuid
 
 from orthanc_objstore.config.sections import S3Config
+from orthanc_objstore.storage.protocol import OWNER_MARK
 from orthanc_objstore.storage.providers.s3 import S3Store
 
 from .servers import FaultProxy
@@ -31,6 +33,15 @@ def swap(backend, first: str, second: str, keep_metadata: bool = True) -> None:
 # Orthanc's own cache is (MaximumStorageCacheSize 0): most tests count store requests or make the store
 # fail and expect the next read to fail. The viewer and stress tests run with it on.
 NO_READ_CACHE = {"ReadCache": False}
+
+
+def predate_owner_mark(backend) -> None:
+    """Makes the objects written without metadata so far older than the bucket's owner mark (S3), as the
+    official plugin's or an older version's are: the mark is removed (the next start creates it again, a
+    second later). Other backends have no mark."""
+    if backend.name == "s3":
+        backend.delete(OWNER_MARK)
+        time.sleep(1.1)  # Last-Modified has whole seconds
 
 
 class S3Backend:
@@ -60,7 +71,7 @@ class S3Backend:
         while True:
             kwargs = {"Bucket": self.bucket, **({"ContinuationToken": token} if token else {})}
             page = self.client.list_objects_v2(**kwargs)
-            keys += [item["Key"] for item in page.get("Contents", [])]
+            keys += [item["Key"] for item in page.get("Contents", []) if not item["Key"].endswith(OWNER_MARK)]
             if not page.get("IsTruncated"):
                 return sorted(keys)
             token = page["NextContinuationToken"]

@@ -18,3 +18,12 @@ def official_a1(plaintext, key_id, master, iv, dek):
               + bytes(a ^ b for a, b in zip(dek, keystream)))
     assert len(prefix) == 70
     return prefix + AESGCM(dek).encrypt(iv, plaintext, prefix)
+
+
+def official_decrypt(blob: bytes, master: bytes) -> bytes:
+    """The official plugin's A1 decryption, from the published layout (as in test_crypto's vectors)."""
+    ecb = Cipher(algorithms.AES(master), modes.ECB()).encryptor()
+    keystream = ecb.update(bytes(31) + b"\x01") + ecb.finalize()
+    iv = bytes(a ^ b for a, b in zip(blob[6:38], keystream))
+    dek = bytes(a ^ b for a, b in zip(blob[38:70], keystream))
+    return AESGCM(dek).decrypt(iv, blob[70:], blob[:70])

@@ -146,6 +146,10 @@ class S3Store:
         self._extra = {}
         if config.storage_class:
             self._extra["StorageClass"] = config.storage_class
+        if config.server_side_encryption:  # for buckets whose policy refuses writes without these headers
+            self._extra["ServerSideEncryption"] = config.server_side_encryption
+            if config.sse_kms_key_id:
+                self._extra["SSEKMSKeyId"] = config.sse_kms_key_id
         if config.tags:
             self._extra["Tagging"] = urllib.parse.urlencode(config.tags)
         self._transfer = None
@@ -155,6 +159,40 @@ class S3Store:
                                             max_concurrency=config.transfer_pool_size, use_threads=True)
         if config.enable_aws_sdk_logs:
             logging.getLogger("botocore").setLevel(logging.DEBUG)
+
+    owners_since = None  # datetime: objects without an owner record modified after it are refused (mark_owners)
+
+    def mark_owners(self, key: str):
+        """The server's Last-Modified of the mark ``key``, created (create-only: If-None-Match) when missing,
+        so that every replica sharing the bucket gets the same time, from the server's clock."""
+        try:
+            try:
+                return self._client.head_object(Bucket=self.bucket, Key=key)["LastModified"]
+            except botocore.exceptions.ClientError as exc:
+                if str(exc.response.get("Error", {}).get("Code", "")) not in _BODILESS_NOT_FOUND_CODES:
+                    raise
+            try:
+                self._client.put_object(Bucket=self.bucket, Key=key, IfNoneMatch="*", Body=(
+                    b"orthanc-objstore records the owner of every object it writes since this object's "
+                    b"Last-Modified; objects without an owner record modified later are refused "
+                    b"(option OwnerlessObjects). Do not delete.\n"), **self._extra)
+            except botocore.exceptions.ClientError as exc:
+                if str(exc.response.get("Error", {}).get("Code", "")) != "PreconditionFailed":
+                    raise  # 412: another replica created it first; its time is the one
+            return self._client.head_object(Bucket=self.bucket, Key=key)["LastModified"]
+        except _SDK_ERRORS as exc:
+            raise self._error(exc, key, "owner mark") from exc
+
+    def stamp_owner(self, key: str, owner: Owner) -> None:
+        """Records ``owner`` on an existing object without sending its bytes again: a copy onto itself with
+        the metadata replaced (S3's only metadata update; tags and the storage class are kept)."""
+        extra = {name: value for name, value in self._extra.items() if name != "Tagging"}
+        try:
+            self._client.copy_object(Bucket=self.bucket, Key=key, CopySource={"Bucket": self.bucket, "Key": key},
+                                     Metadata={OWNER_METADATA: owner.metadata_value()},
+                                     MetadataDirective="REPLACE", **extra)
+        except _SDK_ERRORS as exc:
+            raise self._error(exc, key, "owner stamp") from exc
 
     def __repr__(self) -> str:
         return f"S3Store(bucket={self.bucket!r}, endpoint={self._config.endpoint or 'AWS'!r})"
@@ -213,14 +251,14 @@ class S3Store:
                 pinned = {}
                 if owner is not None:
                     described = self._client.head_object(Bucket=self.bucket, Key=key)
-                    _check_owner(key, owner, described)
+                    _check_owner(key, owner, described, self.owners_since)
                     pinned = {"VersionId": described["VersionId"]} if described.get("VersionId") else {}
                 buffer = io.BytesIO()
                 self._client.download_fileobj(self.bucket, key, buffer, ExtraArgs=pinned or None,
                                               Config=self._transfer)
                 return buffer.getvalue()
             response = self._client.get_object(Bucket=self.bucket, Key=key)
-            _check_owner(key, owner, response)
+            _check_owner(key, owner, response, self.owners_since)
             return _read_body(response, key)
         except _SDK_ERRORS as exc:
             raise self._error(exc, key, "read") from exc
@@ -229,7 +267,7 @@ class S3Store:
         def fetch():
             range_header = f"bytes={start}-{start + length - 1}"
             response = self._client.get_object(Bucket=self.bucket, Key=key, Range=range_header)
-            _check_owner(key, owner, response)
+            _check_owner(key, owner, response, self.owners_since)
             return _read_body(response, key)
 
         return read_exact_range(key, start, length, fetch=fetch, head=self.head, sdk_errors=_SDK_ERRORS,
@@ -326,10 +364,12 @@ class S3Store:
         return error
 
 
-def _check_owner(key, owner, response) -> None:
-    """The owner check on a GET or HEAD answer (its user metadata); the body is closed when refused."""
+def _check_owner(key, owner, response, owners_since=None) -> None:
+    """The owner check on a GET or HEAD answer (its user metadata and Last-Modified); the body is closed
+    when refused."""
     try:
-        check_owner(key, owner, response.get("Metadata", {}).get(OWNER_METADATA), "S3")
+        check_owner(key, owner, response.get("Metadata", {}).get(OWNER_METADATA), "S3",
+                    response.get("LastModified"), owners_since)
     except WrongOwner:
         if "Body" in response:
             response["Body"].close()
