@@ -112,8 +112,9 @@ class FaultProxy:
     never answers (a hung store: connections open, no reply), setting ``held`` once it has swallowed
     something; the held connections end when their clients give up.
 
-    It also counts what goes through: ``requests`` (request lines) and ``bytes_from_server`` (every
-    byte the server sent back, HTTP headers included); ``reset_counts()`` starts over.
+    It also counts what goes through: ``requests`` (request lines), ``bytes_from_server`` (every
+    byte the server sent back, HTTP headers included) and ``turned_away`` (connections and requests
+    closed in ``down`` mode); ``reset_counts()`` starts over.
 
     A gate, in any forwarding mode, lets a test hold a client at a known point instead of guessing with
     delays: after ``close_gate(allow=n)`` only ``n`` more requests go on, the next ones wait with their
@@ -131,6 +132,7 @@ class FaultProxy:
         self.held = threading.Event()
         self.requests = []
         self.bytes_from_server = 0
+        self.turned_away = 0
         self._count_lock = threading.Lock()
         self._gate = threading.Condition()
         self._passes: int | None = None  # None: no gate; else how many more requests may go on
@@ -149,6 +151,7 @@ class FaultProxy:
         with self._count_lock:
             self.requests = []
             self.bytes_from_server = 0
+            self.turned_away = 0
 
     def close(self):
         self._closed = True
@@ -195,6 +198,10 @@ class FaultProxy:
                 return False
         return True
 
+    def _turn_away(self):
+        with self._count_lock:
+            self.turned_away += 1
+
     def _through_gate(self) -> bool:
         """Waits while the gate is closed; False when the held request must be dropped."""
         with self._gate:
@@ -221,6 +228,7 @@ class FaultProxy:
     def _serve(self, client):
         mode = self.mode
         if mode == "down":
+            self._turn_away()
             client.close()
             return
         try:
@@ -252,6 +260,7 @@ class FaultProxy:
                                 if self.match in data:
                                     return
                             if self.mode == "down":
+                                self._turn_away()
                                 return
                             if self.mode == "slow":
                                 time.sleep(self.delay)
