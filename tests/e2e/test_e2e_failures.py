@@ -83,21 +83,32 @@ def test_store_down_during_reads_is_an_error_never_bad_data(backend, orthanc_fac
     assert "test-secret-do-not-log" not in orthanc.log()
 
 
-@pytest.mark.xfail_on_newest(ARCHIVE_GUARD_OFF)
-def test_store_down_during_an_archive_is_an_error_never_an_incomplete_zip(backend, orthanc_factory, dicom_files):
+def zipped_files(body: bytes) -> list[bytes]:
+    archive = zipfile.ZipFile(io.BytesIO(body))
+    return [archive.read(name) for name in archive.namelist() if not name.endswith("/")]
+
+
+def test_store_down_during_an_archive_is_an_error_never_an_incomplete_zip(backend, orthanc_factory, dicom_files,
+                                                                          orthanc_version):
+    """On 1.10.1 the archive guard answers 503 naming the unreadable files. On 1.13 it is off (the known
+    gap, ARCHIVE_GUARD_OFF): the core answers 200 with the unreadable file left out, asserted as it is,
+    so that this test fails, and says so, the day the guard works there."""
     orthanc = orthanc_factory(backend.settings())
     instance = orthanc.upload(dicom_files[0][1])["ID"]
     study = orthanc.get_json(f"/instances/{instance}/study")["ID"]
     for mode in ("down", "cut_responses"):
         backend.proxy.mode = mode
         backend.proxy.cut_after = 3000
+        if orthanc_version == NEWEST_VERSION:
+            status, body = orthanc.request("GET", f"/studies/{study}/archive")
+            assert (status, zipped_files(body)) == (200, []), (ARCHIVE_GUARD_OFF, mode, status, body[:300])
+            continue
         with pytest.raises(HttpError) as caught:
             orthanc.get(f"/studies/{study}/archive")
-        assert caught.value.status >= 500
+        assert caught.value.status == 503, (mode, caught.value)
         assert b"could not be read" in caught.value.body
     backend.proxy.mode = "pass"
-    archive = zipfile.ZipFile(io.BytesIO(orthanc.get(f"/studies/{study}/archive")))
-    assert [archive.read(name) for name in archive.namelist() if not name.endswith("/")] == [dicom_files[0][1]]
+    assert zipped_files(orthanc.get(f"/studies/{study}/archive")) == [dicom_files[0][1]]
 
 
 def test_store_down_during_delete_leaves_no_orphan(backend, orthanc_factory, dicom_files):

@@ -8,7 +8,7 @@ from support.attachments import attachment_uuids as attachments
 from support.attachments import official_names as object_names
 from support.attachments import plugin_problems, storage_files, upload_all
 from support.dicom import make_instances
-from support.orthanc import HttpError, wait_for
+from support.orthanc import HttpError, in_background, wait_for
 
 pytestmark = pytest.mark.orthanc
 
@@ -33,6 +33,15 @@ def wait_job(orthanc, job_id, timeout=120):
         orthanc.get_json(f"/jobs/{job_id}")), timeout=timeout)
     assert final, f"job {job_id} did not finish: {orthanc.get_json(f'/jobs/{job_id}')}"
     return final
+
+
+# The gated tests hold the plugin's store requests at the proxy's gate for as long as they need: the
+# plugin's client must not give up meanwhile (the gate, not a timeout, decides when a request goes on).
+GATED = {"RequestTimeout": 120}
+
+
+def moved_files(orthanc, job_id) -> int:
+    return orthanc.get_json(f"/jobs/{job_id}")["Content"]["MovedFiles"]
 
 
 def test_hybrid_reads_from_both_sides(backend, orthanc_factory):
@@ -167,16 +176,17 @@ def test_every_bad_input_is_refused_and_moves_nothing(backend, orthanc_factory):
 
 
 def test_jobs_are_listed_with_core_jobs_and_can_be_cancelled(backend, orthanc_factory):
-    orthanc = orthanc_factory(hybrid(backend, "WriteToFileSystem"))
+    orthanc = orthanc_factory(hybrid(backend, "WriteToFileSystem", **GATED))
     stored = upload_all(orthanc, make_instances(40, seed="1.2.826.0.1.3680043.8.498.14"))
     study = orthanc.get_json("/studies")[0]
     core_job = orthanc.post_json(f"/studies/{study}/archive", {"Asynchronous": True})["ID"]
     wait_job(orthanc, core_job)
 
-    backend.proxy.mode, backend.proxy.delay = "slow", 0.3
+    backend.proxy.close_gate()  # the job's store requests go on one by one, when the test lets them
     job_id = orthanc.post_json("/move-storage", {"Resources": [study], "TargetStorage": "object-storage",
                                                  "Asynchronous": True})["ID"]
-    assert wait_for(lambda: orthanc.get_json(f"/jobs/{job_id}")["Content"]["MovedFiles"] > 0, timeout=60)
+    assert backend.proxy.release_until(lambda: moved_files(orthanc, job_id) > 0)
+    # its next requests wait at the gate: the job cannot end before the cancel
     listed = orthanc.get_json("/jobs")
     assert core_job in listed and job_id in listed
     expanded = {job["ID"]: job for job in orthanc.get_json("/jobs?expand")}
@@ -186,8 +196,8 @@ def test_jobs_are_listed_with_core_jobs_and_can_be_cancelled(backend, orthanc_fa
                                      "ErrorDescription", "Content"}
 
     assert orthanc.post_json(f"/jobs/{job_id}/cancel", {}) == {}
+    backend.proxy.open_gate()  # the steps in flight finish, no other starts
     job = wait_job(orthanc, job_id)
-    backend.proxy.mode = "pass"
     assert (job["State"], job["ErrorCode"]) == ("Failure", 37)
     moved = job["Content"]["MovedFiles"]
     assert 0 < moved < job["Content"]["TotalFiles"]
@@ -201,19 +211,19 @@ def test_jobs_are_listed_with_core_jobs_and_can_be_cancelled(backend, orthanc_fa
 
 
 def test_killed_during_a_move_resumes_without_loss_or_duplicates(backend, orthanc_factory):
-    orthanc = orthanc_factory(hybrid(backend, "WriteToFileSystem"))
+    orthanc = orthanc_factory(hybrid(backend, "WriteToFileSystem", **GATED))
     stored = upload_all(orthanc, make_instances(50, studies=2, seed="1.2.826.0.1.3680043.8.498.15"))
     uuids = [uuid for instance in stored for uuid in attachments(orthanc, instance)]
     studies = orthanc.get_json("/studies")
 
-    backend.proxy.mode, backend.proxy.delay = "slow", 0.2
+    backend.proxy.close_gate()  # the job's store requests go on one by one, when the test lets them
     job_id = orthanc.post_json("/move-storage", {"Resources": studies, "TargetStorage": "object-storage",
                                                  "Asynchronous": True})["ID"]
-    assert wait_for(lambda: orthanc.get_json(f"/jobs/{job_id}")["Content"]["MovedFiles"] >= 10, timeout=60)
-    orthanc.kill()
-    backend.proxy.mode = "pass"
+    assert backend.proxy.release_until(lambda: moved_files(orthanc, job_id) >= 10)
+    orthanc.kill()  # with the job's next requests held at the gate
+    backend.proxy.open_gate(drop_held=True)  # what the killed Orthanc had sent never reaches the store
     on_target_at_kill = len(backend.keys())
-    assert 0 < on_target_at_kill < len(uuids)
+    assert 10 <= on_target_at_kill < len(uuids)
 
     orthanc.start()
     job = wait_job(orthanc, job_id)
@@ -232,11 +242,12 @@ def test_killed_during_a_move_resumes_without_loss_or_duplicates(backend, orthan
 
 
 def test_uploads_and_reads_during_a_move(backend, orthanc_factory):
-    orthanc = orthanc_factory(hybrid(backend, "WriteToFileSystem"))
+    orthanc = orthanc_factory(hybrid(backend, "WriteToFileSystem", **GATED))
     files = make_instances(50, seed="1.2.826.0.1.3680043.8.498.16")
     stored = upload_all(orthanc, files[:40])
     study = orthanc.get_json("/studies")[0]
     backend.proxy.mode, backend.proxy.delay = "slow", 0.02
+    backend.proxy.close_gate()  # the job waits at the gate until the readers have read every file once
     job_id = orthanc.post_json("/move-storage", {"Resources": [study], "TargetStorage": "object-storage",
                                                  "Asynchronous": True})["ID"]
     failures, reads = [], [0]
@@ -254,14 +265,18 @@ def test_uploads_and_reads_during_a_move(backend, orthanc_factory):
     threads = [threading.Thread(target=reader) for _ in range(3)]
     for thread in threads:
         thread.start()
-    new = upload_all(orthanc, files[40:])
+    try:
+        new = upload_all(orthanc, files[40:])
+        assert wait_for(lambda: reads[0] >= len(stored) or failures, timeout=120), "the readers did not read"
+        assert orthanc.get_json(f"/jobs/{job_id}")["State"] == "Running"  # read while the job runs
+    finally:
+        backend.proxy.open_gate()
     for thread in threads:
         thread.join(300)
     backend.proxy.mode = "pass"
     job = wait_job(orthanc, job_id)
     assert job["State"] == "Success", job
     assert failures == []
-    assert reads[0] >= len(stored)
     for instance, data in {**stored, **new}.items():
         assert orthanc.get(f"/instances/{instance}/file") == data
     # every file is on exactly one side: the job's files on the target, the others where they were written
@@ -273,10 +288,10 @@ def test_uploads_and_reads_during_a_move(backend, orthanc_factory):
 
 
 def test_stopping_during_a_synchronous_move_answers_503_and_resumes(backend, orthanc_factory):
-    orthanc = orthanc_factory(hybrid(backend, "WriteToFileSystem"))
+    orthanc = orthanc_factory(hybrid(backend, "WriteToFileSystem", **GATED))
     stored = upload_all(orthanc, make_instances(30, seed="1.2.826.0.1.3680043.8.498.17"))
     study = orthanc.get_json("/studies")[0]
-    backend.proxy.mode, backend.proxy.delay = "slow", 0.3
+    backend.proxy.close_gate()  # the move's writes wait at the gate: it is running when SIGTERM comes
     answers = []
 
     def synchronous_move():
@@ -287,13 +302,17 @@ def test_stopping_during_a_synchronous_move_answers_503_and_resumes(backend, ort
 
     thread = threading.Thread(target=synchronous_move)
     thread.start()
-    assert wait_for(lambda: len(backend.keys()) > 0, timeout=60)
-    orthanc.stop()  # SIGTERM: Orthanc must not hang on the waiting request
-    thread.join(60)
-    assert len(answers) == 1 and isinstance(answers[0], HttpError) and answers[0].status == 503
+    try:
+        assert backend.proxy.wait_waiting(1), "the move never wrote"
+        stopper, _ = in_background(orthanc.stop)  # SIGTERM: Orthanc must not hang on the waiting request
+        thread.join(60)  # answered while the job's writes are still held
+    finally:
+        backend.proxy.open_gate()  # then the writes in flight finish, and Orthanc exits
+    stopper.join(60)
+    assert not stopper.is_alive() and orthanc.process is None
+    assert len(answers) == 1 and isinstance(answers[0], HttpError) and answers[0].status == 503, answers
     job_id = json.loads(answers[0].body)["ID"]
 
-    backend.proxy.mode = "pass"
     orthanc.start()
     job = wait_job(orthanc, job_id)
     assert job["State"] == "Success", job

@@ -199,18 +199,23 @@ def test_move_job_on_one_replica_while_the_other_serves_reads(s3_backend, index,
     assert s3_backend.keys() == []  # WriteToFileSystem: everything is on the shared folder
     study = first.get_json(f"/instances/{next(iter(uploaded))}/study")["ID"]
 
-    s3_backend.proxy.mode, s3_backend.proxy.delay = "slow", 0.05
+    s3_backend.proxy.close_gate()  # the job's writes wait until the other replica has read every file once
     job = first.post_json("/move-storage", {"Resources": [study], "TargetStorage": "object-storage",
                                             "Asynchronous": True})
     rounds = 0
-    while first.get_json(job["Path"])["State"] not in ("Success", "Failure"):
-        for instance, data in uploaded.items():
-            assert second.get(f"/instances/{instance}/file") == data
-        rounds += 1
-    s3_backend.proxy.mode = "pass"
+    try:
+        assert s3_backend.proxy.wait_waiting(1), "the job never wrote"
+        while first.get_json(job["Path"])["State"] not in ("Success", "Failure"):
+            for instance, data in uploaded.items():
+                assert second.get(f"/instances/{instance}/file") == data
+            if rounds == 0:
+                assert first.get_json(job["Path"])["State"] == "Running"  # the first round ran beside the job
+                s3_backend.proxy.open_gate()
+            rounds += 1
+    finally:
+        s3_backend.proxy.open_gate()
     status = first.get_json(job["Path"])
     assert status["State"] == "Success", status
-    assert rounds >= 1
     with pytest.raises(HttpError) as caught:
         second.get(job["Path"])
     assert caught.value.status == 404

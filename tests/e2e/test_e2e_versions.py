@@ -163,7 +163,10 @@ def test_range_reads_of_encrypted_objects(backend, orthanc_factory, dicom_files,
     assert orthanc.get_json(f"/instances/{instance}/tags?simplify") == expected_tags
     status, body = orthanc.request("GET", f"/instances/{instance}/attachments/dicom/data",
                                    headers={"Range": "bytes=1000-1999"})
-    assert body == (dicom[1000:2000] if status == 206 else dicom)
+    if orthanc_version == NEWEST_VERSION:  # the v3 API reads the range itself: 206, the 1000 bytes asked for
+        assert (status, body) == (206, dicom[1000:2000]), (status, len(body))
+    else:  # 1.10.1 answers this route's Range with the whole attachment
+        assert (status, body) == (200, dicom), (status, len(body))
     assert orthanc.get(f"/instances/{instance}/file") == dicom
 
     # one flipped byte inside the header's part of the object: nothing unauthenticated is ever served
@@ -171,12 +174,11 @@ def test_range_reads_of_encrypted_objects(backend, orthanc_factory, dicom_files,
     stored[len(stored) // 8] ^= 0x01
     backend.write(key, bytes(stored))
     orthanc.restart()
-    try:
-        tags = orthanc.get_json(f"/instances/{instance}/tags?simplify")
-    except HttpError as error:
-        assert error.status == 500
-    else:  # a chunked format may authenticate the header's chunks alone: then they must be intact
-        assert tags == expected_tags
+    if orthanc_version == NEWEST_VERSION:  # v3: the tags come from a range of this object, which is refused
+        error = http_error(lambda: orthanc.get_json(f"/instances/{instance}/tags?simplify"))
+        assert (error.status, json.loads(error.body)["OrthancStatus"]) == (500, 20), error  # CorruptedFile
+    else:  # v1: the tags come from the header attachment, a separate object left intact
+        assert orthanc.get_json(f"/instances/{instance}/tags?simplify") == expected_tags
     error = http_error(lambda: orthanc.get(f"/instances/{instance}/file"))
     assert error.status == 500
     if orthanc_version == NEWEST_VERSION:

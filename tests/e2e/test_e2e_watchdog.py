@@ -42,15 +42,15 @@ def test_a_stopped_orthanc_trips_the_watchdog(s3_backend, orthanc_factory):
         client.start()
         freeze = orthanc.watchdog.wait_freeze(timeout=FREEZE_AFTER + 4 * watchdog_module.DUMP_TIMEOUT)
         client.join(30)
+        waited_for_an_answer = client.is_alive()  # Orthanc cannot answer before SIGCONT
     finally:
         os.kill(pid, signal.SIGCONT)
 
     assert freeze is not None, "the watchdog did not trip on a stopped Orthanc"
     assert freeze.pid == pid and freeze.silent_for > FREEZE_AFTER
-    # the request in flight ended at once with the verdict, long before its 600 s timeout
-    assert not client.is_alive()
+    # the request in flight ended with the verdict while Orthanc was still stopped, not at its 600 s timeout
+    assert not waited_for_an_answer, waiting
     assert "FROZE" in waiting["outcome"] and f"PID {pid}" in waiting["outcome"], waiting
-    assert waiting["seconds"] < 600
     # the dump is in the test's folder and holds the Python stacks (the plugin's threads) and the native ones
     assert os.path.dirname(freeze.dump_path) == orthanc.test_folder
     with open(freeze.dump_path) as file:

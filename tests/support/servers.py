@@ -136,8 +136,15 @@ class FaultProxy:
     never answers (a hung store: connections open, no reply), setting ``held`` once it has swallowed
     something; the held connections end when their clients give up.
 
-    It also counts what goes through: ``requests`` (request lines) and ``bytes_from_server`` (every
-    byte the server sent back, HTTP headers included); ``reset_counts()`` starts over.
+    It also counts what goes through: ``requests`` (request lines), ``bytes_from_server`` (every
+    byte the server sent back, HTTP headers included) and ``turned_away`` (connections and requests
+    closed in ``down`` mode); ``reset_counts()`` starts over.
+
+    A gate, in any forwarding mode, lets a test hold a client at a known point instead of guessing with
+    delays: after ``close_gate(allow=n)`` only ``n`` more requests go on, the next ones wait with their
+    connection open (``waiting`` counts them; ``wait_waiting()`` waits for them) until ``allow()``,
+    ``release_until()`` or ``open_gate()``. ``open_gate(drop_held=True)`` closes the held connections
+    instead of forwarding them (their client is gone, e.g. a killed Orthanc).
     """
 
     def __init__(self, target_port: int):
@@ -149,7 +156,12 @@ class FaultProxy:
         self.held = threading.Event()
         self.requests = []
         self.bytes_from_server = 0
+        self.turned_away = 0
         self._count_lock = threading.Lock()
+        self._gate = threading.Condition()
+        self._passes: int | None = None  # None: no gate; else how many more requests may go on
+        self._drop_held = False
+        self.waiting = 0
         self._listener = socket.socket()
         self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._listener.bind(("127.0.0.1", 0))
@@ -163,10 +175,71 @@ class FaultProxy:
         with self._count_lock:
             self.requests = []
             self.bytes_from_server = 0
+            self.turned_away = 0
 
     def close(self):
         self._closed = True
         self._listener.close()
+        self.open_gate(drop_held=True)
+
+    def close_gate(self, allow: int = 0):
+        """From now on only ``allow`` more requests go on; the next ones wait at the gate."""
+        with self._gate:
+            self._passes, self._drop_held = allow, False
+            self._gate.notify_all()
+
+    def allow(self, count: int = 1):
+        """Lets ``count`` more requests through a closed gate (those waiting first)."""
+        with self._gate:
+            if self._passes is not None:
+                self._passes += count
+                self._gate.notify_all()
+
+    def open_gate(self, drop_held: bool = False):
+        """No gate any more: the held requests go on (or, with ``drop_held``, their connections close)."""
+        with self._gate:
+            self._passes, self._drop_held = None, drop_held
+            self._gate.notify_all()
+
+    def wait_waiting(self, count: int = 1, timeout: float = 60.0) -> bool:
+        """Whether ``count`` requests are held at the gate within ``timeout`` seconds."""
+        with self._gate:
+            return self._gate.wait_for(lambda: self.waiting >= count, timeout)
+
+    def release_until(self, condition, timeout: float = 120.0) -> bool:
+        """Lets the held requests through one at a time, each only once the previous one has gone on,
+        until ``condition()`` holds (checked before each); the gate stays closed afterwards. False if
+        ``condition()`` still does not hold after ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        while not condition():
+            with self._gate:
+                if self._passes == 0 and self.waiting:
+                    self._passes = 1
+                    self._gate.notify_all()
+                else:
+                    self._gate.wait(0.02)
+            if time.monotonic() > deadline:
+                return False
+        return True
+
+    def _turn_away(self):
+        with self._count_lock:
+            self.turned_away += 1
+
+    def _through_gate(self) -> bool:
+        """Waits while the gate is closed; False when the held request must be dropped."""
+        with self._gate:
+            if self._passes is None:
+                return True
+            self.waiting += 1
+            self._gate.notify_all()
+            self._gate.wait_for(lambda: self._passes is None or self._passes > 0)
+            self.waiting -= 1
+            self._gate.notify_all()
+            if self._passes is None:
+                return not self._drop_held
+            self._passes -= 1
+            return True
 
     def _accept(self):
         while not self._closed:
@@ -179,6 +252,7 @@ class FaultProxy:
     def _serve(self, client):
         mode = self.mode
         if mode == "down":
+            self._turn_away()
             client.close()
             return
         try:
@@ -203,11 +277,14 @@ class FaultProxy:
                         first_line = data.split(b"\r\n", 1)[0]
                         if first_line[:8].split(b" ")[0] in (b"GET", b"PUT", b"POST", b"DELETE", b"HEAD"):
                             self.requests.append(first_line)
+                            if not self._through_gate():
+                                return
                             if self.mode == "drop_matching":
                                 data = _read_request_start(client, data)
                                 if self.match in data:
                                     return
                             if self.mode == "down":
+                                self._turn_away()
                                 return
                             if self.mode == "slow":
                                 time.sleep(self.delay)

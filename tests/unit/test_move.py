@@ -3,6 +3,7 @@
 import hashlib
 import json
 import threading
+import time
 
 import pytest
 from support.faulty_store import FaultyStore
@@ -212,9 +213,15 @@ def test_cancel_and_stop(world, tmp_path):
             pass  # the cancelled job's workers entered the gate more than once: count the second job's only
         second = manager.submit({"Patients": ["p1"]}, "object-storage")
         assert gate.writes.acquire(timeout=10)
-        threading.Timer(0.2, gate.opened.set).start()
     finally:
-        manager.stop()
+        # the gate opens only once the manager is stopping: the steps in flight then finish, none starts
+        stopper = threading.Thread(target=manager.stop)
+        stopper.start()
+        while not manager.stopping and stopper.is_alive():
+            time.sleep(0.005)
+        gate.opened.set()
+        stopper.join(30)
+    assert manager.stopping and not stopper.is_alive()
     assert second.state == move.PENDING  # Orthanc stopping leaves it for the next start
     document = json.loads((tmp_path / "jobs" / f"{second.id}.json").read_text())
     assert document["State"] == move.RUNNING
