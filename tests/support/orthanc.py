@@ -7,6 +7,7 @@ in the chroot's own venv (Python 3.14). Its network is the host's, so the emulat
 are reachable from both.
 """
 
+import base64
 import http.client
 import json
 import os
@@ -205,18 +206,27 @@ class Orthanc:
         self.watchdog = Watchdog(self.url, self.process, self.version, self.test_folder, root=self.root).start()
         return self
 
+    def credentials(self) -> dict:
+        """The Authorization header of the first registered user when the configuration turns authentication
+        on (as a test of it does), else none."""
+        users = self.config.get("RegisteredUsers") or {}
+        if not self.config.get("AuthenticationEnabled") or not users:
+            return {}
+        user, password = next(iter(users.items()))
+        return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
+
     def check_versions(self):
         """The Orthanc that answers is the one its label names (PROMISED): a label only says what was meant."""
         core, plugin = PROMISED[self.version]
         where = f"in the chroot {self.root} (scripts/newest-orthanc.sh)" if self.root else f"on the host ({ORTHANC})"
-        found = self.get_json("/system").get("Version")
+        found = self.get_json("/system", headers=self.credentials()).get("Version")
         if not _same_release(found, core):
             raise AssertionError(f"the Orthanc {where} reports version {found!r}, but the tests labelled it "
                                  f"{self.version} and are written for Orthanc {core}.x; rebuild or update that "
                                  "Orthanc, or update HOST_VERSION/NEWEST_VERSION and PROMISED in "
                                  "tests/support/orthanc.py")
         try:
-            found = self.get_json("/plugins/python").get("Version")
+            found = self.get_json("/plugins/python", headers=self.credentials()).get("Version")
         except HttpError as exc:
             if exc.status != 404:
                 raise
@@ -296,8 +306,8 @@ class Orthanc:
     def get(self, path, **kwargs) -> bytes:
         return self.request("GET", path, **kwargs)[1]
 
-    def get_json(self, path):
-        return json.loads(self.get(path))
+    def get_json(self, path, **kwargs):
+        return json.loads(self.get(path, **kwargs))
 
     def post(self, path, body=None, **kwargs) -> bytes:
         return self.request("POST", path, body, **kwargs)[1]
