@@ -16,9 +16,12 @@ is in a cold class is ``needs_restore``. ``locate``, ``cold_state`` and ``restor
 operations (restores have their own counter).
 """
 
+from collections.abc import Callable
+from typing import TypeVar
+
 from ..areas.contract import FILE_SYSTEM, OBJECT_STORAGE, Area, Location
 from ..errors import IntegrityError, NeedsRestore, NotFound, PermissionDenied, StoreUnavailable
-from ..storage.protocol import ColdState
+from ..storage.protocol import ColdState, RetryCounting
 from .registry import Metrics
 
 WRITE, READ, READ_RANGE, DELETE = "write", "read", "read_range", "delete"
@@ -98,11 +101,11 @@ class StorageMetrics:
                                     operation=operation, storage=storage, kind=kind)
 
     def count_retries(self, store) -> None:
-        """Counts the retries of ``store``'s SDK when it reports them (``S3Store.count_retries``)."""
-        hook = getattr(store, "count_retries", None)
-        if hook is not None:
-            hook(self.metrics.counter(RETRIES_TOTAL, "Requests the object storage's SDK sent again after a "
-                                      "failure (S3 only)", storage=OBJECT_STORAGE).add)
+        """Counts the retries of ``store``'s SDK when it reports them (``RetryCounting``: S3)."""
+        if isinstance(store, RetryCounting):
+            retries = self.metrics.counter(RETRIES_TOTAL, "Requests the object storage's SDK sent again after a "
+                                           "failure (S3 only)", storage=OBJECT_STORAGE)
+            store.count_retries(retries.add)
 
     def watch_orphans(self, pending) -> None:
         """``pending()`` (``OrphanReaper.pending``) is read at each publication."""
@@ -158,6 +161,9 @@ class StorageMetrics:
         self.restore_files[outcome].add()
 
 
+T = TypeVar("T")
+
+
 class _Counted:
     """The counters of one operation on one side, looked up once."""
 
@@ -177,6 +183,16 @@ class _Counted:
         if self.bytes is not None:
             self.bytes.add(size)
 
+    def count(self, call: Callable[[], T], size: Callable[[T], int]) -> T:
+        """``call()``, counted: done with ``size(result)`` bytes, or failed with its error (raised again)."""
+        try:
+            result = call()
+        except BaseException as exc:
+            self.failed(exc)
+            raise
+        self.done(size(result))
+        return result
+
 
 class MeteredArea:
     """An ``Area`` that counts the operations, bytes and errors of ``inner`` as storage ``storage``."""
@@ -191,40 +207,17 @@ class MeteredArea:
         return repr(self.inner)
 
     def create(self, uuid: str, content_type: int, data: bytes) -> Location:
-        try:
-            location = self.inner.create(uuid, content_type, data)
-        except BaseException as exc:
-            self._write.failed(exc)
-            raise
-        self._write.done(len(data))
-        return location
+        return self._write.count(lambda: self.inner.create(uuid, content_type, data), lambda _: len(data))
 
     def read(self, uuid: str, content_type: int, location: Location | None = None) -> bytes:
-        try:
-            data = self.inner.read(uuid, content_type, location)
-        except BaseException as exc:
-            self._read.failed(exc)
-            raise
-        self._read.done(len(data))
-        return data
+        return self._read.count(lambda: self.inner.read(uuid, content_type, location), len)
 
     def read_range(self, uuid: str, content_type: int, start: int, length: int,
                    location: Location | None = None) -> bytes:
-        try:
-            data = self.inner.read_range(uuid, content_type, start, length, location)
-        except BaseException as exc:
-            self._range.failed(exc)
-            raise
-        self._range.done(len(data))
-        return data
+        return self._range.count(lambda: self.inner.read_range(uuid, content_type, start, length, location), len)
 
     def remove(self, uuid: str, content_type: int, location: Location | None = None) -> None:
-        try:
-            self.inner.remove(uuid, content_type, location)
-        except BaseException as exc:
-            self._delete.failed(exc)
-            raise
-        self._delete.done(0)
+        self._delete.count(lambda: self.inner.remove(uuid, content_type, location), lambda _: 0)
 
     def locate(self, uuid: str, content_type: int) -> list[Location]:
         return self.inner.locate(uuid, content_type)

@@ -260,6 +260,14 @@ def delete_keys(store: Store, keys: Sequence[str]) -> dict[str, StoreError]:
     return failed
 
 
+@runtime_checkable
+class RetryCounting(Protocol):
+    """A store whose SDK retries failed requests and says so (S3); the metrics count those retries."""
+
+    def count_retries(self, on_retry: Callable[[], None]) -> None:
+        """Calls ``on_retry()`` for every request the SDK sends again after a failure."""
+
+
 def exists(store: Store, key: str) -> bool:
     """True when ``key`` exists in ``store``; errors other than ``NotFound`` propagate."""
     try:
