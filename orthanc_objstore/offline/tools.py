@@ -38,7 +38,7 @@ from ..errors import ConfigError, IntegrityError, NotFound, OwnerlessObject, Sto
 from ..jobs import steps as move
 from ..jobs.steps import matches_index  # size and MD5 against the index
 from ..storage.encrypted import KeyRotation
-from ..storage.protocol import Listing, Owner, delete_keys
+from ..storage.protocol import OWNER_MARK, Listing, Owner, delete_keys
 from ..storage.providers.filesystem import FileSystemStore
 from .index import index_path, read_rest_index, read_sqlite_index
 from .progress import COPIED, CURRENT, FAILED, OK, REENCRYPTED, SKIPPED, TO_COPY, describe_attachment, run_steps
@@ -270,7 +270,10 @@ def find_orphans(context: Context, grace: float, now: float | None = None, out=N
         listed += 1
         if listed % 10000 == 0:
             print(f"orphans: {listed} objects listed, {len(orphans)} orphan(s) so far", file=out, flush=True)
-        match = _UUID.match(key[len(prefix):].rsplit("/", 1)[-1])
+        name = key[len(prefix):]
+        if name == OWNER_MARK:  # the plugin's own mark of when owners began to be recorded, not an attachment
+            continue
+        match = _UUID.match(name.rsplit("/", 1)[-1])
         if match is None:
             foreign += 1
         elif match.group(0) not in known:

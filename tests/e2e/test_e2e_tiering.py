@@ -109,7 +109,8 @@ def test_two_replicas_only_the_designated_one_moves(s3_backend, postgres, orthan
     stored = {**upload_all(first, files[:3]), **upload_all(second, files[3:])}
     uuids = uuids_of(first, stored)
     assert wait_for(lambda: s3_backend.keys() == object_names(uuids), timeout=90), first.log_tail()
-    assert storage_files(first) == []
+    # the moves' source copies are removed through the deferred deletions' queue: once it has drained
+    assert wait_for(lambda: storage_files(first) == [], timeout=30), storage_files(first)
     assert passes(first) > 0 and passes(second) == 0
     assert [job for job in second.get_json("/jobs") if job.startswith("objstore-")] == []
     for replica in replicas:

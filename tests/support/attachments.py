@@ -23,7 +23,11 @@ def official_names(uuid_types, root="", encrypted=False) -> list[str]:
 
 
 def storage_files(orthanc) -> list[str]:
-    """Every attachment file in Orthanc's StorageDirectory (aa/bb/uuid), the jobs folder left out."""
+    """Every attachment file in Orthanc's StorageDirectory (aa/bb/uuid), the jobs and deletions folders left out;
+    once a running Orthanc's deferred deletions have sent what they queued (a move removes its source copies
+    through that queue)."""
+    if orthanc.process is not None and orthanc.process.poll() is None:
+        orthanc.wait_for_deletions()
     root = orthanc.host_path(orthanc.config["StorageDirectory"])
     found = []
     for folder, subfolders, files in os.walk(root):
