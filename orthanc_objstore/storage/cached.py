@@ -34,7 +34,20 @@ from collections import OrderedDict
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from .protocol import Owner, Store, check_range, exact_range, owner_checks
+from ..errors import StoreError
+from .protocol import (
+    ColdState,
+    Owner,
+    Store,
+    batch_size,
+    check_range,
+    cold_state,
+    delete_keys,
+    exact_range,
+    owner_checks,
+    request_restore,
+    restore_tiers,
+)
 
 log = logging.getLogger(__name__)
 
@@ -486,6 +499,29 @@ class CachedStore:
     def delete(self, key: str) -> None:
         self.cache.discard(key)
         self.inner.delete(key)
+
+    # The inner store's batch deletes (``BatchDelete``) and cold classes (``Restorable``) pass through: the
+    # cache is in front of the provider in every deployment, so hiding them would turn the deferred
+    # deletions' batches into single deletes and every cold object into a readable one.
+
+    @property
+    def max_batch(self) -> int:
+        return batch_size(self.inner)
+
+    def delete_batch(self, keys) -> dict[str, StoreError]:
+        for key in keys:
+            self.cache.discard(key)
+        return delete_keys(self.inner, keys)
+
+    @property
+    def restore_tiers(self) -> tuple[str, ...]:
+        return restore_tiers(self.inner)
+
+    def cold_state(self, key: str) -> ColdState:
+        return cold_state(self.inner, key)
+
+    def restore(self, key: str, days: int, tier: str) -> ColdState:
+        return request_restore(self.inner, key, days, tier)
 
     def describe(self, key: str) -> str:
         return self.inner.describe(key)

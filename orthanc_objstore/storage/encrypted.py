@@ -39,15 +39,16 @@ from ..crypto.keys import KEY_ID_SIZE, header_key_id
 from ..errors import IntegrityError, StoreError, UnknownKeyError, WrongOwner
 from .budget import ByteBudget, InputTooLarge
 from .protocol import (
-    BatchDelete,
     ColdState,
     Owner,
-    Restorable,
     Store,
+    batch_size,
     check_range,
     cold_state,
     delete_keys,
     owner_checks,
+    request_restore,
+    restore_tiers,
 )
 
 
@@ -143,7 +144,7 @@ class EncryptedStore:
     @property
     def max_batch(self) -> int:
         """The inner store's batch size (``BatchDelete``); 1 when it deletes one object per request."""
-        return int(getattr(self.inner, "max_batch", 1)) if isinstance(self.inner, BatchDelete) else 1
+        return batch_size(self.inner)
 
     def delete_batch(self, keys) -> dict[str, StoreError]:
         """Deletes pass through unchanged (keys already carry ``.enc``), in the inner store's batches."""
@@ -154,15 +155,13 @@ class EncryptedStore:
 
     @property
     def restore_tiers(self) -> tuple[str, ...]:
-        return self.inner.restore_tiers if isinstance(self.inner, Restorable) else ()
+        return restore_tiers(self.inner)
 
     def cold_state(self, key: str) -> ColdState:
         return cold_state(self.inner, key)
 
     def restore(self, key: str, days: int, tier: str) -> ColdState:
-        if isinstance(self.inner, Restorable):
-            return self.inner.restore(key, days, tier)
-        return cold_state(self.inner, key)
+        return request_restore(self.inner, key, days, tier)
 
     def _read_header(self, key: str, owner: Owner | None = None) -> bytes:
         try:

@@ -62,7 +62,15 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
-from ..errors import IntegrityError, NotFound, OwnerlessObject, StoreError, WrongOwner
+from ..errors import (
+    IntegrityError,
+    NotFound,
+    OwnerlessObject,
+    PermissionDenied,
+    StoreError,
+    StoreUnavailable,
+    WrongOwner,
+)
 
 # Restore states of ``ColdState.restore``
 NOT_NEEDED = "not-needed"      # the class is readable at once (STANDARD, GLACIER_IR, Hot, Cool, ...)
@@ -214,6 +222,18 @@ class Restorable(Protocol):
         readable, or already being restored, is not touched. Returns the state after the request."""
 
 
+def restore_tiers(store: Store) -> tuple[str, ...]:
+    """``store.restore_tiers`` for a ``Restorable`` store; else none (nothing there needs a restore)."""
+    return store.restore_tiers if isinstance(store, Restorable) else ()
+
+
+def request_restore(store: Store, key: str, days: int, tier: str) -> ColdState:
+    """``store.restore(...)`` for a ``Restorable`` store; else the object is readable as it is (``cold_state``)."""
+    if isinstance(store, Restorable):
+        return store.restore(key, days, tier)
+    return cold_state(store, key)
+
+
 def cold_state(store: Store, key: str) -> ColdState:
     """``store.cold_state(key)`` for a ``Restorable`` store; else the object is readable as it is (its
     existence checked: ``NotFound`` when missing)."""
@@ -236,13 +256,39 @@ class BatchDelete(Protocol):
         ``StoreError`` when the whole request failed (nothing is known to be deleted)."""
 
 
+def batch_failures(keys: Sequence[str], statuses: Sequence[int | None], provider: str,
+                   item: str) -> dict[str, StoreError]:
+    """The keys of one batch delete that were not deleted, from the HTTP statuses of its sub-answers, in the
+    keys' order (None: no status). A missing object (404) counts as deleted; a key beyond the last
+    sub-answer got no answer. ``provider`` and ``item`` name them in the messages ("Azure", "blob")."""
+    failed: dict[str, StoreError] = {}
+    for key, status in zip(keys, statuses, strict=False):
+        if status is not None and (200 <= status < 300 or status == 404):
+            continue
+        where = f"{provider} batch delete of {key!r}"
+        if status in (401, 403):
+            failed[key] = PermissionDenied(f"{where}: access denied ({status})", key)
+        elif status is None or status >= 500 or status in (408, 429):
+            failed[key] = StoreUnavailable(f"{where}: the server kept failing ({status})", key)
+        else:
+            failed[key] = StoreError(f"{where}: {status}", key)
+    for key in keys[len(statuses):]:
+        failed[key] = StoreUnavailable(f"{provider} batch delete of {key!r}: no answer for this {item}", key)
+    return failed
+
+
+def batch_size(store: Store) -> int:
+    """How many keys ``store`` deletes in one request: its ``max_batch`` when it has ``BatchDelete``, else 1."""
+    return max(1, int(store.max_batch)) if isinstance(store, BatchDelete) else 1
+
+
 def delete_keys(store: Store, keys: Sequence[str]) -> dict[str, StoreError]:
     """Deletes ``keys`` from ``store``: in batches of ``max_batch`` where the store has ``BatchDelete``,
     else one ``delete`` per key. Returns the keys not deleted with their errors; a batch whose whole
     request failed counts each of its keys as failed with that error."""
     failed: dict[str, StoreError] = {}
     if isinstance(store, BatchDelete):
-        size = max(1, int(store.max_batch))
+        size = batch_size(store)
         for first in range(0, len(keys), size):
             chunk = keys[first:first + size]
             try:

@@ -80,3 +80,16 @@ class RecordingOutput:
 
     def json(self):
         return json.loads(self.body)
+
+
+def call(callback, uri, method="POST", body=b"", groups=(), get=None) -> "RecordingOutput":
+    """Calls a REST route's ``callback`` as Orthanc's Python plugin does (``get`` for GET, ``body`` otherwise);
+    the answer is in the returned ``RecordingOutput``."""
+    output = RecordingOutput()
+    request = {"method": method, "groups": groups, "headers": {}}
+    if method == "GET":
+        request["get"] = get or {}
+    else:
+        request["body"] = body
+    callback(output, uri, **request)
+    return output

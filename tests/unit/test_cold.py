@@ -5,7 +5,7 @@ import json
 import uuid as uuidlib
 
 import pytest
-from support.fake_orthanc import FakeOrthancApi, RecordingOutput
+from support.fake_orthanc import FakeOrthancApi, call
 from support.orthanc import wait_for
 
 from orthanc_objstore import build
@@ -27,6 +27,7 @@ from orthanc_objstore.orthanc_side.cold import ColdReads, RestorePolicy
 from orthanc_objstore.orthanc_side.restore import RestoreRoutes
 from orthanc_objstore.port.index import Attachment, RestIndex
 from orthanc_objstore.storage import protocol
+from orthanc_objstore.storage.cached import CachedStore, ReadCache
 from orthanc_objstore.storage.encrypted import EncryptedStore
 from orthanc_objstore.storage.providers.memory import MemoryStore
 
@@ -244,17 +245,6 @@ class World:
 ASYNCHRONOUS = b'{"Resources": ["c0"], "Asynchronous": true}'
 
 
-def call(callback, uri, method="POST", body=b"", groups=(), get=None):
-    output = RecordingOutput()
-    request = {"method": method, "groups": groups, "headers": {}}
-    if method == "GET":
-        request["get"] = get or {}
-    else:
-        request["body"] = body
-    callback(output, uri, **request)
-    return output
-
-
 def restore_world(tmp_path, polls_to_restore=0, store=None):
     store = store or ColdStore(polls_to_restore)
     world = World(area_with(store, U1, U2, frozen={U1}))
@@ -433,3 +423,17 @@ def test_azure_rehydration_in_progress():
     error.status_code = 409
     translated = azure._translate(error, "x.dcm", "read")
     assert isinstance(translated, NeedsRestore) and translated.restoring and "being rehydrated" in str(translated)
+
+
+def test_a_cold_object_behind_the_read_cache_is_still_cold_and_restored_through_it():
+    """The read cache sits in front of every provider: it must not make cold objects look readable."""
+    cold = ColdStore()
+    cached = CachedStore(cold, ReadCache(1 << 20, 1 << 20, "", 0))
+    cold.put("c.dcm", b"cold dicom")
+    cold.freeze("c.dcm")
+    assert cached.restore_tiers == ("Standard", "Bulk", "Expedited")
+    assert cached.cold_state("c.dcm") == protocol.ColdState("GLACIER", protocol.NOT_RESTORED)
+    with pytest.raises(NeedsRestore):
+        cached.get("c.dcm")
+    assert cached.restore("c.dcm", 3, "Bulk").readable and cold.restores == [("c.dcm", 3, "Bulk")]
+    assert cached.get("c.dcm") == b"cold dicom"

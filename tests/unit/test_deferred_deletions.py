@@ -19,11 +19,12 @@ from orthanc_objstore.areas.deletion_queue import JOURNAL_NAME, DeletionJournal
 from orthanc_objstore.areas.hybrid import HybridArea
 from orthanc_objstore.areas.naming import LEGACY, Naming
 from orthanc_objstore.config import sections as config
-from orthanc_objstore.errors import ConfigError, StoreUnavailable
+from orthanc_objstore.errors import ConfigError, NotFound, StoreUnavailable
 from orthanc_objstore.jobs.steps import MISSING, MOVED, move_attachment
 from orthanc_objstore.orthanc_side.status import StatusRoute
 from orthanc_objstore.port.index import Attachment
-from orthanc_objstore.storage.protocol import BatchDelete, delete_keys
+from orthanc_objstore.storage.cached import CachedStore, ReadCache
+from orthanc_objstore.storage.protocol import BatchDelete, Owner, batch_size, delete_keys
 from orthanc_objstore.storage.providers.memory import MemoryStore
 
 
@@ -309,3 +310,19 @@ def test_the_status_route(tmp_path):
     assert answer["DelayedDeletion"]["Pending"] == 1 and answer["OrphansPending"] == 2
     StatusRoute(None, lambda: 0)(output, None)
     assert json.loads(output.body)["DelayedDeletion"] == {"Enabled": False}
+
+
+def test_batches_go_through_the_read_cache_and_it_forgets_what_they_delete(tmp_path):
+    """The read cache sits in front of every provider: the drainer still sends batches through it."""
+    inner = BatchStore()
+    cached = CachedStore(inner, ReadCache(1 << 20, 1 << 20, "", 0))
+    owner = Owner(new_uuid(), 1)
+    for name in ("a", "b", "c"):
+        inner.put(name, b"data of " + name.encode(), owner=owner)
+        assert cached.get(name, owner=owner) == b"data of " + name.encode()  # now in the cache
+    assert batch_size(cached) == 1000
+    assert delete_keys(cached, ["a", "b", "c"]) == {}
+    assert inner.requests == [3] and inner.keys() == set()
+    for name in ("a", "b", "c"):  # not served from the cache after its deletion
+        with pytest.raises(NotFound):
+            cached.get(name, owner=owner)

@@ -5,7 +5,7 @@ import threading
 import uuid as uuidlib
 
 import pytest
-from support.fake_orthanc import FakeOrthancApi, RecordingOutput
+from support.fake_orthanc import FakeOrthancApi, call
 from support.faulty_store import FaultyStore
 from support.hybrid_world import hybrid_world, object_side
 from support.waiting import wait_for
@@ -44,17 +44,6 @@ class RoutesWorld:
         handlers = routes.MoveStorageRoutes(self.api, self.area, self.manager if manager else None,
                                             "WriteToFileSystem" if manager else "Disabled", lambda: ["core-1"])
         return dict(handlers.routes())
-
-
-def call(callback, uri, method="POST", body=b"", groups=(), get=None):
-    output = RecordingOutput()
-    request = {"method": method, "groups": groups, "headers": {}}
-    if method == "GET":
-        request["get"] = get or {}
-    else:
-        request["body"] = body
-    callback(output, uri, **request)
-    return output
 
 
 @pytest.fixture

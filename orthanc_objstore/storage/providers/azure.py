@@ -49,6 +49,7 @@ from ..protocol import (
     OWNER_METADATA_AZURE,
     ColdState,
     Owner,
+    batch_failures,
     check_owner,
     read_exact_range,
 )
@@ -245,21 +246,8 @@ class AzureStore:
             responses = list(self._container.delete_blobs(*keys, raise_on_any_failure=False))
         except AzureError as exc:
             raise _translate(exc, keys[0], f"batch delete of {len(keys)} blobs starting with") from exc
-        failed: dict[str, StoreError] = {}
-        for key, response in zip(keys, responses, strict=False):
-            status = getattr(response, "status_code", None)
-            if status is not None and (200 <= status < 300 or status == 404):
-                continue
-            where = f"Azure batch delete of {key!r}"
-            if status in (401, 403):
-                failed[key] = PermissionDenied(f"{where}: access denied ({status})", key)
-            elif status is None or status >= 500 or status in (408, 429):
-                failed[key] = StoreUnavailable(f"{where}: the server kept failing ({status})", key)
-            else:
-                failed[key] = StoreError(f"{where}: {status}", key)
-        for key in keys[len(responses):]:
-            failed[key] = StoreUnavailable(f"Azure batch delete of {key!r}: no answer for this blob", key)
-        return failed
+        statuses = [getattr(response, "status_code", None) for response in responses]
+        return batch_failures(keys, statuses, "Azure", "blob")
 
     def describe(self, key: str) -> str:
         return f"azure://{self.account}/{self.container_name}/{key}"

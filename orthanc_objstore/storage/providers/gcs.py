@@ -48,7 +48,7 @@ from ...errors import (
     StoreUnavailable,
 )
 from ..buffers import as_file
-from ..protocol import OWNER_METADATA, Owner, check_owner, read_exact_range
+from ..protocol import OWNER_METADATA, Owner, batch_failures, check_owner, read_exact_range
 
 CHUNK_SIZE = 32 * 1024 * 1024  # a multiple of 256 KiB, as resumable uploads require
 POOL_SIZE = 64
@@ -270,21 +270,8 @@ class GcsStore:
             self.max_batch = UNBATCHED  # smaller chunks, spread over the drainer's threads
             return self._delete_each(keys)
         responses = list(getattr(batch, "_responses", []))  # the sub-answers, in order (the SDK keeps them)
-        failed: dict[str, StoreError] = {}
-        for key, response in zip(keys, responses, strict=False):
-            status = getattr(response, "status_code", None)
-            if status is not None and (200 <= status < 300 or status == 404):
-                continue
-            where = f"GCS batch delete of {key!r}"
-            if status in (401, 403):
-                failed[key] = PermissionDenied(f"{where}: access denied ({status})", key)
-            elif status is None or status >= 500 or status in (408, 429):
-                failed[key] = StoreUnavailable(f"{where}: the server kept failing ({status})", key)
-            else:
-                failed[key] = StoreError(f"{where}: {status}", key)
-        for key in keys[len(responses):]:
-            failed[key] = StoreUnavailable(f"GCS batch delete of {key!r}: no answer for this object", key)
-        return failed
+        statuses = [getattr(response, "status_code", None) for response in responses]
+        return batch_failures(keys, statuses, "GCS", "object")
 
     def _delete_each(self, keys) -> dict[str, StoreError]:
         failed: dict[str, StoreError] = {}
