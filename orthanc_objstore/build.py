@@ -13,6 +13,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from .areas.adoption import AdoptingArea, AdoptionRegistry, Lake
 from .areas.contract import FILE_SYSTEM, OBJECT_STORAGE, Area, ObjectArea
 from .areas.deferred import DeferredDeletions, DeferredRemovalArea
 from .areas.deletion_queue import DeletionJournal
@@ -40,6 +41,7 @@ from .storage.protocol import (
     OWNER_MARK,
     OWNERLESS_ACCEPT,
     OWNERLESS_REFUSE,
+    Listing,
     OwnerMarking,
     StartupCheck,
     Store,
@@ -167,6 +169,30 @@ def storage_metrics(config: PluginConfig) -> StorageMetrics:
 
 
 @dataclass(frozen=True)
+class Adoption:
+    """What the adopter needs besides Orthanc: the area that writes references, the registry, the listing."""
+
+    area: AdoptingArea
+    registry: AdoptionRegistry
+    listing: Listing
+    root_path: str
+
+
+def with_adoption(config: PluginConfig, area: Area, provider: Store,
+                  cache: ReadCache | None = None) -> tuple[Area, "Adoption | None"]:
+    """``area`` able to hold adopted attachments (``areas.adoption``): reads follow references on every provider;
+    adopting needs a provider that lists (``Adoption`` None otherwise)."""
+    common = config.common
+    raw = provider if cache is None else CachedStore(provider, cache)
+    decrypting = wrap_encryption(raw, common) if common.encryption is not None else None
+    adopting = AdoptingArea(area, Lake(raw, decrypting))
+    if not isinstance(provider, Listing):
+        return adopting, None
+    registry = AdoptionRegistry(wrap_encryption(provider, common), provider, common.root_path)
+    return adopting, Adoption(adopting, registry, provider, common.root_path)
+
+
+@dataclass(frozen=True)
 class Storage:
     """What ``build_storage`` assembled: the area Orthanc's callbacks talk to; in hybrid mode its sides by
     storage name (``FILE_SYSTEM``, ``OBJECT_STORAGE``), between which move jobs move files; ``areas``, the
@@ -180,6 +206,7 @@ class Storage:
     sides: Callable[[str], Area] | None = None
     deletions: DeferredDeletions | None = None
     immediate: Area | None = None  # with deferred deletions, the area that deletes at once (the orphan reaper's)
+    adoption: "Adoption | None" = None  # adopted objects (POST /objstore/adopt); None when the provider cannot list
 
     def side(self, name: str) -> Area:
         """The area of storage ``name``; without hybrid mode, the one area is the object storage."""
@@ -201,11 +228,13 @@ def build_storage(config: PluginConfig, store: Store | None = None, metrics: Sto
     areas = (area.primary, area.secondary) if isinstance(area, HybridArea) else (area,)
     sides = area.side if isinstance(area, HybridArea) else None
     if not defer_deletions:
-        return Storage(area, areas, provider, sides)
+        adopting, adoption = with_adoption(config, area, provider, cache)
+        return Storage(adopting, areas, provider, sides, adoption=adoption)
     deferred, deletions = with_deferred_deletions(config, area, metrics)
     if deletions is not None and sides is not None:
         sides = deferred.side  # type: ignore[attr-defined]  # a DeferredRemovalArea's: aware of the queue
-    return Storage(deferred, areas, provider, sides, deletions, area)
+    adopting, adoption = with_adoption(config, deferred, provider, cache)
+    return Storage(adopting, areas, provider, sides, deletions, area, adoption)
 
 
 def read_cache(common: CommonConfig) -> ReadCache | None:

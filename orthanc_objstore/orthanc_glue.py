@@ -17,6 +17,7 @@ import json
 import logging
 import os
 import re
+import threading
 import time
 
 import orthanc
@@ -24,12 +25,14 @@ import orthanc
 from . import __version__, build
 from .config import sections as config
 from .errors import ConfigError
+from .jobs.adopt import Adopter
 from .jobs.journal import FileJobStore
 from .jobs.prefetch import Prefetcher
 from .jobs.restore import RestoreManager
 from .jobs.scheduler import JobManager
 from .jobs.tiering import TieringPolicy
 from .metrics.registry import Metrics, Publisher
+from .orthanc_side.adopt import AdoptRoutes
 from .orthanc_side.archive_guard import ROUTE as ARCHIVE_ROUTE
 from .orthanc_side.archive_guard import ArchiveGuard, ReadFailures
 from .orthanc_side.callbacks import ErrorCodes, StorageCallbacks
@@ -98,6 +101,13 @@ class InProcessApi:
 
     def get_bytes(self, uri):
         return _call(orthanc.RestApiGet, uri)
+
+    def delete(self, uri):
+        try:
+            _call(orthanc.RestApiDelete, uri)
+        except OrthancCallError as exc:
+            if exc.status != 404:
+                raise
 
     def handler_slot(self):
         return contextlib.nullcontext()  # in-process calls hold no HTTP thread of Orthanc's
@@ -284,6 +294,27 @@ def jobs_folder(common) -> str:
     return os.path.join(os.path.abspath(common.storage_directory), JOBS_FOLDER, *own)
 
 
+def register_adoption(adoption, api, lifecycle) -> None:
+    """POST /objstore/adopt and its siblings; the registry of adopted attachments is read in the background once
+    Orthanc has started (a removal on 1.10.1 learns from it whether an adopted object is owned)."""
+    adopter = None
+    if adoption is not None:
+        adopter = Adopter(api, adoption.area, adoption.registry, adoption.listing, adoption.root_path)
+
+        def load():
+            try:
+                count = adopter.load()
+            except Exception as exc:  # noqa: BLE001 - only removals of owned adopted objects depend on it
+                log.warning("orthanc-objstore: the registry of adopted objects could not be read (%s)", exc)
+                return
+            if count:
+                log.info("orthanc-objstore: %d adopted objects in the registry", count)
+
+        lifecycle.on_started.append(lambda: threading.Thread(target=load, name="objstore-adopted", daemon=True).start())
+    for pattern, callback in AdoptRoutes(api, adopter).routes():
+        orthanc.RegisterRestCallback(pattern, callback)
+
+
 def install(started=None):
     """Called once when Orthanc imports the plugin: configure, build, register. Raises to stop Orthanc.
     ``started`` is when the plugin file began loading (time.monotonic), for the start-up time log."""
@@ -371,6 +402,7 @@ def install(started=None):
     lifecycle.on_stopped.append(restores.stop)
     for pattern, callback in RestoreRoutes(api, area, restores, policy, metrics.restore_step).routes():
         orthanc.RegisterRestCallback(pattern, callback)
+    register_adoption(storage.adoption, api, lifecycle)
     listed = (restores,) if area.restore_tiers else ()
     for pattern, callback in MoveStorageRoutes(api, area, manager, plugin_config.common.hybrid_mode,
                                                core_jobs, other_jobs=listed).routes():

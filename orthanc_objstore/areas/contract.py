@@ -49,6 +49,7 @@ class Location:
     key: str
     description: str = ""
     size: int | None = field(default=None, compare=False)  # the attachment's size when written, if known
+    adopted: bool = field(default=False, compare=False)  # the object is a reference to an adopted one (areas.adoption)
 
     _FORMAT = 1  # version of the custom-data format below
 
@@ -58,6 +59,8 @@ class Location:
         value: dict = {"v": self._FORMAT, "storage": self.storage, "key": self.key}
         if self.size is not None:
             value["size"] = self.size
+        if self.adopted:
+            value["adopted"] = True
         return json.dumps(value, separators=(",", ":")).encode()
 
     @classmethod
@@ -83,7 +86,8 @@ class Location:
         if not key.rsplit("/", 1)[-1].startswith(uuid):
             return None
         size = value.get("size")
-        return cls(storage, key, size=size if isinstance(size, int) and not isinstance(size, bool) else None)
+        return cls(storage, key, size=size if isinstance(size, int) and not isinstance(size, bool) else None,
+                   adopted=value.get("adopted") is True)
 
 
 class Area(Protocol):

@@ -38,6 +38,9 @@ class OrthancApi(Protocol):
     def get_bytes(self, uri: str) -> bytes:
         """The raw answer of ``GET uri`` (e.g. an archive); raises ``OrthancCallError`` on any error status."""
 
+    def delete(self, uri: str) -> None:
+        """``DELETE uri``; a 404 (already gone) is not an error; raises ``OrthancCallError`` on any other error."""
+
     def handler_slot(self) -> AbstractContextManager[None]:
         """Held by a REST handler while it uses the port; raises ``OrthancCallError(503)`` at once when
         too many handlers already do (each one holds one of Orthanc's HTTP threads)."""

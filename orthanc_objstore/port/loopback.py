@@ -99,6 +99,11 @@ class LoopbackApi:
     def get_bytes(self, uri: str) -> bytes:
         return self._check(uri, *self._request("GET", uri))
 
+    def delete(self, uri: str) -> None:
+        status, answer = self._request("DELETE", uri)
+        if status != 404:
+            self._check(uri, status, answer)
+
     @contextlib.contextmanager
     def handler_slot(self) -> Iterator[None]:
         """For a REST handler that calls the port: one of ``max_calls`` slots, or 503 at once when all are taken."""

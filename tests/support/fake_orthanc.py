@@ -14,6 +14,7 @@ class FakeOrthancApi:
         self.answers = dict(answers or {})
         self.posts = []  # (uri, body) of every POST
         self.calls = []  # every uri asked for
+        self.deletes = []  # the uri of every DELETE
         self.down = False  # True: every call fails as when Orthanc is unreachable
         self._slots = threading.BoundedSemaphore(handler_slots)
 
@@ -33,6 +34,11 @@ class FakeOrthancApi:
         if uri not in self.answers:
             raise OrthancCallError(404, f"{uri}: HTTP 404")
         return self.answers[uri]
+
+    def delete(self, uri):
+        self._call(uri)
+        self.deletes.append(uri)
+        self.answers.pop(uri, None)
 
     @contextlib.contextmanager
     def handler_slot(self):

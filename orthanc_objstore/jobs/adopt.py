@@ -1,0 +1,189 @@
+"""The adopter: turns objects already in the bucket into Orthanc instances without copying them (``areas.adoption``).
+
+``adopt_instance(key, owned)`` reads the object (one at a time per worker), announces it to the area's
+``PendingAdoptions``, posts it to Orthanc's ``/instances`` through the port and records the adoption in the
+registry; the create callback of that upload writes a reference instead of the bytes. ``adopt_prefix``
+does so for every object under a prefix with ``workers`` in parallel, then abandons the instances adopted
+under that prefix whose object has vanished. ``abandon_instance`` deletes the instance of one adopted object
+(through the port: Orthanc's own removal, whose callback deletes the object too when it is owned).
+
+Objects the plugin wrote itself are recognised by their names: DICOM attachments (``<uuid>.dcm[.enc]``) are
+adopted, decrypted with the configured keys when encrypted (disaster recovery); header, JSON and other
+attachments, references and the plugin's bookkeeping objects are skipped. Anything Orthanc refuses (not
+DICOM, truncated) is listed in ``Failed`` with Orthanc's reason; it never stops the others.
+Orthanc-free: Orthanc through the port (``OrthancApi``), never ``orthanc.*``.
+"""
+
+import logging
+import re
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from ..areas.adoption import AdoptingArea, AdoptionRegistry, Reference, is_internal, is_reference, reference_of
+from ..areas.naming import CONTENT_TYPE_DICOM
+from ..errors import NotFound, StoreError
+from ..port.index import OrthancApi, OrthancCallError
+from ..storage.protocol import Owner
+
+log = logging.getLogger("orthanc_objstore")
+
+SUCCESS, ALREADY_STORED, FAILURE = "Success", "AlreadyStored", "Failure"
+_OWN_NAME = re.compile(r"^([0-9a-fA-F-]{36})(\.dcm|\.json|\.dcm\.head|\.unk)(\.enc)?$")
+
+
+class Skipped(Exception):
+    """An object that is not adopted and is no failure either (the plugin's own non-DICOM objects)."""
+
+
+@dataclass
+class Outcome:
+    status: str
+    instance: str = ""
+    attachment: str = ""
+    error: str = ""
+
+    def answer(self) -> dict:
+        return {"Status": self.status, "InstanceId": self.instance, "AttachmentUuid": self.attachment,
+                "Error": self.error}
+
+
+@dataclass
+class Counts:
+    adopted: int = 0
+    already_stored: int = 0
+    abandoned: int = 0
+    failed: list = field(default_factory=list)
+
+    def answer(self) -> dict:
+        return {"Adopted": self.adopted, "AlreadyStored": self.already_stored, "Abandoned": self.abandoned,
+                "Failed": self.failed}
+
+
+class Adopter:
+    def __init__(self, api: OrthancApi, area: AdoptingArea, registry: AdoptionRegistry, listing,
+                 root_path: str = "", workers: int = 4):
+        self.api = api
+        self.area = area
+        self.registry = registry
+        self.listing = listing
+        self.root_path = root_path.rstrip("/") + "/" if root_path else ""
+        self.workers = workers
+        area.on_removed = self._removed
+
+    def load(self) -> int:
+        """Learns the adopted attachments from the registry (on 1.10.1 a removal needs them); returns how many."""
+        count = 0
+        for entry in self.registry.entries():
+            try:
+                self.area.adopted.setdefault(entry["Attachment"], reference_of(entry))
+                count += 1
+            except (KeyError, TypeError):
+                continue
+        return count
+
+    # -- one object
+
+    def adopt_instance(self, key: str, owned: bool) -> Outcome:
+        try:
+            return self._adopt(key, owned)
+        except Skipped as exc:
+            return Outcome(FAILURE, error=str(exc))
+
+    def _adopt(self, key: str, owned: bool) -> Outcome:
+        owner = self._own_dicom_owner(key)
+        entry = self.registry.get(key)
+        if entry is not None and self._exists(entry.get("Instance")):
+            return Outcome(ALREADY_STORED, entry["Instance"], entry.get("Attachment", ""))
+        try:
+            data = self.area.lake.read(key, owner)
+        except NotFound:
+            return Outcome(FAILURE, error=f"no object {key!r} in the storage")
+        except StoreError as exc:
+            return Outcome(FAILURE, error=f"cannot be read: {exc}")
+        if not data:
+            return Outcome(FAILURE, error="an empty object, not a DICOM file")
+        if is_reference(data):
+            raise Skipped(f"{key!r} is a reference written by orthanc-objstore for an adopted instance, not a "
+                          "DICOM file: adopt the object it names")
+        reference = Reference.of(key, data, owned, owner)
+        self.area.pending.add(reference)
+        try:
+            answer = self.api.post_json("/instances", data)
+        except OrthancCallError as exc:
+            return Outcome(FAILURE, error=f"Orthanc refused it: {exc}")
+        finally:
+            attachment = self.area.pending.done(reference)
+            del data
+        instance = answer.get("ID", "") if isinstance(answer, dict) else ""
+        if attachment is None:
+            if isinstance(answer, dict) and answer.get("Status") == ALREADY_STORED:
+                return Outcome(ALREADY_STORED, instance)
+            return Outcome(FAILURE, instance, error="Orthanc stored the instance without handing its bytes as they "
+                           "are to the storage (StorageCompression?): it is a copy, not an adoption")
+        self.registry.put(key, instance, attachment, reference)
+        return Outcome(SUCCESS, instance, attachment)
+
+    def abandon_instance(self, key: str) -> Outcome:
+        entry = self.registry.get(key)
+        if entry is None:
+            return Outcome(FAILURE, error=f"no instance was adopted from {key!r}")
+        instance = entry.get("Instance", "")
+        if self._exists(instance):
+            self.api.delete(f"/instances/{instance}")
+        self.registry.forget(key)
+        return Outcome(SUCCESS, instance, entry.get("Attachment", ""))
+
+    # -- a prefix
+
+    def adopt_prefix(self, prefix: str, owned: bool) -> Counts:
+        counts = Counts()
+        keys = [key for key, _ in self.listing.list_sizes(prefix) if not is_internal(key, self.root_path)]
+        present = set(keys)
+        with ThreadPoolExecutor(self.workers, thread_name_prefix="objstore-adopt") as pool:
+            for key, outcome in zip(keys, pool.map(lambda key: self._adopt_or_skip(key, owned), keys), strict=True):
+                if outcome is None:
+                    continue
+                if outcome.status == SUCCESS:
+                    counts.adopted += 1
+                elif outcome.status == ALREADY_STORED:
+                    counts.already_stored += 1
+                else:
+                    counts.failed.append({"Key": key, "Error": outcome.error})
+        for entry in list(self.registry.entries()):
+            key = entry.get("Key", "")
+            if key.startswith(prefix) and key not in present:
+                self.abandon_instance(key)
+                counts.abandoned += 1
+        return counts
+
+    def _adopt_or_skip(self, key: str, owned: bool) -> Outcome | None:
+        try:
+            return self._adopt(key, owned)
+        except Skipped:
+            return None
+        except OrthancCallError as exc:
+            return Outcome(FAILURE, error=f"Orthanc: {exc}")
+
+    # -- helpers
+
+    def _own_dicom_owner(self, key: str) -> Owner | None:
+        """The attachment an object of the plugin's own was written for (a DICOM attachment's name); None for a
+        foreign name; ``Skipped`` for the plugin's other attachments (header, JSON, unknown types)."""
+        name = key[len(self.root_path):] if self.root_path and key.startswith(self.root_path) else key
+        match = _OWN_NAME.match(name)
+        if match is None:
+            return None
+        if match.group(2) != ".dcm":
+            raise Skipped(f"{key!r} is a {match.group(2)} attachment written by Orthanc's storage, not a DICOM file")
+        return Owner(match.group(1), CONTENT_TYPE_DICOM)
+
+    def _exists(self, instance) -> bool:
+        return isinstance(instance, str) and bool(instance) and self.api.get_json(f"/instances/{instance}") is not None
+
+    def _removed(self, uuid: str, reference: Reference) -> None:
+        try:
+            entry = self.registry.get(reference.key)
+            if entry is not None and entry.get("Attachment") == uuid:
+                self.registry.forget(reference.key)
+        except StoreError as exc:
+            log.warning("adoption registry: the entry of %r could not be removed (%s)", reference.key, exc)
