@@ -228,6 +228,11 @@ class AzureStore:
             if not isinstance(error, NotFound):  # a missing blob is already deleted; a missing container is not
                 raise error from exc
 
+    def list_sizes(self, prefix: str = ""):
+        """``Listing``: (key, size) of every blob whose key starts with ``prefix`` (adoption, offline tools)."""
+        for key, size, _ in self.list_objects(prefix):
+            yield key, size
+
     def list_objects(self, prefix: str = ""):
         """(key, size, last modified as a POSIX timestamp) of every blob under ``prefix`` (offline tools)."""
         try:

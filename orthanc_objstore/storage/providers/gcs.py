@@ -239,6 +239,11 @@ class GcsStore:
             if not isinstance(error, NotFound):  # a missing object is already deleted; a missing bucket is not
                 raise error from exc
 
+    def list_sizes(self, prefix: str = ""):
+        """``Listing``: (key, size) of every object whose key starts with ``prefix`` (adoption, offline tools)."""
+        for key, size, _ in self.list_objects(prefix):
+            yield key, size
+
     def list_objects(self, prefix: str = ""):
         """(key, size, last modified as a POSIX timestamp) of every object under ``prefix`` (offline tools)."""
         try:
