@@ -85,13 +85,13 @@ class Adopter:
 
     def adopt_instance(self, key: str, owned: bool) -> Outcome:
         try:
-            return self._adopt(key, owned)
+            return self._adopt(key, owned, self.registry.get(key))
         except Skipped as exc:
             return Outcome(FAILURE, error=str(exc))
 
-    def _adopt(self, key: str, owned: bool) -> Outcome:
+    def _adopt(self, key: str, owned: bool, entry: dict | None) -> Outcome:
+        """Adopts ``key``, whose registry entry is ``entry`` (None: never adopted)."""
         owner = self._own_dicom_owner(key)
-        entry = self.registry.get(key)
         if entry is not None and self._exists(entry.get("Instance")):
             return Outcome(ALREADY_STORED, entry["Instance"], entry.get("Attachment", ""))
         try:
@@ -137,10 +137,13 @@ class Adopter:
 
     def adopt_prefix(self, prefix: str, owned: bool) -> Counts:
         counts = Counts()
+        # the registry is read once (one listing, one small read per adopted object) instead of once per object
+        entries = {entry["Key"]: entry for entry in self.registry.entries() if entry["Key"].startswith(prefix)}
         keys = [key for key, _ in self.listing.list_sizes(prefix) if not is_internal(key, self.root_path)]
         present = set(keys)
         with ThreadPoolExecutor(self.workers, thread_name_prefix="objstore-adopt") as pool:
-            for key, outcome in zip(keys, pool.map(lambda key: self._adopt_or_skip(key, owned), keys), strict=True):
+            outcomes = pool.map(lambda key: self._adopt_or_skip(key, owned, entries.get(key)), keys)
+            for key, outcome in zip(keys, outcomes, strict=True):
                 if outcome is None:
                     continue
                 if outcome.status == SUCCESS:
@@ -149,16 +152,14 @@ class Adopter:
                     counts.already_stored += 1
                 else:
                     counts.failed.append({"Key": key, "Error": outcome.error})
-        for entry in list(self.registry.entries()):
-            key = entry.get("Key", "")
-            if key.startswith(prefix) and key not in present:
-                self.abandon_instance(key)
-                counts.abandoned += 1
+        for key in entries.keys() - present:
+            self.abandon_instance(key)
+            counts.abandoned += 1
         return counts
 
-    def _adopt_or_skip(self, key: str, owned: bool) -> Outcome | None:
+    def _adopt_or_skip(self, key: str, owned: bool, entry: dict | None) -> Outcome | None:
         try:
-            return self._adopt(key, owned)
+            return self._adopt(key, owned, entry)
         except Skipped:
             return None
         except OrthancCallError as exc:
