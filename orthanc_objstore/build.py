@@ -183,9 +183,12 @@ def with_adoption(config: PluginConfig, area: Area, provider: Store,
     """``area`` able to hold adopted attachments (``areas.adoption``): reads follow references on every provider;
     adopting needs a provider that lists (``Adoption`` None otherwise)."""
     common = config.common
-    raw = provider if cache is None else CachedStore(provider, cache)
-    decrypting = wrap_encryption(raw, common) if common.encryption is not None else None
-    adopting = AdoptingArea(area, Lake(raw, decrypting))
+    fresh = Lake(provider, wrap_encryption(provider, common) if common.encryption is not None else None)
+    lake = fresh
+    if cache is not None:
+        cached = CachedStore(provider, cache)
+        lake = Lake(cached, wrap_encryption(cached, common) if common.encryption is not None else None, fresh)
+    adopting = AdoptingArea(area, lake)
     if not isinstance(provider, Listing):
         return adopting, None
     registry = AdoptionRegistry(wrap_encryption(provider, common), provider, common.root_path)

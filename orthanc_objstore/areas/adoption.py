@@ -102,9 +102,11 @@ class Lake:
     read cache when there is one); ``decrypting``, the same storage through the encryption layer (None
     without encryption), for the plugin's own encrypted objects met in disaster recovery."""
 
-    def __init__(self, raw: Store, decrypting: Store | None = None):
+    def __init__(self, raw: Store, decrypting: Store | None = None, fresh: "Lake | None" = None):
+        """``fresh``: the same without the read cache, for adoption (which must read what is in the bucket now)."""
         self.raw = raw
         self.decrypting = decrypting
+        self.fresh = fresh or self
 
     def read(self, key: str, owner: Owner | None = None) -> bytes:
         """The DICOM bytes of ``key``: as stored, or decrypted when it is one of the plugin's encrypted objects
@@ -115,8 +117,14 @@ class Lake:
             return self.decrypting.get(key, owner=owner)
         return data
 
+    def forget(self, key: str) -> None:
+        """Drops what the read cache holds of ``key`` (it may have changed in the bucket)."""
+        discard = getattr(getattr(self.raw, "cache", None), "discard", None)
+        if discard is not None:
+            discard(key)
+
     def delete(self, key: str) -> None:
-        self.raw.delete(key)
+        self.raw.delete(key)  # through the read cache, when there is one: it forgets the object too
 
 
 def _looks_dicom(data: bytes) -> bool:
@@ -182,6 +190,7 @@ class AdoptingArea:
         if reference is None:
             return self.inner.create(uuid, content_type, data)
         location = self.inner.create(uuid, content_type, reference.encode())
+        self.lake.forget(reference.key)  # reads must see the bytes adopted now, not what a cache kept of before
         self.adopted[uuid] = reference
         log.info("attachment %s adopts %r (%d bytes, %s)", uuid, reference.key, reference.size,
                  "owned" if reference.owned else "not owned")
@@ -211,18 +220,26 @@ class AdoptingArea:
 
     def follow(self, uuid: str, reference: Reference) -> bytes:
         """The adopted object's bytes, refused unless they are what was adopted."""
-        try:
-            data = self.lake.read(reference.key, reference.owner)
-        except NotFound:
-            raise NotFound(f"attachment {uuid} was adopted from {reference.key!r}, which is gone from the "
-                           "storage", reference.key) from None
-        if len(data) != reference.size or hashlib.sha256(data).hexdigest() != reference.sha256:
+        data = self._read_adopted(uuid, reference, self.lake)
+        if not _matches(data, reference) and self.lake.fresh is not self.lake:
+            # the cache may hold an older version (adopted again since, by another replica): ask the bucket
+            self.lake.forget(reference.key)
+            data = self._read_adopted(uuid, reference, self.lake.fresh)
+        if not _matches(data, reference):
             raise IntegrityError(f"attachment {uuid} was adopted from {reference.key!r}, which has changed since "
                                  f"({len(data)} bytes, {reference.size} at adoption, or other content): refused, it "
                                  "may be another patient's file. If the change is right, abandon and adopt it "
                                  "again (POST /objstore/abandon-instance, then /objstore/adopt-instance)",
                                  reference.key)
         return data
+
+    @staticmethod
+    def _read_adopted(uuid: str, reference: Reference, lake: Lake) -> bytes:
+        try:
+            return lake.read(reference.key, reference.owner)
+        except NotFound:
+            raise NotFound(f"attachment {uuid} was adopted from {reference.key!r}, which is gone from the "
+                           "storage", reference.key) from None
 
     def remove(self, uuid: str, content_type: int, location: Location | None = None) -> None:
         reference = None
@@ -253,6 +270,10 @@ class AdoptingArea:
 
     def restore(self, uuid: str, content_type: int, days: int, tier: str) -> ColdState:
         return self.inner.restore(uuid, content_type, days, tier)
+
+
+def _matches(data: bytes, reference: Reference) -> bool:
+    return len(data) == reference.size and hashlib.sha256(data).hexdigest() == reference.sha256
 
 
 def _stored(location: Location | None) -> Location | None:

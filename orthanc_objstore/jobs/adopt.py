@@ -95,7 +95,7 @@ class Adopter:
         if entry is not None and self._exists(entry.get("Instance")):
             return Outcome(ALREADY_STORED, entry["Instance"], entry.get("Attachment", ""))
         try:
-            data = self.area.lake.read(key, owner)
+            data = self.area.lake.fresh.read(key, owner)
         except NotFound:
             return Outcome(FAILURE, error=f"no object {key!r} in the storage")
         except StoreError as exc:

@@ -158,3 +158,20 @@ def test_disaster_recovery_rebuilds_a_new_index_from_the_bucket(backend, orthanc
     assert any(key.split("/")[0] == REGISTRY_FOLDER.rstrip("/") for key in added)
     again = second.post_json("/objstore/adopt", {"Prefix": "", "TakeOwnership": True})
     assert again["Adopted"] == 0 and again["AlreadyStored"] == 4 and again["Failed"] == [], again
+
+
+def test_with_the_read_cache_a_changed_object_adopted_again_is_read_as_it_is_now(backend, orthanc_factory):
+    first, second = make_instances(2, studies=2, seed="1.2.826.0.1.3680043.8.498.96")
+    backend.write("lake/study.dcm", first)
+    settings = backend.settings()
+    settings[backend.section]["ReadCache"] = {"MemorySize": 64}  # the default configuration's cache
+    orthanc = orthanc_factory(settings)
+    adopted = orthanc.post_json("/objstore/adopt-instance", {"Key": "lake/study.dcm"})
+    assert orthanc.get(f"/instances/{adopted['InstanceId']}/file") == first  # now in the cache
+
+    backend.write("lake/study.dcm", second)  # the lake's owner corrects the file
+    assert orthanc.post_json("/objstore/abandon-instance", {"Key": "lake/study.dcm"})["Status"] == "Success"
+    again = orthanc.post_json("/objstore/adopt-instance", {"Key": "lake/study.dcm"})
+    assert again["Status"] == "Success" and again["InstanceId"] != adopted["InstanceId"]
+    assert orthanc.get(f"/instances/{again['InstanceId']}/file") == second
+    assert backend.read("lake/study.dcm") == second
