@@ -16,6 +16,7 @@ run mean something. Run by hand:
 """
 
 import argparse
+import json
 import os
 import sys
 import tempfile
@@ -46,6 +47,11 @@ def bucket_bytes(client, bucket, skip_prefix=None) -> int:
     return total
 
 
+def adopt(orthanc, body: dict) -> dict:
+    """POST /objstore/adopt, waiting as long as it takes (a synchronous adoption of 10,000 objects takes minutes)."""
+    return json.loads(orthanc.post("/objstore/adopt", json.dumps(body).encode(), timeout=3600))
+
+
 def timed(action) -> float:
     started = time.perf_counter()
     action()
@@ -73,7 +79,7 @@ def run(arguments, workdir):
             try:
                 if setup == "adopt":
                     summary = {}
-                    seconds = timed(lambda: summary.update(orthanc.post_json("/objstore/adopt", {"Prefix": "lake/"})))
+                    seconds = timed(lambda: summary.update(adopt(orthanc, {"Prefix": "lake/"})))
                     assert summary["Adopted"] == len(files), summary
                 else:
                     def copy(index):
@@ -102,8 +108,7 @@ def run(arguments, workdir):
         proxy.mode, proxy.delay = "slow", arguments.latency / 1000
         try:
             summary = {}
-            seconds = timed(lambda: summary.update(rebuilt.post_json("/objstore/adopt",
-                                                                     {"Prefix": "", "TakeOwnership": True})))
+            seconds = timed(lambda: summary.update(adopt(rebuilt, {"Prefix": "", "TakeOwnership": True})))
             assert summary["Adopted"] == len(files) and not summary["Failed"], summary
         finally:
             proxy.mode, proxy.delay = "pass", 0.0
