@@ -36,12 +36,11 @@ NO_READ_CACHE = {"ReadCache": False}
 
 
 def predate_owner_mark(backend) -> None:
-    """Makes the objects written without metadata so far older than the bucket's owner mark (S3), as the
-    official plugin's or an older version's are: the mark is removed (the next start creates it again, a
-    second later). Other backends have no mark."""
-    if backend.name == "s3":
-        backend.delete(OWNER_MARK)
-        time.sleep(1.1)  # Last-Modified has whole seconds
+    """Makes the objects written without metadata so far older than the bucket's owner mark, as the official
+    plugin's or an older version's are: the mark is removed (the next start creates it again, a second
+    later)."""
+    backend.delete(OWNER_MARK)
+    time.sleep(1.1)  # S3's and Azure's Last-Modified have whole seconds
 
 
 class S3Backend:
@@ -138,7 +137,7 @@ class AzureBackend:
         return {}
 
     def keys(self) -> list[str]:
-        return sorted(self.client.list_blob_names())
+        return sorted(name for name in self.client.list_blob_names() if not name.endswith(OWNER_MARK))
 
     def read(self, key) -> bytes:
         return self.client.download_blob(key).readall()
@@ -208,7 +207,8 @@ class GcsBackend:
         return {"STORAGE_EMULATOR_HOST": self.proxy.url}
 
     def keys(self) -> list[str]:
-        return sorted(blob.name for blob in self.client.list_blobs(self.bucket_name))
+        return sorted(blob.name for blob in self.client.list_blobs(self.bucket_name)
+                      if not blob.name.endswith(OWNER_MARK))
 
     def read(self, key) -> bytes:
         return self.bucket.blob(key).download_as_bytes()
