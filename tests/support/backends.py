@@ -82,6 +82,10 @@ class S3Backend:
         response = self.client.get_object(Bucket=self.bucket, Key=key)
         return response["Body"].read(), response.get("Metadata", {})
 
+    def modified(self, key):
+        """The server's time the owner mark is compared with (S3: Last-Modified)."""
+        return self.client.head_object(Bucket=self.bucket, Key=key)["LastModified"]
+
     def write(self, key, data: bytes, metadata: dict | None = None):
         self.client.put_object(Bucket=self.bucket, Key=key, Body=data, Metadata=metadata or {})
 
@@ -145,6 +149,10 @@ class AzureBackend:
     def read_with_metadata(self, key) -> tuple[bytes, dict]:
         downloader = self.client.download_blob(key)
         return downloader.readall(), dict(downloader.properties.metadata or {})
+
+    def modified(self, key):
+        """The server's time the owner mark is compared with (Azure: Last-Modified)."""
+        return self.client.get_blob_client(key).get_blob_properties().last_modified
 
     def write(self, key, data: bytes, metadata: dict | None = None):
         self.client.upload_blob(key, data, overwrite=True, metadata=metadata or None)
@@ -216,6 +224,10 @@ class GcsBackend:
     def read_with_metadata(self, key) -> tuple[bytes, dict]:
         blob = self.bucket.get_blob(key)
         return blob.download_as_bytes(), dict(blob.metadata or {})
+
+    def modified(self, key):
+        """The server's time the owner mark is compared with (GCS: the generation's timeCreated)."""
+        return self.bucket.get_blob(key).time_created
 
     def write(self, key, data: bytes, metadata: dict | None = None):
         blob = self.bucket.blob(key)
