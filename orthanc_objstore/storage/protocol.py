@@ -168,6 +168,16 @@ class OwnerStamping(Protocol):
     def stamp_owner(self, key: str, owner: Owner, version: str) -> None: ...
 
 
+def owner_scope(store) -> str:
+    """What ``store``'s owner checks accept of objects without a record, as a string that changes with
+    OwnerlessObjects and the owner mark: a cache that outlives a start-up (the read cache's disk entries)
+    serves an entry only under the checks it was read with. "" for a store without a mark."""
+    if not isinstance(store, OwnerMarking):
+        return ""
+    since = store.owners_since
+    return "ownerless accepted" if since is None else f"ownerless refused from {since.isoformat()}"
+
+
 def _since(owners_since) -> str:
     return "OwnerlessObjects is Refuse" if owners_since.year == 1 else f"{OWNER_MARK} of {owners_since.isoformat()}"
 

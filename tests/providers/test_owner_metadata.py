@@ -11,6 +11,7 @@ import uuid as uuidlib
 import pytest
 
 from orthanc_objstore.errors import OwnerlessObject, StoreError, WrongOwner
+from orthanc_objstore.storage.cached import CachedStore, ReadCache
 from orthanc_objstore.storage.protocol import (
     OWNER_MARK,
     OWNER_MARK_TEXT,
@@ -130,3 +131,29 @@ def test_stamp_refuses_an_object_replaced_since_its_proof(azure_backend):
     with pytest.raises(StoreError, match="changed since it was proven"):
         store.stamp_owner("swapped.dcm", Owner(UUID_A, 1), version)
     assert not azure_backend.read_with_metadata("swapped.dcm")[1]
+
+
+def test_the_read_cache_never_serves_what_the_owner_checks_refuse(backend, tmp_path):
+    """The read cache (on by default) in front of a marked store: a refused object is not kept, and a disk
+    entry read under OwnerlessObjects Accept is not served after a start-up under the default."""
+    mb, folder = 1024 * 1024, str(tmp_path / "cache")
+    marked(backend)
+    backend.write("bare.dcm", b"patient B's bytes")  # put back without metadata, after the mark
+    cached = CachedStore(marked(backend), ReadCache(mb, mb, folder, mb))
+    for _ in range(2):  # nothing kept by the first refusal
+        with pytest.raises(OwnerlessObject):
+            cached.get("bare.dcm", owner=Owner(UUID_A, 1))
+    with pytest.raises(OwnerlessObject):
+        cached.get_range("bare.dcm", 0, 7, owner=Owner(UUID_A, 1))
+
+    accepting = CachedStore(backend.store(), ReadCache(mb, mb, folder, mb))  # a start-up under Accept
+    assert accepting.get("bare.dcm", owner=Owner(UUID_A, 1)) == b"patient B's bytes"
+    assert accepting.cache.disk_bytes > 0
+    restarted = CachedStore(marked(backend), ReadCache(mb, mb, folder, mb))  # the default again
+    with pytest.raises(OwnerlessObject):
+        restarted.get("bare.dcm", owner=Owner(UUID_A, 1))
+    with pytest.raises(OwnerlessObject):
+        restarted.get_range("bare.dcm", 0, 7, owner=Owner(UUID_A, 1))
+    assert restarted.cache.disk_bytes == 0
+    again = CachedStore(backend.store(), ReadCache(mb, mb, folder, mb))  # Accept once more: read and kept
+    assert again.get("bare.dcm", owner=Owner(UUID_A, 1)) == b"patient B's bytes"
