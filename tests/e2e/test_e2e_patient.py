@@ -1,5 +1,8 @@
 """End to end: two patients' DICOM objects swapped inside the bucket are refused, never served for each other."""
 
+import os
+import shutil
+
 import pytest
 from support.attachments import attachment_uuids, write_key
 from support.backends import predate_owner_mark, swap
@@ -160,3 +163,40 @@ def test_verify_deep_stamp_proves_then_records_the_owner(backend, orthanc_factor
     assert again.returncode == 0 and "4 ok" in again.stdout  # the DICOM and its header, twice
     orthanc.start()
     assert_served(orthanc, instances)
+
+
+def test_the_read_cache_never_serves_a_refused_object(backend, orthanc_factory):
+    """The read cache on (the plugin's default, with a disk folder): a bare swap read once is refused again,
+    not kept; what a start-up under OwnerlessObjects Accept kept on disk is refused after a return to the
+    default, and the patients' own objects are still served from the cache."""
+    orthanc = orthanc_factory({}, start=False)
+    folder = os.path.join(orthanc.orthanc_workdir, "read-cache")
+    orthanc.config.update(backend.settings(ReadCache={"Folder": folder, "FolderSize": 64}))
+    orthanc.start()
+    instances = two_patients(orthanc)
+    assert_served(orthanc, instances)  # kept in the cache (memory and disk), checked for their owners
+    keys = [uuid + ".dcm" for uuid, _ in instances.values()]
+    swap(backend, *keys, keep_metadata=False)
+    orthanc.restart()  # an empty memory cache; the disk entries are the right patients' bytes
+    assert_served(orthanc, instances)
+
+    shutil.rmtree(orthanc.host_path(folder))  # the disk entries gone: reads reach the bucket
+    orthanc.restart()
+    refusals = orthanc.log().count("has no owner record")
+    for _ in range(2):  # the second read is refused as the first: nothing was kept
+        assert_refused(orthanc, instances)
+    assert orthanc.log().count("has no owner record") >= refusals + 4
+
+    orthanc.config[backend.section]["OwnerlessObjects"] = "Accept"
+    orthanc.restart()
+    for instance in instances:  # read, and kept on disk (1.13 then refuses it by Orthanc's own MD5 check)
+        try:
+            orthanc.get(f"/instances/{instance}/file")
+        except HttpError:
+            assert orthanc.version != HOST_VERSION
+    assert os.listdir(orthanc.host_path(folder))
+    del orthanc.config[backend.section]["OwnerlessObjects"]
+    orthanc.restart()
+    refusals = orthanc.log().count("has no owner record")
+    assert_refused(orthanc, instances)
+    assert orthanc.log().count("has no owner record") >= refusals + 2
