@@ -204,11 +204,10 @@ class AzureStore:
             metadata = {**(properties.metadata or {}), OWNER_METADATA_AZURE: owner.metadata_value()}
             blob.set_blob_metadata(metadata, etag=version, match_condition=MatchConditions.IfNotModified)
         except AzureError as exc:
-            error = _translate(exc, key, "owner stamp")
-            if isinstance(error, StoreUnavailable) and getattr(exc, "status_code", None) == 412:
+            if getattr(exc, "status_code", None) == 412:  # If-Match failed
                 raise StoreError(f"Azure owner stamp of {key!r}: the blob changed since it was proven; "
                                  "not stamped (run verify --deep --stamp again)", key) from exc
-            raise error from exc
+            raise _translate(exc, key, "owner stamp") from exc
 
     def __repr__(self) -> str:
         return f"AzureStore(account={self.account!r}, container={self.container_name!r})"
