@@ -83,7 +83,7 @@ def _mark_owners(store: Store, config: PluginConfig) -> None:
     """OwnerlessObjects: the time after which an object without an owner record is refused (see
     ``protocol.check_owner``): the server's time of the RootPath's owner mark, created on the first start
     (AcceptBeforeMark, the default), the beginning of time (Refuse), or none (Accept). Stores without
-    ``mark_owners`` (Azure, GCS, file system: not done yet) accept every object without a record."""
+    ``mark_owners`` (the file system: no metadata at all) accept every object without a record."""
     policy = config.common.ownerless_objects
     if policy == OWNERLESS_ACCEPT or not isinstance(store, OwnerMarking):
         return

@@ -38,7 +38,7 @@ from ..errors import ConfigError, IntegrityError, NotFound, OwnerlessObject, Sto
 from ..jobs import steps as move
 from ..jobs.steps import matches_index  # size and MD5 against the index
 from ..storage.encrypted import KeyRotation
-from ..storage.protocol import OWNER_MARK, Listing, Owner, delete_keys
+from ..storage.protocol import OWNER_MARK, Listing, Owner, OwnerStamping, delete_keys
 from ..storage.providers.filesystem import FileSystemStore
 from .index import index_path, read_rest_index, read_sqlite_index
 from .progress import COPIED, CURRENT, FAILED, OK, REENCRYPTED, SKIPPED, TO_COPY, describe_attachment, run_steps
@@ -200,13 +200,15 @@ def verify_step(context: Context, entry):
             try:
                 problem = matches_index(area.store.get(key, owner=_owner(attachment)), attachment)
             except OwnerlessObject:
-                stamp = getattr(context.provider, "stamp_owner", None)
-                if not (context.arguments.stamp and stamp is not None and area is context.objects):
+                provider = context.provider
+                if not (context.arguments.stamp and isinstance(provider, OwnerStamping) and area is context.objects):
                     raise
-                # proven by the MD5 of Orthanc's index, then given its record (the same check as before the mark)
+                # proven by the MD5 of Orthanc's index, then given its record (the same check as before the
+                # mark), on the version that was proven only
+                version = provider.object_version(key)
                 problem = matches_index(area.store.get(key), attachment)
                 if problem is None:
-                    stamp(key, _owner(attachment))
+                    provider.stamp_owner(key, _owner(attachment), version)
             if problem:
                 problems.append(f"damaged: {_describe(entry)}: {_where(area, key)}: {problem}")
                 continue
@@ -381,5 +383,5 @@ def register(commands) -> None:
                                 "default 3600)")
             parser.add_argument("--stamp", action="store_true",
                                 help="with --deep: an object without owner record whose MD5 matches the index gets "
-                                     "its owner record (S3), so that OwnerlessObjects no longer refuses it")
+                                     "its owner record (S3, Azure, GCS), so that OwnerlessObjects no longer refuses it")
         parser.set_defaults(run=lambda arguments, name=name: _command(name, arguments))

@@ -15,7 +15,11 @@ encryption is on: a cache never becomes a plaintext copy of medical data).
   metadata caches, which are read soon after they are written). ``ReadCache.forget(uuid)`` drops
   every key of an attachment (Orthanc's remove callback, before any deferred delete).
 - ``owner``: an entry remembers the owner its request was checked for; a read for another owner
-  bypasses the entry and asks the inner store, which checks it as always.
+  bypasses the entry and asks the inner store, which checks it as always. A disk entry also remembers
+  what the inner store's checks accepted of objects without an owner record (``protocol.owner_scope``:
+  OwnerlessObjects and the owner mark); after a start-up under other checks it is dropped, never served
+  (an object read under ``Accept`` must be refused from the cache too once ``AcceptBeforeMark`` or
+  ``Refuse`` are back).
 
 ``ReadCache`` holds a ``MemoryCache`` (LRU by bytes, entries above ``max_entry`` never kept) and an
 optional ``DiskCache`` (files named by a hash of the key, each with the SHA-256 of its body: a
@@ -45,6 +49,7 @@ from .protocol import (
     delete_keys,
     exact_range,
     owner_checks,
+    owner_scope,
     request_restore,
     restore_tiers,
 )
@@ -161,15 +166,16 @@ class DiskCache:
     """Objects by key in ``folder``, at most ``capacity`` bytes of bodies, least recently used first out.
 
     One file per object, ``<folder>/<h[:2]>/<h>`` where ``h`` is the SHA-256 of the key: a JSON line
-    (key, owner, size, SHA-256 of the body), then the body as stored. Written to a temporary file and
-    renamed, so a crash leaves no half entry under the final name. At start the folder is scanned
+    (key, owner, owner scope, size, SHA-256 of the body), then the body as stored. Written to a temporary
+    file and renamed, so a crash leaves no half entry under the final name. At start the folder is scanned
     (oldest access first); an entry that does not match its line when read is deleted and reported
-    as a miss."""
+    as a miss; so is one of another ``owner_scope`` (kept under other owner checks), silently."""
 
     def __init__(self, folder: str, capacity: int, stats: CacheStats):
         self.folder = folder
         self.capacity = capacity
         self.stats = stats
+        self.owner_scope = ""  # protocol.owner_scope of the store behind the cache (CachedStore sets it)
         self._sizes: OrderedDict[str, int] = OrderedDict()  # file name -> body size, by last access
         self._size = 0
         self._lock = threading.Lock()
@@ -219,6 +225,9 @@ class DiskCache:
                 line = file.readline(4096)
                 body = file.read()
             meta = json.loads(line)
+            if meta.get("owner_scope") != self.owner_scope:  # read under other owner checks: not ours to serve
+                self._drop(name)
+                return None
             if meta.get("key") != key or meta.get("size") != len(body) or \
                     meta.get("sha256") != hashlib.sha256(body).hexdigest():
                 raise ValueError("content does not match its checksum")
@@ -235,7 +244,7 @@ class DiskCache:
             return
         name = self._name(key)
         path = self._path(name)
-        meta = json.dumps({"key": key, "owner": entry.owner, "size": len(entry.data),
+        meta = json.dumps({"key": key, "owner": entry.owner, "owner_scope": self.owner_scope, "size": len(entry.data),
                            "sha256": hashlib.sha256(entry.data).hexdigest()}).encode() + b"\n"
         temporary = f"{path}.{threading.get_ident()}.tmp"
         try:
@@ -461,8 +470,12 @@ class CachedStore:
     """``inner`` with a ``ReadCache`` in front of its reads. See the module docstring."""
 
     def __init__(self, inner: Store, cache: ReadCache):
+        """``inner``'s owner checks are set (its owner mark read, at start-up) before: the disk entries kept
+        under other checks are not served (see the module docstring)."""
         self.inner = inner
         self.cache = cache
+        if cache.disk is not None:
+            cache.disk.owner_scope = owner_scope(inner)
 
     @property
     def records_owner(self) -> bool:

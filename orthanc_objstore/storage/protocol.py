@@ -83,6 +83,9 @@ OWNER_METADATA_AZURE = OWNER_METADATA.replace("-", "_")  # Azure metadata names 
 
 
 OWNER_MARK = ".orthanc-objstore-owners-since"  # under RootPath: its Last-Modified is when owners began to be recorded
+OWNER_MARK_TEXT = (b"orthanc-objstore records the owner of every object it writes since this object's "
+                   b"Last-Modified; objects without an owner record modified later are refused "
+                   b"(option OwnerlessObjects). Do not delete.\n")
 OWNERLESS_ACCEPT_BEFORE_MARK = "AcceptBeforeMark"  # the default: objects without a record, older than the mark
 OWNERLESS_ACCEPT = "Accept"                        # every object without a record (a fleet with the official plugin)
 OWNERLESS_REFUSE = "Refuse"                        # none (every object stamped by verify --deep --stamp)
@@ -142,12 +145,37 @@ def check_owner(key: str, owner: "Owner | None", recorded: str | None, where: st
 
 @runtime_checkable
 class OwnerMarking(Protocol):
-    """Stores that refuse ownerless objects newer than an owner mark (S3): ``owners_since`` (a datetime or
-    None) is set at start-up from ``mark_owners(key)``, the server's Last-Modified of the mark."""
+    """Stores that refuse ownerless objects newer than an owner mark (S3, Azure, GCS): ``owners_since`` (a
+    datetime or None) is set at start-up from ``mark_owners(key)``, the server's time of the mark (S3, Azure:
+    its Last-Modified; GCS: its timeCreated), created there when missing, create-only."""
 
     owners_since: Any
 
     def mark_owners(self, key: str) -> Any: ...
+
+
+@runtime_checkable
+class OwnerStamping(Protocol):
+    """Stores that record an owner on an existing object without its bytes (``verify --deep --stamp``).
+
+    ``object_version(key)`` is an opaque token of the object as it is now (S3, Azure: ETag; GCS: generation);
+    ``stamp_owner(key, owner, version)`` records ``owner`` only if the object is still that version, else
+    raises ``StoreError``: a caller takes the version, proves the bytes, then stamps, so an object replaced
+    in between is never stamped."""
+
+    def object_version(self, key: str) -> str: ...
+
+    def stamp_owner(self, key: str, owner: Owner, version: str) -> None: ...
+
+
+def owner_scope(store) -> str:
+    """What ``store``'s owner checks accept of objects without a record, as a string that changes with
+    OwnerlessObjects and the owner mark: a cache that outlives a start-up (the read cache's disk entries)
+    serves an entry only under the checks it was read with. "" for a store without a mark."""
+    if not isinstance(store, OwnerMarking):
+        return ""
+    since = store.owners_since
+    return "ownerless accepted" if since is None else f"ownerless refused from {since.isoformat()}"
 
 
 def _since(owners_since) -> str:

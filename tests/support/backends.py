@@ -36,12 +36,11 @@ NO_READ_CACHE = {"ReadCache": False}
 
 
 def predate_owner_mark(backend) -> None:
-    """Makes the objects written without metadata so far older than the bucket's owner mark (S3), as the
-    official plugin's or an older version's are: the mark is removed (the next start creates it again, a
-    second later). Other backends have no mark."""
-    if backend.name == "s3":
-        backend.delete(OWNER_MARK)
-        time.sleep(1.1)  # Last-Modified has whole seconds
+    """Makes the objects written without metadata so far older than the bucket's owner mark, as the official
+    plugin's or an older version's are: the mark is removed (the next start creates it again, a second
+    later)."""
+    backend.delete(OWNER_MARK)
+    time.sleep(1.1)  # S3's and Azure's Last-Modified have whole seconds
 
 
 class S3Backend:
@@ -82,6 +81,10 @@ class S3Backend:
     def read_with_metadata(self, key) -> tuple[bytes, dict]:
         response = self.client.get_object(Bucket=self.bucket, Key=key)
         return response["Body"].read(), response.get("Metadata", {})
+
+    def modified(self, key):
+        """The server's time the owner mark is compared with (S3: Last-Modified)."""
+        return self.client.head_object(Bucket=self.bucket, Key=key)["LastModified"]
 
     def write(self, key, data: bytes, metadata: dict | None = None):
         self.client.put_object(Bucket=self.bucket, Key=key, Body=data, Metadata=metadata or {})
@@ -138,7 +141,7 @@ class AzureBackend:
         return {}
 
     def keys(self) -> list[str]:
-        return sorted(self.client.list_blob_names())
+        return sorted(name for name in self.client.list_blob_names() if not name.endswith(OWNER_MARK))
 
     def read(self, key) -> bytes:
         return self.client.download_blob(key).readall()
@@ -146,6 +149,10 @@ class AzureBackend:
     def read_with_metadata(self, key) -> tuple[bytes, dict]:
         downloader = self.client.download_blob(key)
         return downloader.readall(), dict(downloader.properties.metadata or {})
+
+    def modified(self, key):
+        """The server's time the owner mark is compared with (Azure: Last-Modified)."""
+        return self.client.get_blob_client(key).get_blob_properties().last_modified
 
     def write(self, key, data: bytes, metadata: dict | None = None):
         self.client.upload_blob(key, data, overwrite=True, metadata=metadata or None)
@@ -208,7 +215,8 @@ class GcsBackend:
         return {"STORAGE_EMULATOR_HOST": self.proxy.url}
 
     def keys(self) -> list[str]:
-        return sorted(blob.name for blob in self.client.list_blobs(self.bucket_name))
+        return sorted(blob.name for blob in self.client.list_blobs(self.bucket_name)
+                      if not blob.name.endswith(OWNER_MARK))
 
     def read(self, key) -> bytes:
         return self.bucket.blob(key).download_as_bytes()
@@ -216,6 +224,10 @@ class GcsBackend:
     def read_with_metadata(self, key) -> tuple[bytes, dict]:
         blob = self.bucket.get_blob(key)
         return blob.download_as_bytes(), dict(blob.metadata or {})
+
+    def modified(self, key):
+        """The server's time the owner mark is compared with (GCS: the generation's timeCreated)."""
+        return self.bucket.get_blob(key).time_created
 
     def write(self, key, data: bytes, metadata: dict | None = None):
         blob = self.bucket.blob(key)

@@ -7,10 +7,12 @@ import subprocess
 from .servers import require, venv_bin
 
 
-def tool(*arguments) -> subprocess.CompletedProcess:
+def tool(*arguments, env: dict | None = None) -> subprocess.CompletedProcess:
+    """The command with ``arguments``; ``env`` is added to this process's environment (a backend's)."""
     command = venv_bin("orthanc-objstore")
     require(command is not None, "the orthanc-objstore command is not installed in this venv (pip install .)")
-    return subprocess.run([command, *arguments], capture_output=True, text=True, timeout=300)
+    return subprocess.run([command, *arguments], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, **(env or {})})
 
 
 def tool_config(orthanc, settings) -> str:

@@ -1,5 +1,7 @@
 """The read cache (storage/cached.py), the prefetcher (jobs/prefetch.py) and the viewer triggers."""
 
+import datetime
+import json
 import os
 import threading
 import time
@@ -149,6 +151,44 @@ def test_disk_cache_survives_a_restart_and_drops_a_damaged_entry(tmp_path):
         file.write(b"X")
     assert again.get("a.dcm") == b"stored bytes"
     assert inner.gets == ["a.dcm", "a.dcm"] and again.cache.stats.disk_damaged == 1
+
+
+class MarkedStore(CountingStore):
+    """A counting store with an owner mark (``OwnerMarking``), as S3, Azure and GCS are at start-up."""
+
+    owners_since = None
+
+    def mark_owners(self, key):
+        raise AssertionError("not asked here")
+
+
+def test_disk_entries_are_served_only_under_the_owner_checks_they_were_read_with(tmp_path):
+    folder = str(tmp_path / "cache")
+    inner = MarkedStore()  # OwnerlessObjects Accept (owners_since None)
+    inner.put("a.dcm", b"bare bytes")
+    CachedStore(inner, ReadCache(0, 4 * MB, folder, 4 * MB)).get("a.dcm", owner=Owner("uuid-1", 1))
+    assert CachedStore(inner, ReadCache(0, 4 * MB, folder, 4 * MB)).get("a.dcm", owner=Owner("uuid-1", 1))
+    assert inner.gets == ["a.dcm"]  # same checks after the restart: served from disk
+
+    inner.owners_since = datetime.datetime(2026, 12, 2, tzinfo=datetime.UTC)  # back to AcceptBeforeMark
+    restarted = CachedStore(inner, ReadCache(0, 4 * MB, folder, 4 * MB))
+    restarted.get("a.dcm", owner=Owner("uuid-1", 1))  # asked of the store again, whose checks decide
+    assert inner.gets == ["a.dcm", "a.dcm"]  # (the refusal itself: tests/providers/test_owner_metadata.py)
+
+
+def test_disk_entries_of_a_version_without_owner_checks_are_dropped(tmp_path):
+    folder = str(tmp_path / "cache")
+    inner, store = _cached(memory=0, folder=folder, disk=4 * MB)
+    inner.put("a.dcm", b"stored bytes")
+    store.get("a.dcm")
+    (entry,) = [os.path.join(d, f) for d, _, files in os.walk(folder) for f in files]
+    with open(entry, "rb") as file:
+        meta, body = file.read().split(b"\n", 1)
+    with open(entry, "wb") as file:  # the line an older version wrote: no owner_scope
+        old = {name: value for name, value in json.loads(meta).items() if name != "owner_scope"}
+        file.write(json.dumps(old).encode() + b"\n" + body)
+    assert CachedStore(inner, ReadCache(0, 4 * MB, folder, 4 * MB)).get("a.dcm") == b"stored bytes"
+    assert inner.gets == ["a.dcm", "a.dcm"]
 
 
 def test_disk_cache_is_bounded(tmp_path):

@@ -15,11 +15,15 @@ inside the SDK: measured 2.0x the blob at peak against 1.1x in ranges, at the sa
 after the first are pinned to the first answer's ETag, so a blob replaced during the read fails the read
 instead of mixing two versions. Every read checks the length it received.
 The owner (see ``protocol``) is blob metadata ``orthanc_attachment``, checked from the properties that
-come with the download's first answer (no extra request).
+come with the download's first answer (no extra request), with its ``Last-Modified`` for the owner mark
+(a blob ``<RootPath>/.orthanc-objstore-owners-since`` created with ``If-None-Match: *``). Every change to a
+blob, its metadata included, moves its ``Last-Modified``: an old blob without the record whose metadata is
+changed by another tool is refused until ``verify --deep --stamp`` records its owner.
 """
 
 import logging
 
+from azure.core import MatchConditions
 from azure.core.exceptions import (
     AzureError,
     ClientAuthenticationError,
@@ -46,6 +50,7 @@ from ..protocol import (
     IN_PROGRESS,
     NOT_NEEDED,
     NOT_RESTORED,
+    OWNER_MARK_TEXT,
     OWNER_METADATA_AZURE,
     ColdState,
     Owner,
@@ -101,10 +106,12 @@ def _translate(exc: Exception, key: str, operation: str) -> StoreError:
     return StoreError(f"{where}: {code or status or type(exc).__name__}", key)
 
 
-def _check_owner(key, owner, downloader) -> None:
-    """The owner check on a download's properties (read from the first answer, before the rest of the data)."""
-    metadata = downloader.properties.metadata or {}
-    check_owner(key, owner, metadata.get(OWNER_METADATA_AZURE), "Azure")
+def _check_owner(key, owner, downloader, owners_since=None) -> None:
+    """The owner check on a download's properties (read from the first answer, before the rest of the data):
+    the recorded owner, and the blob's Last-Modified against the owner mark's."""
+    properties = downloader.properties
+    check_owner(key, owner, (properties.metadata or {}).get(OWNER_METADATA_AZURE), "Azure",
+                properties.last_modified, owners_since)
 
 
 class _RawTier(str):
@@ -161,6 +168,47 @@ class AzureStore:
         if config.access_tier:
             self._upload_options["standard_blob_tier"] = _access_tier(config.access_tier)
 
+    owners_since = None  # datetime: blobs without an owner record modified after it are refused (mark_owners)
+
+    def mark_owners(self, key: str):
+        """The server's Last-Modified of the mark ``key``, created (create-only: If-None-Match: *) when missing,
+        so that every replica sharing the container gets the same time, from the server's clock."""
+        blob = self._container.get_blob_client(key)
+        try:
+            try:
+                return blob.get_blob_properties().last_modified
+            except ResourceNotFoundError as exc:
+                if isinstance(_translate(exc, key, "owner mark"), BucketNotFound):
+                    raise
+            try:
+                blob.upload_blob(OWNER_MARK_TEXT, overwrite=False)
+            except ResourceExistsError:
+                pass  # another replica created it first; its time is the one
+            return blob.get_blob_properties().last_modified
+        except AzureError as exc:
+            raise _translate(exc, key, "owner mark") from exc
+
+    def object_version(self, key: str) -> str:
+        """The blob's ETag: ``stamp_owner`` records an owner only on the version that was proven."""
+        try:
+            return self._container.get_blob_client(key).get_blob_properties().etag
+        except AzureError as exc:
+            raise _translate(exc, key, "version check") from exc
+
+    def stamp_owner(self, key: str, owner: Owner, version: str) -> None:
+        """Records ``owner`` on an existing blob without sending its bytes again (Set Blob Metadata, its other
+        metadata kept), only if it is still ``version`` (its ETag); else ``StoreError``: it changed since."""
+        blob = self._container.get_blob_client(key)
+        try:
+            properties = blob.get_blob_properties(etag=version, match_condition=MatchConditions.IfNotModified)
+            metadata = {**(properties.metadata or {}), OWNER_METADATA_AZURE: owner.metadata_value()}
+            blob.set_blob_metadata(metadata, etag=version, match_condition=MatchConditions.IfNotModified)
+        except AzureError as exc:
+            if getattr(exc, "status_code", None) == 412:  # If-Match failed
+                raise StoreError(f"Azure owner stamp of {key!r}: the blob changed since it was proven; "
+                                 "not stamped (run verify --deep --stamp again)", key) from exc
+            raise _translate(exc, key, "owner stamp") from exc
+
     def __repr__(self) -> str:
         return f"AzureStore(account={self.account!r}, container={self.container_name!r})"
 
@@ -197,7 +245,7 @@ class AzureStore:
     def get(self, key: str, *, owner: Owner | None = None) -> bytes:
         try:
             downloader = self._container.download_blob(key, max_concurrency=1)
-            _check_owner(key, owner, downloader)
+            _check_owner(key, owner, downloader, self.owners_since)
             data = downloader.readall()
         except AzureError as exc:
             raise _translate(exc, key, "read") from exc
@@ -208,7 +256,7 @@ class AzureStore:
     def get_range(self, key: str, start: int, length: int, *, owner: Owner | None = None) -> bytes:
         def fetch() -> bytes:
             downloader = self._container.download_blob(key, offset=start, length=length, max_concurrency=1)
-            _check_owner(key, owner, downloader)
+            _check_owner(key, owner, downloader, self.owners_since)
             return downloader.readall()
 
         return read_exact_range(key, start, length, fetch=fetch, head=self.head, sdk_errors=(AzureError,),

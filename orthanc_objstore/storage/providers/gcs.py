@@ -18,6 +18,11 @@ is not checked here), read through the SDK's private ``_extract_headers_from_dow
 checks it without an extra request. When that header is absent (an object without the record, a server
 that does not send it, an SDK that no longer calls the hook) the metadata is asked once, pinned to the
 generation that was downloaded (``ifGenerationMatch``): still checked, at one small request more.
+That request also gives the age the owner mark is compared with (``OwnerlessObjects``): the generation's
+``timeCreated`` (a new upload is a new generation; a metadata update does not change it), against the
+mark's (``<RootPath>/.orthanc-objstore-owners-since``, created with ``ifGenerationMatch=0``). The SDK
+keeps no time from a media download, so an object without the record costs that request as before, and
+an object with the record costs none.
 
 A 404 does not always say whether the object or the bucket is missing. Google Cloud Storage's answers
 usually say "No such object: …" or "The specified bucket does not exist." (not documented: its
@@ -48,7 +53,7 @@ from ...errors import (
     StoreUnavailable,
 )
 from ..buffers import as_file
-from ..protocol import OWNER_METADATA, Owner, batch_failures, check_owner, read_exact_range
+from ..protocol import OWNER_MARK_TEXT, OWNER_METADATA, Owner, batch_failures, check_owner, read_exact_range
 
 CHUNK_SIZE = 32 * 1024 * 1024  # a multiple of 256 KiB, as resumable uploads require
 POOL_SIZE = 64
@@ -174,6 +179,51 @@ class GcsStore:
             return True
         return True
 
+    owners_since = None  # datetime: objects without an owner record created after it are refused (mark_owners)
+
+    def mark_owners(self, key: str):
+        """The server's timeCreated of the mark ``key``, created (create-only: ifGenerationMatch=0) when
+        missing, so that every replica sharing the bucket gets the same time, from the server's clock."""
+        mark = self._bucket.blob(key)
+        try:
+            try:
+                mark.reload(timeout=self._timeout, retry=self._retry)
+                return mark.time_created
+            except api_exceptions.NotFound as exc:
+                if isinstance(self._error(exc, key, "owner mark"), BucketNotFound):
+                    raise
+            try:
+                self._bucket.blob(key).upload_from_string(OWNER_MARK_TEXT, if_generation_match=0,
+                                                          timeout=self._timeout, retry=self._retry)
+            except api_exceptions.PreconditionFailed:
+                pass  # another replica created it first: its time is the one
+            mark.reload(timeout=self._timeout, retry=self._retry)
+        except _SDK_ERRORS as exc:
+            raise self._error(exc, key, "owner mark") from exc
+        return mark.time_created
+
+    def object_version(self, key: str) -> str:
+        """The object's generation: ``stamp_owner`` records an owner only on the version that was proven."""
+        blob = self._bucket.blob(key)
+        try:
+            blob.reload(timeout=self._timeout, retry=self._retry)
+        except _SDK_ERRORS as exc:
+            raise self._error(exc, key, "version check") from exc
+        return str(blob.generation)
+
+    def stamp_owner(self, key: str, owner: Owner, version: str) -> None:
+        """Records ``owner`` on an existing object without sending its bytes again (a metadata patch, its
+        other metadata kept), only if it is still generation ``version``; else ``StoreError``: it changed."""
+        blob = self._bucket.blob(key)
+        blob.metadata = {OWNER_METADATA: owner.metadata_value()}
+        try:
+            blob.patch(if_generation_match=int(version), timeout=self._timeout, retry=self._retry)
+        except api_exceptions.PreconditionFailed as exc:
+            raise StoreError(f"GCS owner stamp of {key!r}: the object changed since it was proven; not stamped "
+                             "(run verify --deep --stamp again)", key) from exc
+        except _SDK_ERRORS as exc:
+            raise self._error(exc, key, "owner stamp") from exc
+
     def _error(self, exc: Exception, key: str, operation: str) -> StoreError:
         """``_translate``, with this store's bucket to ask when a 404 is ambiguous."""
         return _translate(exc, key, operation, self._bucket_exists)
@@ -213,15 +263,17 @@ class GcsStore:
                                 translate=self._error, where="GCS")
 
     def _check_owner(self, key: str, owner: Owner | None, blob: _OwnedBlob) -> None:
-        """The owner check after a download: from its header, else from the metadata of that generation."""
+        """The owner check after a download: from its header, else from the metadata of that generation
+        (which also gives its timeCreated, for the owner mark). A download without a generation has no
+        known age: refused when there is a mark."""
         if owner is None:
             return
-        recorded = blob.downloaded_owner
+        recorded, created = blob.downloaded_owner, None
         if recorded is None and blob.generation is not None:
             described = self._bucket.blob(key)
             described.reload(if_generation_match=int(blob.generation), timeout=self._timeout, retry=self._retry)
-            recorded = (described.metadata or {}).get(OWNER_METADATA)
-        check_owner(key, owner, recorded, "GCS")
+            recorded, created = (described.metadata or {}).get(OWNER_METADATA), described.time_created
+        check_owner(key, owner, recorded, "GCS", created, self.owners_since)
 
     def head(self, key: str) -> int:
         blob = self._bucket.blob(key)

@@ -38,6 +38,7 @@ from ..protocol import (
     IN_PROGRESS,
     NOT_NEEDED,
     NOT_RESTORED,
+    OWNER_MARK_TEXT,
     OWNER_METADATA,
     RESTORED,
     ColdState,
@@ -172,10 +173,8 @@ class S3Store:
                 if str(exc.response.get("Error", {}).get("Code", "")) not in _BODILESS_NOT_FOUND_CODES:
                     raise
             try:
-                self._client.put_object(Bucket=self.bucket, Key=key, IfNoneMatch="*", Body=(
-                    b"orthanc-objstore records the owner of every object it writes since this object's "
-                    b"Last-Modified; objects without an owner record modified later are refused "
-                    b"(option OwnerlessObjects). Do not delete.\n"), **self._extra)
+                self._client.put_object(Bucket=self.bucket, Key=key, IfNoneMatch="*", Body=OWNER_MARK_TEXT,
+                                        **self._extra)
             except botocore.exceptions.ClientError as exc:
                 if str(exc.response.get("Error", {}).get("Code", "")) != "PreconditionFailed":
                     raise  # 412: another replica created it first; its time is the one
@@ -183,14 +182,27 @@ class S3Store:
         except _SDK_ERRORS as exc:
             raise self._error(exc, key, "owner mark") from exc
 
-    def stamp_owner(self, key: str, owner: Owner) -> None:
+    def object_version(self, key: str) -> str:
+        """The object's ETag: ``stamp_owner`` records an owner only on the version that was proven."""
+        try:
+            return self._client.head_object(Bucket=self.bucket, Key=key)["ETag"]
+        except _SDK_ERRORS as exc:
+            raise self._error(exc, key, "version check") from exc
+
+    def stamp_owner(self, key: str, owner: Owner, version: str) -> None:
         """Records ``owner`` on an existing object without sending its bytes again: a copy onto itself with
-        the metadata replaced (S3's only metadata update; tags and the storage class are kept)."""
+        the metadata replaced (S3's only metadata update; tags and the storage class are kept), only if it
+        is still ``version`` (its ETag: CopySourceIfMatch); else ``StoreError``: it changed since."""
         extra = {name: value for name, value in self._extra.items() if name != "Tagging"}
         try:
             self._client.copy_object(Bucket=self.bucket, Key=key, CopySource={"Bucket": self.bucket, "Key": key},
-                                     Metadata={OWNER_METADATA: owner.metadata_value()},
+                                     CopySourceIfMatch=version, Metadata={OWNER_METADATA: owner.metadata_value()},
                                      MetadataDirective="REPLACE", **extra)
+        except botocore.exceptions.ClientError as exc:
+            if str(exc.response.get("Error", {}).get("Code", "")) in ("PreconditionFailed", "412"):
+                raise StoreError(f"S3 owner stamp of {key!r}: the object changed since it was proven; not "
+                                 "stamped (run verify --deep --stamp again)", key) from exc
+            raise self._error(exc, key, "owner stamp") from exc
         except _SDK_ERRORS as exc:
             raise self._error(exc, key, "owner stamp") from exc
 
