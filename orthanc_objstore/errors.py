@@ -79,6 +79,11 @@ class PermissionDenied(StoreError):
     """The store refused the credentials for this operation (HTTP 401/403)."""
 
 
+class NoCredentials(PermissionDenied):
+    """No credentials could be had at all (a credential chain found none, or its identity service refused):
+    nothing was sent to the store. At start-up this stops the plugin instead of being retried."""
+
+
 class StoreUnavailable(StoreError):
     """The store could not be reached or kept failing (timeouts, 5xx, throttling) after retries."""
 
