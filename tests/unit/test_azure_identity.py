@@ -56,7 +56,7 @@ def test_a_misconfigured_environment_is_a_config_error_naming_it(identity, monke
 
 
 def test_the_chain_reason_hides_tokens_and_the_environment_secrets(monkeypatch):
-    from orthanc_objstore.storage.providers.azure import chain_reason
+    from orthanc_objstore.errors import chain_reason
     monkeypatch.setenv("AZURE_CLIENT_SECRET", "s3cr3t-value")
     token = unsigned_jwt()
     reason = chain_reason(RuntimeError("DefaultAzureCredential failed to retrieve a token.\nAttempted credentials:\n"

@@ -22,8 +22,6 @@ come with the download's first answer (no extra request).
 """
 
 import logging
-import os
-import re
 
 from azure.core.exceptions import (
     AzureError,
@@ -46,6 +44,7 @@ from ...errors import (
     PermissionDenied,
     StoreError,
     StoreUnavailable,
+    chain_reason,
 )
 from ..buffers import BufferReader
 from ..protocol import (
@@ -115,8 +114,6 @@ def _check_owner(key, owner, downloader) -> None:
 
 
 STORAGE_SCOPE = "https://storage.azure.com/.default"  # what the storage client asks the credential for
-_TOKEN = re.compile(r"eyJ[\w-]+\.[\w-]+\.[\w-]*")  # a JWT, should an identity service's answer quote one
-_CHAIN_NOISE = ("Visit https://", "To mitigate this issue", "Attempted credentials:", "DefaultAzureCredential failed")
 
 
 def _service_client(config) -> tuple[BlobServiceClient, object | None]:
@@ -155,19 +152,6 @@ def _default_credential():
     except ValueError as exc:  # e.g. AZURE_CLIENT_ID set to something that is not an application id
         raise ConfigError(f"AzureBlobStorage: the Azure credential chain cannot be built from this process's "
                           f"environment: {chain_reason(exc)}") from None
-
-
-def chain_reason(exc: Exception) -> str:
-    """The credential chain's message on one line: each credential's reason, links and advice left out,
-    anything shaped like a token or equal to a secret of the environment hidden."""
-    lines = [line.strip() for line in str(exc).splitlines()]
-    text = "; ".join(line for line in lines if line and not line.startswith(_CHAIN_NOISE))
-    text = _TOKEN.sub("(token hidden)", text)
-    for name in ("AZURE_CLIENT_SECRET", "IDENTITY_HEADER", "AZURE_CLIENT_CERTIFICATE_PASSWORD"):
-        secret = os.environ.get(name)
-        if secret and len(secret) >= 4:
-            text = text.replace(secret, "(hidden)")
-    return text or type(exc).__name__
 
 
 class _RawTier(str):
