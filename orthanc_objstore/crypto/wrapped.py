@@ -99,7 +99,8 @@ def _azure_fields(service: str, fields: list[bytes]) -> tuple[str, str, bytes]:
     algorithm = fields[1].decode(errors="replace") if len(fields) == 3 else "RSA-OAEP-256"
     if algorithm not in AZURE_ALGORITHMS:
         raise WrapError(f"{service}: unknown wrapping algorithm {algorithm!r}; allowed: {', '.join(AZURE_ALGORITHMS)}")
-    return fields[0].decode(), algorithm, _ciphertext(service, AZURE_KEY_VAULT, fields[-1])
+    body = fields[-1].replace(b"-", b"+").replace(b"_", b"/")  # the Azure CLI may answer base64url
+    return fields[0].decode(), algorithm, _ciphertext(service, AZURE_KEY_VAULT, body + b"=" * (-len(body) % 4))
 
 
 def _aws_kms_decrypt(blob: bytes) -> bytes:
