@@ -25,8 +25,8 @@ VALID_ISSUER = f"https://sts.windows.net/{TENANT}/"
 STORAGE_AUDIENCE = "https://storage.azure.com"
 
 
-def self_signed_certificate() -> tuple[bytes, bytes]:
-    """(certificate, key) in PEM for 127.0.0.1 and localhost, valid for a day; the certificate is its own CA."""
+def self_signed_certificate(*names: str) -> tuple[bytes, bytes]:
+    """(certificate, key) in PEM for 127.0.0.1, localhost and ``names``, valid for a day; its own CA."""
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
@@ -40,7 +40,8 @@ def self_signed_certificate() -> tuple[bytes, bytes]:
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=1))
         .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
-                                                    x509.DNSName("localhost")]), critical=False)
+                                                    *(x509.DNSName(name) for name in ("localhost", *names))]),
+                       critical=False)
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .sign(key, hashes.SHA256()))
     return (certificate.public_bytes(serialization.Encoding.PEM),

@@ -10,11 +10,14 @@ import base64
 import io
 import json
 import os
+import ssl
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import SimpleNamespace
 
-VAULT = "https://pacs-vault.vault.azure.net"
+VAULT_HOST = "pacs-vault.vault.azure.net"
+VAULT = f"https://{VAULT_HOST}"
 KEY_ID = f"{VAULT}/keys/orthanc-master/0123456789abcdef0123456789abcdef"
 KMS_KEY = "projects/pacs/locations/europe-west1/keyRings/orthanc/cryptoKeys/master"
 TENANT = "72f988bf-0000-4000-8000-000000000001"
@@ -138,8 +141,7 @@ class FakeCloudKms:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self):  # noqa: N802 - http.server's naming
                 body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
-                outer.requests.append(self.path.split("?", 1)[0])
-                status, answer = outer.answer(self.path.split("?", 1)[0], body)
+                status, answer = outer.answer(self.path.split("?", 1)[0], body)  # records the path
                 data = json.dumps(answer).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json; charset=UTF-8")
@@ -158,6 +160,7 @@ class FakeCloudKms:
         return f"gcp-kms:{name}\n{base64.b64encode(self.toy.wrap(key)).decode()}\n".encode()
 
     def answer(self, path: str, body: dict) -> tuple[int, dict]:
+        self.requests.append(path)
         if path != f"/v1/{KMS_KEY}:decrypt":
             return 404, {"error": {"code": 404, "status": "NOT_FOUND", "message":
                                    f"{path[4:].split(':')[0]} not found."}}
@@ -170,6 +173,12 @@ class FakeCloudKms:
                                    "message": "Decryption failed: the ciphertext is invalid."}}
         return 200, {"plaintext": base64.b64encode(key).decode(), "usedPrimary": True}
 
+    def answer_request(self, request) -> tuple[int, dict, dict]:
+        """The same answers for a request that came through ServicesBehindProxy."""
+        path = request.url.split("?", 1)[0].split(GOOGLE_KMS_HOST, 1)[1]
+        status, answer = self.answer(path, json.loads(request.body or b"{}"))
+        return status, {}, answer
+
     def sdk_options(self, endpoint: str | None = None) -> dict:
         from google.auth.credentials import AnonymousCredentials
         return {"credentials": AnonymousCredentials(), "client_options": {"api_endpoint": endpoint or self.endpoint}}
@@ -177,3 +186,88 @@ class FakeCloudKms:
     def close(self):
         self.server.shutdown()
         self.server.server_close()
+
+
+GOOGLE_KMS_HOST = "cloudkms.googleapis.com"
+GOOGLE_TOKEN_HOST = "oauth2.googleapis.com"
+
+
+def google_token(request) -> tuple[int, dict, dict]:
+    """Google's OAuth token endpoint, should google-auth exchange the service account's assertion."""
+    return 200, {}, {"access_token": "google-token", "expires_in": 3600, "token_type": "Bearer"}
+
+
+class ServicesBehindProxy:
+    """Fake cloud services reached the way a process in a private network reaches the real ones: through an
+    HTTPS proxy (``HTTPS_PROXY``) on 127.0.0.1 that answers CONNECT to their host names itself, with TLS under
+    a certificate for those names (trust it with REQUESTS_CA_BUNDLE). So the real host names, which the SDKs
+    use (and Key Vault's SDK checks against its challenge), need no DNS. ``routes`` maps a host to a function
+    of a request (method, url, headers, body) that returns (status, headers, JSON body); ``connects`` lists the
+    CONNECT targets."""
+
+    def __init__(self, routes: dict, certificate_file: str, key_file: str):
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(certificate_file, key_file)
+        self.connects: list[str] = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_CONNECT(self):  # noqa: N802 - http.server's naming
+                outer.connects.append(self.path)
+                host, _, port = self.path.rpartition(":")
+                if host not in routes or port != "443":
+                    self.send_error(403, "this proxy only reaches the fake services")
+                    return
+                self.send_response(200, "Connection established")
+                self.end_headers()
+                self.wfile.flush()
+                tunnel = context.wrap_socket(self.connection, server_side=True)
+                self.connection, self.rfile, self.wfile = tunnel, tunnel.makefile("rb"), tunnel.makefile("wb")
+                self.host, self.close_connection = host, False
+                while not self.close_connection:
+                    self.handle_one_request()
+
+            def _answer(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                request = SimpleNamespace(method=self.command, url=f"https://{self.host}{self.path}",
+                                          headers=self.headers, body=body)
+                status, headers, answer = routes[self.host](request)
+                data = json.dumps(answer).encode()
+                self.send_response(status)
+                for name, value in {"Content-Type": "application/json; charset=utf-8", **headers}.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+                self.wfile.flush()
+
+            do_GET = do_POST = _answer  # noqa: N815
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def environment(self, ca_file: str) -> dict:
+        return {"HTTPS_PROXY": self.url, "https_proxy": self.url, "NO_PROXY": "127.0.0.1,localhost",
+                "no_proxy": "127.0.0.1,localhost", "REQUESTS_CA_BUNDLE": ca_file}
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def service_account_file_text() -> bytes:
+    """A Google service-account key file with a new RSA key (google-auth signs its own JWTs with it)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                            serialization.NoEncryption()).decode()
+    return json.dumps({"type": "service_account", "project_id": "pacs", "private_key_id": "0" * 40,
+                       "private_key": pem, "client_email": "orthanc@pacs.iam.gserviceaccount.com",
+                       "client_id": "100000000000000000001", "token_uri": f"https://{GOOGLE_TOKEN_HOST}/token"}).encode()
