@@ -72,3 +72,15 @@ def test_the_store_names_the_account_from_the_url_and_keeps_the_credential_out_o
     assert store.describe("x.dcm") == "azure://pacsstore/orthanc/x.dcm"
     assert repr(store) == "AzureStore(account='pacsstore', container='orthanc')"
     assert identity.requests == []  # no token before the start-up check asks for one
+
+
+def test_after_start_up_an_operation_without_a_token_is_refused_with_the_chains_reason(identity):
+    need_module("azure.storage.blob")
+    from orthanc_objstore.errors import NoCredentials
+    from orthanc_objstore.storage.providers.azure import AzureStore
+    identity.refuse = True
+    store = AzureStore(azure_identity_config(f"https://127.0.0.1:{free_port()}/devstoreaccount1").provider)
+    with pytest.raises(NoCredentials) as caught:
+        store.head("x.dcm")
+    assert str(caught.value).startswith("Azure size check of 'x.dcm': no token from the Azure identity chain (")
+    assert "ManagedIdentityCredential:" in str(caught.value)

@@ -84,6 +84,8 @@ def _translate(exc: Exception, key: str, operation: str) -> StoreError:
         if code == "ContainerNotFound":
             return BucketNotFound(f"{where}: the container does not exist", key)
         return NotFound(f"{where}: no such blob", key)
+    if isinstance(exc, ClientAuthenticationError) and exc.response is None:  # the identity chain gave no token
+        return NoCredentials(f"{where}: no token from the Azure identity chain ({chain_reason(exc)})", key)
     if isinstance(exc, ClientAuthenticationError) or code in _DENIED_CODES or status in (401, 403):
         return PermissionDenied(f"{where}: access denied ({code or status}); check the ConnectionString's "
                                 "account key or SAS permissions, or the identity's role on the account (e.g. "
