@@ -3,6 +3,7 @@
 The client is made from the ConnectionString (account key or SAS), or for an AccountUrl with
 azure-identity's ``DefaultAzureCredential``, whose token the start-up check asks for once (``NoCredentials``
 with the chain's reason when it finds no identity).
+
 One ``ContainerClient`` is created at start-up and shared by all of Orthanc's threads (Azure SDK
 clients are thread-safe; they share one requests session and its connection pool). Retries and
 timeouts are the SDK's own: ``ExponentialRetry`` with ``MaxRetries`` attempts, ``ConnectTimeout``
