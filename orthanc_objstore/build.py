@@ -31,7 +31,7 @@ from .config.sections import (
     PluginConfig,
 )
 from .crypto.keys import Keyring
-from .errors import BucketNotFound, ConfigError, StoreError
+from .errors import BucketNotFound, ConfigError, NoCredentials, StoreError
 from .jobs import restore, steps
 from .metrics.metered import MeteredArea, StorageMetrics
 from .storage import encrypted as encryption
@@ -100,7 +100,8 @@ def _mark_owners(store: Store, config: PluginConfig) -> None:
 
 
 def _check_container(store: Store, config: PluginConfig) -> None:
-    """Refuses to start when the bucket/container is known to be missing; tolerates a store that is down.
+    """Refuses to start when the bucket/container is known to be missing or no credentials can be had at
+    all (``NoCredentials``: an Azure identity chain that found none); tolerates a store that is down.
 
     ``StartupCheck.check_bucket()`` is the providers' one start-up hook: S3 and GCS check that the bucket
     exists; Azure creates its container there when CreateContainerIfNotExists is true (the official
@@ -114,6 +115,8 @@ def _check_container(store: Store, config: PluginConfig) -> None:
         raise ConfigError(f"{config.section}: the bucket/container {store!r} does not exist; create it "
                           "first (the plugin creates none, except an Azure container with "
                           "CreateContainerIfNotExists)") from None
+    except NoCredentials as exc:
+        raise ConfigError(f"{config.section}: {exc}") from None
     except StoreError as exc:
         log.warning("%s: could not check the bucket at start-up (%s); going on, every operation will be "
                     "retried against it", config.section, exc)

@@ -25,6 +25,9 @@ bucket or container is therefore ``BucketNotFound``, on every provider: every ob
 unreadable, and hybrid mode must not take that for "this file is on the other side".
 """
 
+import os
+import re
+
 
 class StoreError(Exception):
     """A storage operation failed. ``key`` names the object involved, when there is one."""
@@ -79,6 +82,11 @@ class PermissionDenied(StoreError):
     """The store refused the credentials for this operation (HTTP 401/403)."""
 
 
+class NoCredentials(PermissionDenied):
+    """No credentials could be had at all (a credential chain found none, or its identity service refused):
+    nothing was sent to the store. At start-up this stops the plugin instead of being retried."""
+
+
 class StoreUnavailable(StoreError):
     """The store could not be reached or kept failing (timeouts, 5xx, throttling) after retries."""
 
@@ -89,3 +97,21 @@ class ConfigError(Exception):
     def __init__(self, problems: list[str] | str):
         self.problems = [problems] if isinstance(problems, str) else list(problems)
         super().__init__("; ".join(self.problems))
+
+
+_TOKEN = re.compile(r"eyJ[\w-]+\.[\w-]+\.[\w-]*")  # a JWT, should an identity service's answer quote one
+_CHAIN_NOISE = ("Visit https://", "To mitigate this issue", "Attempted credentials:", "DefaultAzureCredential failed")
+_ENVIRONMENT_SECRETS = ("AZURE_CLIENT_SECRET", "IDENTITY_HEADER", "AZURE_CLIENT_CERTIFICATE_PASSWORD")
+
+
+def chain_reason(exc: Exception) -> str:
+    """An Azure credential chain's failure (DefaultAzureCredential) on one line: each credential's reason,
+    links and advice left out, anything shaped like a token or equal to a secret of the environment hidden."""
+    lines = [line.strip() for line in str(exc).splitlines()]
+    text = "; ".join(line for line in lines if line and not line.startswith(_CHAIN_NOISE))
+    text = _TOKEN.sub("(token hidden)", text)
+    for name in _ENVIRONMENT_SECRETS:
+        secret = os.environ.get(name)
+        if secret and len(secret) >= 4:
+            text = text.replace(secret, "(hidden)")
+    return text or type(exc).__name__

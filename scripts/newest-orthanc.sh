@@ -61,8 +61,11 @@ trap 'rm -rf "$wheels" "$ROOT/tmp/objstore-wheel"' EXIT
 mkdir -p "$ROOT/tmp/objstore-wheel"
 cp "$wheels"/orthanc_objstore-*.whl "$ROOT/tmp/objstore-wheel/"
 wheel=/tmp/objstore-wheel/$(basename "$wheels"/orthanc_objstore-*.whl)
-# The host's PIP_FIND_LINKS / PIP_CONSTRAINT may name host-only paths; the dependencies come from Debian.
+# The host's PIP_FIND_LINKS / PIP_CONSTRAINT may name host-only paths; the dependencies come from Debian,
+# the optional extras the tests use (azure-identity, azure-keyvault-keys, google-cloud-kms) from PyPI, pinned
+# by newest-orthanc-pip.txt (a chroot built before they were pinned gets them here).
+cp scripts/newest-orthanc-pip.txt "$ROOT/tmp/objstore-wheel/constraints.txt"
 pip_in_root() { chroot "$ROOT" env -u PIP_FIND_LINKS -u PIP_CONSTRAINT "$VENV/bin/pip" -q --disable-pip-version-check "$@"; }
-pip_in_root install "$wheel"
+pip_in_root install -c /tmp/objstore-wheel/constraints.txt "$wheel[azure,azure-keyvault,gcp-kms]"
 pip_in_root install --no-deps --force-reinstall "$wheel"
 echo "== ready: Orthanc 1.13 plugin file $(chroot "$ROOT" "$VENV/bin/orthanc-objstore" plugin-path) (in $ROOT)"

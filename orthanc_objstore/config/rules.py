@@ -140,6 +140,36 @@ def azure_connection_string(section: Section, values: dict) -> None:
                         "BlobEndpoint=... and SharedAccessSignature=...")
 
 
+_AZURE_ACCOUNT_NAME = re.compile(r"[a-z0-9]{3,24}")
+AZURE_PUBLIC_BLOB_URL = "https://{}.blob.core.windows.net"
+
+
+def azure_account(section: Section, values: dict) -> None:
+    """Exactly one way to the account: ConnectionString (its key or SAS), or AccountUrl / AccountName (an
+    identity from azure-identity's credential chain, whose bearer tokens Azure accepts over HTTPS only).
+    AccountName becomes ``account_url``, the account's public blob URL."""
+    given = [name for name, field in (("ConnectionString", "connection_string"), ("AccountUrl", "account_url"),
+                                      ("AccountName", "account_name")) if values[field] is not None]
+    if not given:
+        section.problem("ConnectionString", "missing; give ConnectionString (with an account key or a SAS), or "
+                                            "AccountUrl or AccountName to authenticate with an Azure identity "
+                                            "(managed identity, workload identity, service principal, Azure CLI)")
+    elif len(given) > 1:
+        section.problem(given[1], f"set together with {given[0]}; give exactly one of ConnectionString, "
+                                  "AccountUrl and AccountName")
+    url, name = values["account_url"], values["account_name"]
+    if url is not None and not re.fullmatch(r"https://[^/\s?#]+(/[^\s?#]*)?", url):
+        section.bad("AccountUrl", url, "the account's blob endpoint over HTTPS, e.g. "
+                                       "https://ACCOUNT.blob.core.windows.net (Azure accepts identity tokens over "
+                                       "HTTPS only; no query string: a SAS goes in ConnectionString)")
+    if name is not None:
+        if _AZURE_ACCOUNT_NAME.fullmatch(name):
+            values["account_url"] = AZURE_PUBLIC_BLOB_URL.format(name)
+        else:
+            section.bad("AccountName", name, "3 to 24 lowercase letters and digits (Azure's storage account "
+                                             "names); for another cloud or endpoint, use AccountUrl")
+
+
 _AZURE_CONTAINER_NAME = re.compile(r"(?=.{3,63}$)[a-z0-9](?:-?[a-z0-9])*")
 _GCS_BUCKET_NAME = re.compile(r"(?=.{3,222}$)[a-z0-9][a-z0-9._-]*[a-z0-9]")
 

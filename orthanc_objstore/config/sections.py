@@ -168,10 +168,20 @@ class S3Config:
 
 @dataclass(frozen=True)
 class AzureConfig:
-    """``AzureBlobStorage``. Timeouts and retries are beyond the official plugin (which used SDK defaults)."""
+    """``AzureBlobStorage``. Timeouts and retries are beyond the official plugin (which used SDK defaults).
 
-    connection_string: str = option("ConnectionString", required=True, secret=True, strip=True)
+    Exactly one of ``connection_string`` (the official plugin's option) and ``account_url`` (``AccountUrl``,
+    or ``AccountName`` made into its public blob URL) is set; with ``account_url`` the client authenticates
+    with azure-identity's ``DefaultAzureCredential`` (docs/credentials.md)."""
+
     container_name: str = option("ContainerName", required=True, strip=True)
+    connection_string: str | None = option("ConnectionString", None, secret=True, strip=True,
+                                           note="required unless AccountUrl or AccountName is set")
+    account_url: str | None = option("AccountUrl", None, strip=True,
+                                     note="https://ACCOUNT.blob.core.windows.net: no account key, "
+                                          "azure-identity's DefaultAzureCredential")
+    account_name: str | None = option("AccountName", None, strip=True,
+                                      note="the same as AccountUrl https://ACCOUNT.blob.core.windows.net")
     create_container_if_not_exists: bool = option("CreateContainerIfNotExists", True)
     access_tier: str | None = option("AccessTier", None, choices=AZURE_ACCESS_TIERS)
     connect_timeout: int = option("ConnectTimeout", 20, minimum=1)
@@ -326,7 +336,8 @@ COMMON_RULES = (rules.root_path_is_relative, _migration_means_write_to_object_st
 PROVIDERS = {  # section → (its dataclass, its rules, the fields it takes from the environment)
     S3_SECTION: (S3Config, (rules.credentials_pair, rules.s3_tags, rules.s3_server_side_encryption),
                  rules.no_environment),
-    AZURE_SECTION: (AzureConfig, (rules.azure_connection_string, rules.azure_container_name), rules.no_environment),
+    AZURE_SECTION: (AzureConfig, (rules.azure_connection_string, rules.azure_account, rules.azure_container_name),
+                    rules.no_environment),
     GCS_SECTION: (GcsConfig, (rules.service_account_file, rules.gcs_bucket_name), rules.gcs_environment),
 }
 

@@ -5,6 +5,7 @@ import select
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -74,13 +75,15 @@ def venv_bin(name: str) -> str | None:
     return candidate if os.path.exists(candidate) else shutil.which(name)
 
 
-def wait_http(url: str, process: subprocess.Popen | None = None, timeout: float = 30.0) -> None:
+def wait_http(url: str, process: subprocess.Popen | None = None, timeout: float = 30.0, ca_file=None) -> None:
+    """Returns at the first HTTP answer from ``url`` (any status); ``ca_file`` is the CA of an HTTPS server."""
+    context = ssl.create_default_context(cafile=ca_file) if ca_file else None
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process is not None and process.poll() is not None:
             raise RuntimeError(f"the server exited with code {process.returncode} before answering {url}")
         try:
-            urllib.request.urlopen(url, timeout=1).close()
+            urllib.request.urlopen(url, timeout=1, context=context).close()
             return
         except urllib.error.HTTPError:
             return  # any HTTP answer means it is up
@@ -337,19 +340,23 @@ AZURITE_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1
 
 
 class AzuriteServer:
-    """Azurite's Blob service (from the repository's package.json, pinned) on 127.0.0.1, data in ``location``."""
+    """Azurite's Blob service (from the repository's package.json, pinned) on 127.0.0.1, data in ``location``.
 
-    def __init__(self, location: str):
+    ``tls`` = (certificate file, key file) serves HTTPS and turns on Azurite's basic OAuth mode (bearer
+    tokens accepted beside the account key; see support.azure_identity)."""
+
+    def __init__(self, location: str, tls: tuple[str, str] | None = None):
         executable = os.path.join(REPO_ROOT, "node_modules", ".bin", "azurite-blob")
         require(shutil.which("node") is not None and os.path.exists(executable),
                 "Azurite is not installed (needs node; run: npm ci, or scripts/setup.sh test)")
         self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}/{AZURITE_ACCOUNT}"
+        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}/{AZURITE_ACCOUNT}"
+        extra = ["--cert", tls[0], "--key", tls[1], "--oauth", "basic"] if tls else []
         self.process = subprocess.Popen(
             [executable, "--blobHost", "127.0.0.1", "--blobPort", str(self.port), "--location", location,
-             "--skipApiVersionCheck", "--disableTelemetry", "--silent"],
+             "--skipApiVersionCheck", "--disableTelemetry", "--silent", *extra],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=location, start_new_session=True)
-        wait_http(f"{self.url}?comp=list", self.process)
+        wait_http(f"{self.url}?comp=list", self.process, ca_file=tls[0] if tls else None)
 
     def connection_string(self, port: int | None = None) -> str:
         """The dev account's connection string, optionally through another port (a FaultProxy)."""

@@ -35,6 +35,14 @@ def test_azure_defaults_and_trimming():
     assert ACCOUNT_KEY not in repr(parsed)
 
 
+def test_azure_account_name_or_url_instead_of_a_connection_string():
+    by_name = config.parse({"AzureBlobStorage": {"AccountName": "pacsstore", "ContainerName": "orthanc"}})[0].provider
+    assert (by_name.connection_string, by_name.account_url) == (None, "https://pacsstore.blob.core.windows.net")
+    url = "https://pacsstore.blob.core.usgovcloudapi.net"
+    by_url = config.parse({"AzureBlobStorage": {"AccountUrl": f" {url}\n", "ContainerName": "orthanc"}})[0].provider
+    assert (by_url.connection_string, by_url.account_url, by_url.account_name) == (None, url, None)
+
+
 def test_gcs_defaults_emulator_and_project_from_the_environment(monkeypatch):
     monkeypatch.setenv("STORAGE_EMULATOR_HOST", "127.0.0.1:4443")
     monkeypatch.setenv("GOOGLE_CLOUD_PROJECT", "my-project")

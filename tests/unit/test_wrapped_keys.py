@@ -78,7 +78,8 @@ def test_a_wrapped_key_of_the_wrong_size(kms, tmp_path):
 def test_not_base64_after_the_prefix(tmp_path):
     path = tmp_path / "bad.key"
     path.write_bytes(b"aws-kms:%%%%")
-    assert "AWS KMS: the text after 'aws-kms:' is not valid base64" in refused(str(path))
+    assert ("AWS KMS: the ciphertext is not valid base64; the key file must read aws-kms:BASE64_CIPHERTEXT_BLOB"
+            in refused(str(path)))
 
 
 def test_no_region(kms, tmp_path, monkeypatch):
@@ -153,4 +154,6 @@ def test_check_config_fails_when_it_cannot_unwrap(tmp_path, capsys, monkeypatch)
 
 def test_only_known_prefixes_are_wrapped_keys():
     assert wrapped.wrapping(b"  aws-kms:AAAA\n") == "aws-kms:"
+    assert wrapped.wrapping(b"azure-keyvault:https://v.vault.azure.net/keys/k/1 AAAA") == "azure-keyvault:"
+    assert wrapped.wrapping(b"gcp-kms:projects/p/locations/l/keyRings/r/cryptoKeys/k AAAA") == "gcp-kms:"
     assert wrapped.wrapping(base64.b64encode(os.urandom(32))) is None

@@ -1,5 +1,9 @@
 """Azure Blob Storage through azure-storage-blob.
 
+The client is made from the ConnectionString (account key or SAS), or for an AccountUrl with
+azure-identity's ``DefaultAzureCredential``, whose token the start-up check asks for once (``NoCredentials``
+with the chain's reason when it finds no identity).
+
 One ``ContainerClient`` is created at start-up and shared by all of Orthanc's threads (Azure SDK
 clients are thread-safe; they share one requests session and its connection pool). Retries and
 timeouts are the SDK's own: ``ExponentialRetry`` with ``MaxRetries`` attempts, ``ConnectTimeout``
@@ -40,10 +44,12 @@ from ...errors import (
     ConfigError,
     IntegrityError,
     NeedsRestore,
+    NoCredentials,
     NotFound,
     PermissionDenied,
     StoreError,
     StoreUnavailable,
+    chain_reason,
 )
 from ..buffers import BufferReader
 from ..protocol import (
@@ -84,9 +90,12 @@ def _translate(exc: Exception, key: str, operation: str) -> StoreError:
         if code == "ContainerNotFound":
             return BucketNotFound(f"{where}: the container does not exist", key)
         return NotFound(f"{where}: no such blob", key)
+    if isinstance(exc, ClientAuthenticationError) and exc.response is None:  # the identity chain gave no token
+        return NoCredentials(f"{where}: no token from the Azure identity chain ({chain_reason(exc)})", key)
     if isinstance(exc, ClientAuthenticationError) or code in _DENIED_CODES or status in (401, 403):
         return PermissionDenied(f"{where}: access denied ({code or status}); check the ConnectionString's "
-                                "account key or SAS permissions", key)
+                                "account key or SAS permissions, or the identity's role on the account (e.g. "
+                                "Storage Blob Data Contributor)", key)
     if code == "BlobArchived":  # a read of a blob in the Archive tier, not rehydrated
         return NeedsRestore(f"{where}: the blob is in the access tier Archive and must be rehydrated before it "
                             "can be read; restore it with POST /objstore/restore (the resource's ids), or set "
@@ -112,6 +121,47 @@ def _check_owner(key, owner, downloader, owners_since=None) -> None:
     properties = downloader.properties
     check_owner(key, owner, (properties.metadata or {}).get(OWNER_METADATA_AZURE), "Azure",
                 properties.last_modified, owners_since)
+
+
+STORAGE_SCOPE = "https://storage.azure.com/.default"  # what the storage client asks the credential for
+
+
+def _service_client(config) -> tuple[BlobServiceClient, object | None]:
+    """(the client, its token credential or None): from the ConnectionString, or for ``account_url`` with
+    azure-identity's DefaultAzureCredential (environment service principal, workload identity, managed
+    identity, Azure CLI...). Errors never quote the connection string."""
+    options = dict(retry_policy=ExponentialRetry(initial_backoff=0, increment_base=2, random_jitter_range=1,
+                                                 retry_total=config.max_retries, retry_connect=config.max_retries,
+                                                 retry_read=config.max_retries, retry_status=config.max_retries),
+                   connection_timeout=config.connect_timeout, read_timeout=config.request_timeout,
+                   max_single_put_size=SINGLE_PUT_SIZE, max_block_size=BLOCK_SIZE,
+                   max_single_get_size=READ_RANGE_SIZE, max_chunk_get_size=READ_RANGE_SIZE)
+    if config.connection_string is None:
+        credential = _default_credential()
+        try:
+            return BlobServiceClient(config.account_url, credential=credential, **options), credential
+        except (ValueError, AzureError):
+            raise ConfigError(f"AzureBlobStorage.AccountUrl: {config.account_url!r} is not a usable blob "
+                              "endpoint") from None
+    try:
+        return BlobServiceClient.from_connection_string(config.connection_string, **options), None
+    except (ValueError, AzureError):
+        # The SDK's message may quote the connection string: never repeat it.
+        raise ConfigError("AzureBlobStorage.ConnectionString: (value hidden) is not a usable Azure "
+                          "storage connection string") from None
+
+
+def _default_credential():
+    try:
+        from azure.identity import DefaultAzureCredential
+    except ImportError:
+        raise ConfigError("AzureBlobStorage: AccountUrl/AccountName authenticate with azure-identity, which is not "
+                          "installed (pip install 'orthanc-objstore[azure]'), or use ConnectionString") from None
+    try:
+        return DefaultAzureCredential()
+    except ValueError as exc:  # e.g. AZURE_CLIENT_ID set to something that is not an application id
+        raise ConfigError(f"AzureBlobStorage: the Azure credential chain cannot be built from this process's "
+                          f"environment: {chain_reason(exc)}") from None
 
 
 class _RawTier(str):
@@ -146,22 +196,9 @@ class AzureStore:
         """``config`` is a ``config.AzureConfig``; ``service`` replaces the BlobServiceClient (tests)."""
         self.container_name = config.container_name
         self._config = config
+        self._credential = None
         if service is None:
-            try:
-                service = BlobServiceClient.from_connection_string(
-                    config.connection_string,
-                    retry_policy=ExponentialRetry(initial_backoff=0, increment_base=2, random_jitter_range=1,
-                                                  retry_total=config.max_retries,
-                                                  retry_connect=config.max_retries,
-                                                  retry_read=config.max_retries,
-                                                  retry_status=config.max_retries),
-                    connection_timeout=config.connect_timeout, read_timeout=config.request_timeout,
-                    max_single_put_size=SINGLE_PUT_SIZE, max_block_size=BLOCK_SIZE,
-                    max_single_get_size=READ_RANGE_SIZE, max_chunk_get_size=READ_RANGE_SIZE)
-            except (ValueError, AzureError):
-                # The SDK's message may quote the connection string: never repeat it.
-                raise ConfigError("AzureBlobStorage.ConnectionString: (value hidden) is not a usable Azure "
-                                  "storage connection string") from None
+            service, self._credential = _service_client(config)
         self.account = service.account_name
         self._container = service.get_container_client(config.container_name)
         self._upload_options = {"overwrite": True, "validate_content": True, "max_concurrency": UPLOAD_CONCURRENCY}
@@ -218,6 +255,7 @@ class AzureStore:
         Raises BucketNotFound when the container is missing and may not be created; other errors translated.
         """
         where = f"container {self.container_name!r}"
+        self._check_credential()
         try:
             if self._config.create_container_if_not_exists:
                 try:
@@ -232,6 +270,17 @@ class AzureStore:
             raise BucketNotFound(f"the {where} does not exist", self.container_name) from exc
         except AzureError as exc:
             raise _translate(exc, self.container_name, "container check") from exc
+
+    def _check_credential(self) -> None:
+        """A token from the identity chain, asked once outside the client's retries, so that a chain that finds
+        no identity stops start-up at once with its reason (NoCredentials). No-op with a ConnectionString."""
+        if self._credential is None:
+            return
+        try:
+            self._credential.get_token(STORAGE_SCOPE)
+        except ClientAuthenticationError as exc:
+            raise NoCredentials(f"no Azure identity for {self._config.account_url}: DefaultAzureCredential found "
+                                f"no token ({chain_reason(exc)})", self.container_name) from None
 
     def put(self, key: str, data: bytes | bytearray, *, owner: Owner | None = None) -> None:
         metadata = {OWNER_METADATA_AZURE: owner.metadata_value()} if owner is not None else None
