@@ -228,14 +228,13 @@ def build_storage(config: PluginConfig, store: Store | None = None, metrics: Sto
     """The storage of ``config``. ``store`` replaces the provider (tests); with ``metrics``, each side is a
     ``MeteredArea`` (the offline tools pass none: they need the bare areas); ``cache`` as ``build_area``'s;
     ``defer_deletions``: removals queued as ``DelayedDeletion`` says (Orthanc's storage, not the offline
-    tools), and the sides then see the queue."""
+    tools), and the sides then see the queue; Orthanc's storage also holds adopted attachments (``with_adoption``)."""
     provider = store or provider_store(config)
     area = build_area(config, provider, metrics, cache)
     areas = (area.primary, area.secondary) if isinstance(area, HybridArea) else (area,)
     sides = area.side if isinstance(area, HybridArea) else None
-    if not defer_deletions:
-        adopting, adoption = with_adoption(config, area, provider, cache)
-        return Storage(adopting, areas, provider, sides, adoption=adoption)
+    if not defer_deletions:  # the offline tools: the bare areas (they see a reference as the object it is)
+        return Storage(area, areas, provider, sides)
     deferred, deletions = with_deferred_deletions(config, area, metrics)
     if deletions is not None and sides is not None:
         sides = deferred.side  # type: ignore[attr-defined]  # a DeferredRemovalArea's: aware of the queue
