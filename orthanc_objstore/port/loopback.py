@@ -131,7 +131,7 @@ class LoopbackApi:
             if body is not None:
                 headers["Content-Type"] = "application/json"
             for attempt in (1, 2):  # a pooled connection Orthanc closed meanwhile: once more on a new one
-                connection, reused = self._connection()
+                connection, reused = self._connection(fresh=attempt == 2)  # never another stale pooled one
                 try:
                     connection.request(method, uri, body=body, headers=headers)
                     response = connection.getresponse()
@@ -151,9 +151,10 @@ class LoopbackApi:
         finally:
             self._calls.release()
 
-    def _connection(self) -> tuple[http.client.HTTPConnection, bool]:
+    def _connection(self, fresh: bool = False) -> tuple[http.client.HTTPConnection, bool]:
+        """A pooled idle connection (True), or a new one (False; always with ``fresh``)."""
         with self._lock:
-            if self._idle:
+            if self._idle and not fresh:
                 return self._idle.pop(), True
         host, port, timeout = self.settings.host, self.settings.port, self.settings.timeout
         if self.settings.tls:

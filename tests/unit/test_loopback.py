@@ -134,3 +134,15 @@ def test_settings_from_orthancs_configuration():
     assert LoopbackSettings.from_configuration({"HttpBindAddresses": ["10.1.2.3", "127.0.0.1"]}).host == "127.0.0.1"
     assert LoopbackSettings.from_configuration({"HttpPort": "x", "HttpThreadsCount": 0}).port == 8042
 
+
+def test_a_call_after_several_stale_pooled_connections_succeeds_on_a_new_one(server):
+    import http.client
+    import socket
+
+    api = LoopbackApi(server.settings())
+    with socket.socket() as unused:  # a port nothing listens on: what a connection Orthanc closed gives
+        unused.bind(("127.0.0.1", 0))
+        dead_port = unused.getsockname()[1]
+    api._idle = [http.client.HTTPConnection("127.0.0.1", dead_port, timeout=2) for _ in range(3)]
+    assert api.get_json("/patients/ab") == {"Studies": ["cd"]}
+    assert api.post_json("/instances", b"data") == {"ID": "job-1"}
