@@ -295,22 +295,31 @@ def jobs_folder(common) -> str:
 
 
 def register_adoption(adoption, api, lifecycle) -> None:
-    """POST /objstore/adopt and its siblings; the registry of adopted attachments is read in the background once
-    Orthanc has started (a removal on 1.10.1 learns from it whether an adopted object is owned)."""
+    """POST /objstore/adopt and its siblings. The registry of adopted attachments (a removal on 1.10.1 learns
+    from it whether an adopted object is owned) is listed now, before Orthanc answers anything, and its entries
+    are read in the background once Orthanc has started; with no adoption the listing is all."""
     adopter = None
     if adoption is not None:
         adopter = Adopter(api, adoption.area, adoption.registry, adoption.listing, adoption.root_path)
+        try:
+            entry_keys = adoption.registry.entry_keys()
+        except Exception as exc:  # noqa: BLE001 - read again in the background, once Orthanc has started
+            log.warning("orthanc-objstore: the registry of adopted objects could not be listed (%s); listed "
+                        "again once Orthanc has started", exc)
+            entry_keys = None
 
         def load():
             try:
-                count = adopter.load()
+                count = adopter.load(entry_keys)
             except Exception as exc:  # noqa: BLE001 - only removals of owned adopted objects depend on it
                 log.warning("orthanc-objstore: the registry of adopted objects could not be read (%s)", exc)
                 return
             if count:
                 log.info("orthanc-objstore: %d adopted objects in the registry", count)
 
-        lifecycle.on_started.append(lambda: threading.Thread(target=load, name="objstore-adopted", daemon=True).start())
+        if entry_keys != []:
+            lifecycle.on_started.append(
+                lambda: threading.Thread(target=load, name="objstore-adopted", daemon=True).start())
     for pattern, callback in AdoptRoutes(api, adopter).routes():
         orthanc.RegisterRestCallback(pattern, callback)
 

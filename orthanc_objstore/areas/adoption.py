@@ -29,7 +29,7 @@ import hashlib
 import json
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from ..errors import IntegrityError, NotFound, StoreError
@@ -313,8 +313,13 @@ class AdoptionRegistry:
     def forget(self, key: str) -> None:
         self.store.delete(self.entry_key(key))
 
-    def entries(self) -> Iterator[dict]:
-        for entry_key, _ in self.listing.list_sizes(self.folder):
+    def entry_keys(self) -> list[str]:
+        """The names of the registry's entries (one listing)."""
+        return [entry_key for entry_key, _ in self.listing.list_sizes(self.folder)]
+
+    def entries(self, entry_keys: Iterable[str] | None = None) -> Iterator[dict]:
+        """The entries named ``entry_keys`` (all of them when None); damaged or vanished ones are skipped."""
+        for entry_key in self.entry_keys() if entry_keys is None else entry_keys:
             try:
                 entry = json.loads(self.store.get(entry_key))
             except (NotFound, ValueError):

@@ -16,6 +16,7 @@ Orthanc-free: Orthanc through the port (``OrthancApi``), never ``orthanc.*``.
 
 import logging
 import re
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -70,10 +71,11 @@ class Adopter:
         self.workers = workers
         area.on_removed = self._removed
 
-    def load(self) -> int:
-        """Learns the adopted attachments from the registry (on 1.10.1 a removal needs them); returns how many."""
+    def load(self, entry_keys: Iterable[str] | None = None) -> int:
+        """Learns the adopted attachments from the registry entries ``entry_keys`` (all when None; on 1.10.1 a
+        removal needs them); returns how many."""
         count = 0
-        for entry in self.registry.entries():
+        for entry in self.registry.entries(entry_keys):
             try:
                 self.area.adopted.setdefault(entry["Attachment"], reference_of(entry))
                 count += 1

@@ -16,6 +16,24 @@ pytestmark = pytest.mark.orthanc
 FREEZE_AFTER = 4.0  # this test's own threshold, to keep it quick (the suite's is watchdog.FREEZE_AFTER)
 
 
+def wait_stopped(pid, timeout=10.0):
+    """Waits until every thread of ``pid`` is stopped: kill(SIGSTOP) returns before a thread running on another
+    core has stopped, and such a thread can still answer a request for a moment."""
+    deadline = time.monotonic() + timeout
+    while True:
+        states = []
+        for task in os.listdir(f"/proc/{pid}/task"):
+            try:
+                with open(f"/proc/{pid}/task/{task}/stat") as file:
+                    states.append(file.read().rsplit(")", 1)[1].split()[0])
+            except FileNotFoundError:  # a thread that ended meanwhile
+                continue
+        if states and all(state in ("T", "t") for state in states):
+            return
+        assert time.monotonic() < deadline, f"Orthanc (PID {pid}) not stopped after SIGSTOP: {states}"
+        time.sleep(0.01)
+
+
 def test_a_stopped_orthanc_trips_the_watchdog(s3_backend, orthanc_factory):
     require(venv_bin("py-spy") is not None, "py-spy is not installed (pip install '.[test]')")
     require(shutil.which("gdb") is not None, "gdb is not installed (apt-get install gdb)")
@@ -38,6 +56,7 @@ def test_a_stopped_orthanc_trips_the_watchdog(s3_backend, orthanc_factory):
 
     os.kill(pid, signal.SIGSTOP)
     try:
+        wait_stopped(pid)
         client = threading.Thread(target=request_while_frozen)
         client.start()
         freeze = orthanc.watchdog.wait_freeze(timeout=FREEZE_AFTER + 4 * watchdog_module.DUMP_TIMEOUT)
