@@ -181,20 +181,27 @@ class Adoption:
     root_path: str
 
 
-def with_adoption(config: PluginConfig, area: Area, provider: Store,
-                  cache: ReadCache | None = None) -> tuple[Area, "Adoption | None"]:
+def with_adoption(config: PluginConfig, area: Area, provider: Store, cache: ReadCache | None = None,
+                  budget: ByteBudget | None = None) -> tuple[Area, "Adoption | None"]:
     """``area`` able to hold adopted attachments (``areas.adoption``): reads follow references on every provider;
-    adopting needs a provider that lists (``Adoption`` None otherwise)."""
+    adopting needs a provider that lists (``Adoption`` None otherwise). ``budget``: the MaxConcurrentInputSize
+    budget of ``area``'s encryption layer, shared by the lake's and the registry's."""
     common = config.common
-    fresh = Lake(provider, wrap_encryption(provider, common) if common.encryption is not None else None)
+    if common.encryption is not None and budget is None:
+        budget = input_budget(common.encryption)
+
+    def decrypting(store: Store) -> Store | None:
+        return wrap_encryption(store, common, budget) if common.encryption is not None else None
+
+    fresh = Lake(provider, decrypting(provider))
     lake = fresh
     if cache is not None:
         cached = CachedStore(provider, cache)
-        lake = Lake(cached, wrap_encryption(cached, common) if common.encryption is not None else None, fresh)
+        lake = Lake(cached, decrypting(cached), fresh, cache)
     adopting = AdoptingArea(area, lake)
     if not isinstance(provider, Listing):
         return adopting, None
-    registry = AdoptionRegistry(wrap_encryption(provider, common), provider, common.root_path)
+    registry = AdoptionRegistry(decrypting(provider) or provider, provider, common.root_path)
     return adopting, Adoption(adopting, registry, provider, common.root_path)
 
 
@@ -230,7 +237,9 @@ def build_storage(config: PluginConfig, store: Store | None = None, metrics: Sto
     ``defer_deletions``: removals queued as ``DelayedDeletion`` says (Orthanc's storage, not the offline
     tools), and the sides then see the queue; Orthanc's storage also holds adopted attachments (``with_adoption``)."""
     provider = store or provider_store(config)
-    area = build_area(config, provider, metrics, cache)
+    # one MaxConcurrentInputSize budget for every encryption layer of Orthanc's storage
+    budget = input_budget(config.common.encryption) if config.common.encryption else None
+    area = build_area(config, provider, metrics, cache, budget)
     areas = (area.primary, area.secondary) if isinstance(area, HybridArea) else (area,)
     sides = area.side if isinstance(area, HybridArea) else None
     if not defer_deletions:  # the offline tools: the bare areas (they see a reference as the object it is)
@@ -238,7 +247,7 @@ def build_storage(config: PluginConfig, store: Store | None = None, metrics: Sto
     deferred, deletions = with_deferred_deletions(config, area, metrics)
     if deletions is not None and sides is not None:
         sides = deferred.side  # type: ignore[attr-defined]  # a DeferredRemovalArea's: aware of the queue
-    adopting, adoption = with_adoption(config, deferred, provider, cache)
+    adopting, adoption = with_adoption(config, deferred, provider, cache, budget)
     return Storage(adopting, areas, provider, sides, deletions, area, adoption)
 
 
@@ -257,13 +266,15 @@ def read_cache(common: CommonConfig) -> ReadCache | None:
 
 
 def build_area(config: PluginConfig, store: Store | None = None, metrics: StorageMetrics | None = None,
-               cache: ReadCache | None = None) -> Area:
+               cache: ReadCache | None = None, budget: ByteBudget | None = None) -> Area:
     """The area Orthanc's callbacks talk to. ``store`` replaces the provider (tests); with ``metrics``, each
     side is a ``MeteredArea`` (the offline tools pass none: they need the bare areas); with ``cache``, the
-    object storage's reads go through it (below the encryption layer: it keeps the bytes as stored)."""
+    object storage's reads go through it (below the encryption layer: it keeps the bytes as stored);
+    ``budget``, the MaxConcurrentInputSize budget (one is made when None)."""
     common = config.common
     # Both sides of hybrid mode share one MaxConcurrentInputSize budget.
-    budget = input_budget(common.encryption) if common.encryption else None
+    if common.encryption and budget is None:
+        budget = input_budget(common.encryption)
     provider = store or provider_store(config)
     stored = provider if cache is None else CachedStore(provider, cache)
     objects: Area = ObjectArea(wrap_encryption(stored, common, budget), object_naming(common))

@@ -33,6 +33,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from ..errors import IntegrityError, NotFound, StoreError
+from ..storage.cached import ReadCache
 from ..storage.protocol import OWNER_MARK, ColdState, Owner, Store
 from .contract import Area, Location
 from .naming import CONTENT_TYPE_DICOM
@@ -102,11 +103,14 @@ class Lake:
     read cache when there is one); ``decrypting``, the same storage through the encryption layer (None
     without encryption), for the plugin's own encrypted objects met in disaster recovery."""
 
-    def __init__(self, raw: Store, decrypting: Store | None = None, fresh: "Lake | None" = None):
-        """``fresh``: the same without the read cache, for adoption (which must read what is in the bucket now)."""
+    def __init__(self, raw: Store, decrypting: Store | None = None, fresh: "Lake | None" = None,
+                 cache: ReadCache | None = None):
+        """``fresh``: the same without the read cache, for adoption (which must read what is in the bucket now);
+        ``cache``: the read cache below ``raw``, when there is one."""
         self.raw = raw
         self.decrypting = decrypting
         self.fresh = fresh or self
+        self.cache = cache
 
     def read(self, key: str, owner: Owner | None = None) -> bytes:
         """The DICOM bytes of ``key``: as stored, or decrypted when it is one of the plugin's encrypted objects
@@ -119,9 +123,8 @@ class Lake:
 
     def forget(self, key: str) -> None:
         """Drops what the read cache holds of ``key`` (it may have changed in the bucket)."""
-        discard = getattr(getattr(self.raw, "cache", None), "discard", None)
-        if discard is not None:
-            discard(key)
+        if self.cache is not None:
+            self.cache.discard(key)
 
     def delete(self, key: str) -> None:
         self.raw.delete(key)  # through the read cache, when there is one: it forgets the object too

@@ -290,3 +290,37 @@ def test_hybrid_mode_encrypts_both_sides(tmp_path, mode):
     else:
         objects.put(f"{other}.dcm.enc", encrypted_blob)
     assert area.read(other, 1) == b"older attachment"
+
+
+def encryption_layers(root) -> list[EncryptedStore]:
+    """Every EncryptedStore reachable from ``root`` through the attributes of the plugin's objects."""
+    found, seen, todo = [], set(), [root]
+    while todo:
+        item = todo.pop()
+        if id(item) in seen or not type(item).__module__.startswith("orthanc_objstore"):
+            continue
+        seen.add(id(item))
+        if isinstance(item, EncryptedStore):
+            found.append(item)
+        for value in getattr(item, "__dict__", {}).values():
+            todo.extend(value if isinstance(value, (list, tuple)) else [value])
+    return found
+
+
+def test_every_encryption_layer_of_orthancs_storage_shares_one_input_budget(tmp_path):
+    """MaxConcurrentInputSize bounds the whole plugin: the hybrid sides, the adopted objects' reader and the
+    adoption registry hold one budget, not one each."""
+    from orthanc_objstore import build
+    from orthanc_objstore.config import sections as config
+    from orthanc_objstore.storage.cached import ReadCache
+    key_path = tmp_path / "master.key"
+    key_path.write_bytes(base64.b64encode(KEY_1.key))
+    parsed, _ = config.parse({"StorageDirectory": str(tmp_path / "storage"), "AwsS3Storage": {
+        "BucketName": "b", "Region": "eu-west-1", "HybridMode": "WriteToObjectStorage",
+        "StorageEncryption": {"MasterKey": [1, str(key_path)], "MaxConcurrentInputSize": 64}}})
+    storage = build.build_storage(parsed, store=MemoryStore(), cache=ReadCache(1 << 20, 1 << 20),
+                                  defer_deletions=True)
+    layers = encryption_layers(storage)
+    assert len(layers) >= 4  # object storage, file system, the adopted objects' reader (cached and fresh)
+    assert {id(layer.budget) for layer in layers} == {id(layers[0].budget)}
+    assert layers[0].budget.capacity == 64 * 1024 * 1024
