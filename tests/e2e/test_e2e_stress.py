@@ -1,7 +1,8 @@
 """End to end, under load: Orthanc must never freeze, lose an acknowledged write or leave an orphan (issue 13).
 
 (1) a move job of half the patients while the other half are deleted, with uploads and reads going on;
-(2) uploads, reads and deletes from 6 clients while the store drops every connection for seconds at a time.
+(2) uploads, reads and deletes from 6 clients, and adoptions of objects already in the bucket, while the store
+drops every connection for seconds at a time.
 Every request must get an answer: the watchdog of support/watchdog.py fails the test with a stack dump
 when Orthanc stops answering, and aborts the requests in flight. Nothing here is a latency bound (speed is
 bench/'s business): a request, a job or the load itself fails the test only when it hangs (HANG_SECONDS
@@ -198,6 +199,7 @@ def test_move_while_deleting_uploading_and_reading(s3_backend, orthanc_factory, 
 
 CLIENTS = 6
 PER_CLIENT = 150             # distinct instances each client may upload
+LAKE = 40                    # DICOM files already in the bucket, adopted (without ownership) and deleted again
 OUTAGES = 7                  # the proxy drops every connection for 1-3 s, every 2-4 s, this many times;
                              # each outage lasts until it has turned away at least one request
 CALM_SECONDS = 6.0           # then the store is back, and the clients go on for this long
@@ -212,6 +214,15 @@ def test_store_outages_during_mixed_traffic(s3_backend, orthanc_factory, allow_t
     proxy = s3_backend.proxy
     pools = [make_instances(PER_CLIENT, studies=6, seed=f"1.2.826.0.1.3680043.8.498.6{client}")
              for client in range(CLIENTS)]
+    lake = {f"lake/{number:03}.dcm": data
+            for number, data in enumerate(make_instances(LAKE, studies=2, seed="1.2.826.0.1.3680043.8.498.69"))}
+    for key, data in lake.items():
+        s3_backend.write(key, data)  # beside the proxy: the outages are Orthanc's, not the test's
+    adopted: dict[str, str] = {}          # lake key -> instance, adopted (Success or AlreadyStored) and not deleted
+    adoptions = {"adopted": 0, "failed": 0, "unknown": 0, "deleted": 0}
+    adopted_deleted: set[str] = set()     # adopted instances whose DELETE answered 200, not adopted again since
+    unknown_keys: set[str] = set()        # an adoption answered with an error status: adopted or not
+    unknown_adopted: set[str] = set()     # adopted instances whose DELETE answered an error: there or not
     acknowledged: dict[str, bytes] = {}   # uploads answered 200 and not deleted since
     counts = {"acknowledged": 0, "refused": 0}  # uploads answered 200 / with an error status
     deletes_done: set[str] = set()        # instances whose DELETE answered 200
@@ -275,9 +286,47 @@ def test_store_outages_during_mixed_traffic(s3_backend, orthanc_factory, allow_t
                         acknowledged[instance + "?"] = data  # may or may not be there at the end
             stop.wait(rng.uniform(0.05, 0.2))
 
+    def adopter():
+        """Adopts lake objects, reads and deletes the adopted instances: the adoption's loopback POST, its
+        create and remove callbacks and the registry meet the outages too."""
+        rng = random.Random(77)
+        while not stop.is_set():
+            choice, free = rng.random(), sorted(set(lake) - set(adopted))
+            if free and (not adopted or choice < 0.5):
+                key = rng.choice(free)
+                status, body = calls.call("adopt", "POST", "/objstore/adopt-instance", {"Key": key})
+                answer = json.loads(body) if status == 200 else {}
+                with lock:
+                    if answer.get("Status") in ("Success", "AlreadyStored"):
+                        adopted[key] = answer["InstanceId"]
+                        adopted_deleted.discard(answer["InstanceId"])
+                        unknown_keys.discard(key)
+                        adoptions["adopted"] += 1
+                    elif status == 200:
+                        adoptions["failed"] += 1  # refused whole (the store was down): nothing adopted
+                    else:
+                        unknown_keys.add(key)
+                        adoptions["unknown"] += 1
+            elif adopted and choice < 0.8:
+                key = rng.choice(sorted(adopted))
+                status, body = calls.call("read", "GET", f"/instances/{adopted[key]}/file")
+                if status == 200 and body != lake[key]:
+                    with lock:
+                        bad_reads.append(f"adopted {adopted[key]}")
+            elif adopted:
+                key = rng.choice(sorted(adopted))
+                status, _ = calls.call("delete", "DELETE", f"/instances/{adopted[key]}")
+                with lock:
+                    if status == 200:
+                        adopted_deleted.add(adopted.pop(key))
+                        adoptions["deleted"] += 1
+                    else:
+                        unknown_adopted.add(adopted.pop(key))  # deleted or not: either is allowed at the end
+            stop.wait(rng.uniform(0.05, 0.2))
+
     def clients_then_stop():
         try:
-            run_all([lambda number=number: client(number) for number in range(CLIENTS)],
+            run_all([lambda number=number: client(number) for number in range(CLIENTS)] + [adopter],
                     deadline=time.monotonic() + 4 * HANG_SECONDS)
         finally:
             stop.set()
@@ -304,25 +353,37 @@ def test_store_outages_during_mixed_traffic(s3_backend, orthanc_factory, allow_t
     # every acknowledged upload is there and identical; no acknowledged delete came back
     attachments = indexed_attachments(orthanc)
     kept = {instance: data for instance, data in acknowledged.items() if not instance.endswith("?")}
+    kept.update({instance: lake[key] for key, instance in adopted.items()})
     lost = sorted(set(kept) - set(attachments))
-    resurrected = sorted(deletes_done & set(attachments))
-    unexpected = sorted(set(attachments) - set(kept) - deletes_unknown)
+    resurrected = sorted((deletes_done | adopted_deleted) & set(attachments))
+    # an adoption answered with an error may have made its instance: allowed, if it is the lake object
+    others = set(attachments) - set(kept) - deletes_unknown - unknown_adopted
+    maybe = {instance for instance in others
+             if orthanc.get(f"/instances/{instance}/file") in {lake[key] for key in unknown_keys}}
+    unexpected = sorted(others - maybe)
     changed = sorted(instance for instance, data in kept.items()
                      if instance in attachments and orthanc.get(f"/instances/{instance}/file") != data)
-    # once the orphan reaper has run, the bucket holds exactly the objects of the indexed attachments
-    expected = object_names(a for found in attachments.values() for a in found)
+    # once the orphan reaper has run, the bucket holds exactly the objects of the indexed attachments, and the
+    # lake, which no deletion of an instance adopted without ownership touches (the adoption registry aside)
+    expected = object_names(a for found in attachments.values() for a in found) | set(lake)
+
+    def bucket() -> set[str]:
+        return {key for key in s3_backend.keys() if not key.startswith(".orthanc-objstore-adopted/")}
+
     cleanup_started = time.monotonic()
-    wait_for(lambda: set(s3_backend.keys()) == expected, timeout=ORPHAN_WAIT, interval=1.0)
-    keys = set(s3_backend.keys())
+    wait_for(lambda: bucket() == expected, timeout=ORPHAN_WAIT, interval=1.0)
+    keys = bucket()
+    lake_changed = sorted(key for key in lake if key in keys and s3_backend.read(key) != lake[key])
     report(record_property, "stress store outages", {
         "traffic_s": round(traffic_seconds, 1), "cleanup_s": round(time.monotonic() - cleanup_started, 1),
         "summary": calls.summary(), "faults": faults["count"], "down_s": round(faults["down_seconds"], 1),
         "turned_away": faults["turned_away"],
         "acknowledged_uploads": counts["acknowledged"], "refused_uploads": counts["refused"], "deletes": len(deletes_done), "deletes_unknown": len(deletes_unknown),
         "lost": len(lost), "changed": len(changed), "resurrected": len(resurrected), "unexpected": len(unexpected),
-        "orphans": len(keys - expected), "missing": len(expected - keys)})
+        "orphans": len(keys - expected), "missing": len(expected - keys), **adoptions})
     # every outage happened and met traffic (the clients stop only once the outages are over)
     assert faults["count"] == OUTAGES and len(faults["turned_away"]) == OUTAGES, faults
     assert all(count > 0 for count in faults["turned_away"]), faults
-    assert (lost, changed, resurrected, unexpected) == ([], [], [], [])
+    assert (lost, changed, resurrected, unexpected, lake_changed) == ([], [], [], [], [])
+    assert adoptions["adopted"] > 0 and adoptions["deleted"] > 0, adoptions  # the adoptions met the load
     assert difference("bucket", keys, expected) == ""
