@@ -155,6 +155,18 @@ class PendingAdoptions:
                 self._by_size.pop(reference.size, None)
             return self._taken.pop(reference, None)
 
+    def give_back(self, uuid: str) -> Reference | None:
+        """The pending adoption that attachment ``uuid`` took, when Orthanc removes that attachment before it has
+        answered the adoption's upload: Orthanc 1.10.1 writes the attachments of an instance it already holds,
+        then removes them and answers AlreadyStored (as after a failure to store the instance). Given back, the
+        attachment was no adoption, and ``done`` answers that none took it."""
+        with self._lock:
+            for reference, taker in self._taken.items():
+                if taker == uuid:
+                    del self._taken[reference]
+                    return reference
+        return None
+
     def take(self, uuid: str, data: bytes) -> Reference | None:
         """The pending adoption whose bytes are ``data`` (None for an ordinary upload), now taken by ``uuid``."""
         with self._lock:
@@ -246,6 +258,13 @@ class AdoptingArea:
 
     def remove(self, uuid: str, content_type: int, location: Location | None = None) -> None:
         reference = None
+        if content_type == CONTENT_TYPE_DICOM and self.pending.give_back(uuid) is not None:
+            # never the adopted object, owned or not: it may be the very file of the instance Orthanc already holds
+            self.adopted.pop(uuid, None)
+            log.info("attachment %s: Orthanc removed it before answering its adoption (the instance was already "
+                     "stored, or storing it failed); its reference goes, the adopted object stays", uuid)
+            self.inner.remove(uuid, content_type, location)
+            return
         if content_type == CONTENT_TYPE_DICOM:
             reference = self.adopted.pop(uuid, None)
             if reference is None and location is not None and location.adopted:

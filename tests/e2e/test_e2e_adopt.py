@@ -175,3 +175,26 @@ def test_with_the_read_cache_a_changed_object_adopted_again_is_read_as_it_is_now
     assert again["Status"] == "Success" and again["InstanceId"] != adopted["InstanceId"]
     assert orthanc.get(f"/instances/{again['InstanceId']}/file") == second
     assert backend.read("lake/study.dcm") == second
+
+
+@pytest.mark.parametrize("owned", [True, False], ids=["owned", "not-owned"])
+def test_adopting_a_copy_of_an_instance_already_stored_deletes_nothing(backend, orthanc_factory, owned):
+    """Orthanc 1.10.1 writes the attachments of an instance it already holds before it answers AlreadyStored,
+    and removes them: that removal must take the new reference only, never the adopted object (before: with
+    TakeOwnership the lake copy was deleted, and disaster recovery over a non-empty index would have deleted
+    the instance's own file)."""
+    data = make_instances(1, seed="1.2.826.0.1.3680043.8.498.99")[0]
+    orthanc = orthanc_factory(backend.settings())
+    instance = orthanc.upload(data)["ID"]
+    own_key = dicom_uuid(orthanc, instance) + ".dcm"
+    backend.write("lake/copy.dcm", data)
+    keys = backend.keys()
+
+    copy = orthanc.post_json("/objstore/adopt-instance", {"Key": "lake/copy.dcm", "TakeOwnership": owned})
+    assert (copy["Status"], copy["InstanceId"], copy["AttachmentUuid"]) == ("AlreadyStored", instance, ""), copy
+    recovered = orthanc.post_json("/objstore/adopt", {"Prefix": "", "TakeOwnership": owned})
+    assert recovered["Adopted"] == 0 and recovered["AlreadyStored"] == 2 and recovered["Abandoned"] == 0, recovered
+    orthanc.restart()  # deferred removals done, caches empty
+    assert orthanc.get(f"/instances/{instance}/file") == data
+    assert backend.read("lake/copy.dcm") == data and backend.read(own_key) == data
+    assert backend.keys() == keys  # no reference or registry entry left behind

@@ -169,3 +169,40 @@ def test_the_plugin_s_own_objects_are_recognised(world):
     assert adopter.adopt_prefix("", owned=True).answer() == {"Adopted": 0, "AlreadyStored": 1, "Abandoned": 0,
                                                              "Failed": []}
     assert PendingAdoptions().take(U.format(1), data) is None
+
+
+class WritingFirstOrthanc(PostingOrthanc):
+    """Orthanc 1.10.1: an instance it already holds is written anyway (create callback), then removed before
+    the answer, AlreadyStored."""
+
+    def post_json(self, uri, body):
+        if body not in self.instances:
+            return super().post_json(uri, body)
+        self.posts.append((uri, body))
+        uuid = next(self.uuids)
+        location = self.area.create(uuid, 1, body)
+        self.area.remove(uuid, 1, location)
+        return {"ID": self.instances[body], "Status": "AlreadyStored"}
+
+
+@pytest.mark.parametrize("owned", [True, False])
+def test_adopting_a_copy_of_an_instance_already_stored_keeps_both_files(owned):
+    """The copy in the lake is no adoption (AlreadyStored), and neither it nor the stored instance's own
+    object is deleted, whatever TakeOwnership says (before: the owned lake object was deleted)."""
+    store = ListingMemoryStore()
+    area = AdoptingArea(ObjectArea(store, Naming()), Lake(store))
+    api = WritingFirstOrthanc(area)
+    adopter = Adopter(api, area, AdoptionRegistry(store, store), store)
+    data = make_instances(1)[0]
+    stored = api.post_json("/instances", data)  # an ordinary upload, before any adoption
+    own_object = U.format(1) + ".dcm"
+    store.put("lake/copy.dcm", data)
+    outcome = adopter.adopt_instance("lake/copy.dcm", owned).answer()
+    assert (outcome["Status"], outcome["InstanceId"], outcome["AttachmentUuid"]) == (
+        "AlreadyStored", stored["ID"], "")
+    assert store.get("lake/copy.dcm") == data and store.get(own_object) == data
+    assert sorted(store.keys()) == sorted(["lake/copy.dcm", own_object])  # no reference, no registry entry left
+    assert area.adopted == {}
+    # disaster recovery over an index that still holds the instance: its own object is kept too
+    outcome = adopter.adopt_instance(own_object, owned).answer()
+    assert outcome["Status"] == "AlreadyStored" and store.get(own_object) == data
