@@ -42,6 +42,9 @@ log = logging.getLogger("orthanc_objstore")
 
 REFERENCE_MAGIC = b"ORTHANC-OBJSTORE-ADOPTED-REFERENCE/1\n"
 REGISTRY_FOLDER = ".orthanc-objstore-adopted/"
+# Every reference is shorter (a key has at most 1024 characters, 6 bytes each once escaped in JSON): a range read
+# that ends beyond it, or begins at 0, shows whether the object read is a reference.
+REFERENCE_MAX_SIZE = 8192
 
 
 class RefusedUpload(StoreError):
@@ -62,7 +65,9 @@ class Reference:
         body = {"Key": self.key, "Size": self.size, "Sha256": self.sha256, "Owned": self.owned}
         if self.written_for:
             body["WrittenFor"] = self.written_for
-        return REFERENCE_MAGIC + json.dumps(body, separators=(",", ":")).encode()
+        encoded = REFERENCE_MAGIC + json.dumps(body, separators=(",", ":")).encode()
+        assert len(encoded) < REFERENCE_MAX_SIZE, len(encoded)
+        return encoded
 
     @classmethod
     def decode(cls, data: bytes, where: str) -> "Reference":
@@ -219,9 +224,51 @@ class AdoptingArea:
 
     def read_range(self, uuid: str, content_type: int, start: int, length: int,
                    location: Location | None = None) -> bytes:
-        if content_type != CONTENT_TYPE_DICOM or location is None or not location.adopted:
+        if content_type != CONTENT_TYPE_DICOM or (location is not None and not location.adopted):
             return self.inner.read_range(uuid, content_type, start, length, location)
-        data = self.read(uuid, content_type, location)
+        if location is None and uuid not in self.adopted:
+            return self._range_of_unknown(uuid, start, length)
+        return self._range_of_adopted(uuid, start, length, location)
+
+    def _range_of_unknown(self, uuid: str, start: int, length: int) -> bytes:
+        """A range of a DICOM attachment without custom data (an index that keeps none, such as some index
+        plugins, or an attachment written before): it may be adopted, its object a reference. A reference is
+        shorter than REFERENCE_MAX_SIZE: a range that begins at 0 shows its magic, one that ends beyond it
+        comes back short; only a range inside the first REFERENCE_MAX_SIZE bytes needs a look at the start."""
+        try:
+            part = self.inner.read_range(uuid, CONTENT_TYPE_DICOM, start, length)
+        except IntegrityError:  # shorter than the range: a reference, or a truncated file
+            return self._follow_stored(uuid, start, length, None)
+        if start == 0:
+            head = part[:len(REFERENCE_MAGIC)]
+        elif start + length <= REFERENCE_MAX_SIZE:
+            try:
+                head = self.inner.read_range(uuid, CONTENT_TYPE_DICOM, 0, len(REFERENCE_MAGIC))
+            except IntegrityError:  # shorter than the magic: no reference
+                return part
+        else:
+            return part
+        if not REFERENCE_MAGIC.startswith(bytes(head)):
+            return part
+        return self._follow_stored(uuid, start, length, part)
+
+    def _follow_stored(self, uuid: str, start: int, length: int, part: bytes | None) -> bytes:
+        """The range through the reference the attachment's object holds; ``part`` (the range as stored) when
+        it holds none; IntegrityError when it holds none and the range could not be read (``part`` None)."""
+        stored = self.inner.read(uuid, CONTENT_TYPE_DICOM)
+        if not is_reference(stored):
+            if part is None:
+                raise IntegrityError(f"attachment {uuid}: {len(stored)} bytes, shorter than the range of {length} "
+                                     f"bytes at {start}", uuid)
+            return part
+        data = self.follow(uuid, Reference.decode(stored, f"attachment {uuid}"))
+        return self._slice(uuid, data, start, length)
+
+    def _range_of_adopted(self, uuid: str, start: int, length: int, location: Location | None) -> bytes:
+        return self._slice(uuid, self.read(uuid, CONTENT_TYPE_DICOM, location), start, length)
+
+    @staticmethod
+    def _slice(uuid: str, data: bytes, start: int, length: int) -> bytes:
         part = data[start:start + length]
         if len(part) != length:
             raise IntegrityError(f"attachment {uuid}: {len(part)} bytes at {start} instead of {length} "

@@ -14,9 +14,12 @@ import zipfile
 
 import pytest
 from support.attachments import attachment_uuids, official_names
+from support.dicom import make_instances
 from support.orthanc import PYTHON_PLUGIN, HttpError, in_background
 from support.postgres import INDEX_PLUGIN, PostgresServer
 from support.servers import FaultProxy
+
+from orthanc_objstore.areas.adoption import REGISTRY_FOLDER
 
 pytestmark = pytest.mark.orthanc
 
@@ -226,3 +229,55 @@ def test_move_job_on_one_replica_while_the_other_serves_reads(s3_backend, index,
     assert left_on_disk == []
     for instance, data in uploaded.items():
         assert second.get(f"/instances/{instance}/file") == data
+
+
+def test_both_replicas_adopt_one_lake_at_once(replicas, s3_backend):
+    """Adoption in scale-out: both replicas adopt the same prefix at the same time; each object becomes one
+    instance, read byte for byte by either replica, with one reference and one registry entry; an instance
+    adopted by one and deleted by the other leaves the lake object, which was not owned, in place."""
+    first, second = replicas
+    lake = {f"lake/{number}.dcm": data
+            for number, data in enumerate(make_instances(8, studies=2, seed="1.2.826.0.1.3680043.8.498.97"))}
+    for key, data in lake.items():
+        s3_backend.write(key, data)
+    answers, failures = {}, []
+
+    def adopt(number, replica):
+        try:
+            answers[number] = replica.post_json("/objstore/adopt", {"Prefix": "lake/"})
+        except Exception as exc:  # noqa: BLE001 - collected and asserted below
+            failures.append(repr(exc))
+
+    threads = [threading.Thread(target=adopt, args=pair) for pair in enumerate(replicas)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(300)
+    assert not any(thread.is_alive() for thread in threads) and failures == []
+    assert all(answer["Failed"] == [] and answer["Abandoned"] == 0 for answer in answers.values()), answers
+    # every object adopted once in all, and found stored by the other replica
+    assert sum(answer["Adopted"] for answer in answers.values()) == len(lake), answers
+    assert sum(answer["Adopted"] + answer["AlreadyStored"] for answer in answers.values()) == 2 * len(lake), answers
+
+    instances = first.get_json("/instances")
+    assert sorted(second.get_json("/instances")) == sorted(instances) and len(instances) == len(lake)
+    for number, instance in enumerate(sorted(instances)):
+        reader = replicas[number % 2]
+        assert reader.get(f"/instances/{instance}/file") in lake.values()
+    # the lake, the attachments' own objects (references, and headers through v1) and one registry entry each
+    entries = [key for key in s3_backend.keys() if key.startswith(REGISTRY_FOLDER)]
+    assert len(entries) == len(lake)
+    others = sorted(key for key in s3_backend.keys() if key not in lake and key not in entries)
+    assert others == expected_keys(first, instances)
+
+    # adopted (without ownership) through one, deleted through the other: the lake object stays
+    instance = sorted(instances)[0]
+    data = second.get(f"/instances/{instance}/file")
+    second.delete(f"/instances/{instance}")
+    assert instance not in first.get_json("/instances")
+    assert sorted(key for key in s3_backend.keys() if key.startswith("lake/")) == sorted(lake)
+    assert data in [s3_backend.read(key) for key in lake]
+    # and adopting again brings it back, from either replica
+    again = first.post_json("/objstore/adopt", {"Prefix": "lake/"})
+    assert (again["Adopted"], again["AlreadyStored"], again["Failed"]) == (1, len(lake) - 1, []), again
+    assert second.get(f"/instances/{instance}/file") == data

@@ -206,3 +206,27 @@ def test_adopting_a_copy_of_an_instance_already_stored_keeps_both_files(owned):
     # disaster recovery over an index that still holds the instance: its own object is kept too
     outcome = adopter.adopt_instance(own_object, owned).answer()
     assert outcome["Status"] == "AlreadyStored" and store.get(own_object) == data
+
+
+def test_ranges_of_an_adopted_attachment_without_custom_data_follow_the_reference():
+    """An index that keeps no custom data (1.13 with such an index plugin; another replica's adoption): a range
+    read gets no location, and must still follow the reference whatever the range (before: it read the
+    reference itself, and failed or answered its bytes)."""
+    store = MemoryStore()
+    data = make_instances(1)[0] + bytes(20_000)
+    plain = make_instances(2)[1]
+    store.put("lake/a.dcm", data)
+    adopting = AdoptingArea(ObjectArea(store, Naming()), Lake(store))
+    reference = Reference.of("lake/a.dcm", data, owned=False)
+    adopting.pending.add(reference)
+    adopting.create(U.format(1), 1, data)
+    adopting.pending.done(reference)
+    adopting.create(U.format(2), 1, plain)
+    other_replica = AdoptingArea(ObjectArea(store, Naming()), Lake(store))  # knows of no adoption
+    for area in (adopting, other_replica):
+        for start, length in ((0, 10_000), (0, 16), (50, 20), (100, 8_000), (12_000, 3_000)):
+            assert area.read_range(U.format(1), 1, start, length) == data[start:start + length], (start, length)
+        assert area.read_range(U.format(2), 1, 0, 132) == plain[:132]
+        assert area.read_range(U.format(2), 1, 60, 40) == plain[60:100]
+        with pytest.raises(IntegrityError):
+            area.read_range(U.format(2), 1, 0, len(plain) + 1)  # a plain file read past its end still fails
