@@ -152,6 +152,12 @@ class PendingAdoptions:
                 self._by_size.pop(reference.size, None)
             return self._taken.pop(reference, None)
 
+    def in_flight(self, uuid: str) -> bool:
+        """Whether ``uuid`` took a pending adoption whose post has not answered yet: its removal now is Orthanc
+        discarding the new attachment (an instance it already had, or a failed store), not a deletion."""
+        with self._lock:
+            return uuid in self._taken.values()
+
     def take(self, uuid: str, data: bytes) -> Reference | None:
         """The pending adoption whose bytes are ``data`` (None for an ordinary upload), now taken by ``uuid``."""
         with self._lock:
@@ -253,6 +259,11 @@ class AdoptingArea:
                                 "adopted object, if owned, stays behind", uuid, exc)
         self.inner.remove(uuid, content_type, location)
         if reference is None:
+            return
+        if self.pending.in_flight(uuid):
+            # discarded while its own adoption is posted (AlreadyStored: the instance was adopted before, by an
+            # interrupted adoption whose attachment holds the same object): the object is not this one's to delete
+            log.info("attachment %s discarded by Orthanc while adopting %r; the object stays", uuid, reference.key)
             return
         if reference.owned:
             self.lake.delete(reference.key)
