@@ -12,7 +12,9 @@ Resuming: the keys are taken in sorted order (the stores list in that order) and
 flight. It is saved at most every ``SAVE_SECONDS`` and when the job stops, ends or is cancelled. After a
 restart the job lists the prefix again and goes on above its watermark: what it adopted is not read again
 (after a kill, the objects of the last ``SAVE_SECONDS`` are adopted again, which adoption's idempotence makes
-``AlreadyStored``). The abandon phase is recomputed from the registry, which forgets what was abandoned.
+``AlreadyStored``). An object that fails while Orthanc stops is left undone (its post may have failed because
+Orthanc was stopping): the next start tries it again. The abandon phase is recomputed from the registry, which
+forgets what was abandoned.
 Orthanc-free: Orthanc through the adopter's port.
 """
 
@@ -27,6 +29,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from ..errors import StoreError
 from ..port.index import OrthancCallError
 from .adopt import ALREADY_STORED, SUCCESS, Adopter, Outcome
+from .adopt import FAILURE as OBJECT_FAILURE
 from .journal import JobStore
 from .steps import ERROR_CANCELED, ERROR_STORAGE, FAILURE, FINISHED_STATES, JOB_ID_PREFIX, PENDING, RUNNING
 from .steps import SUCCESS as JOB_SUCCESS
@@ -327,7 +330,10 @@ class AdoptManager:
                     break
                 done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
                 for future in done:
-                    job.record(in_flight.pop(future), future.result())  # adopt_one never raises
+                    key, outcome = in_flight.pop(future), future.result()  # adopt_one never raises
+                    if outcome is not None and outcome.status == OBJECT_FAILURE and self._stopping:
+                        continue  # most likely Orthanc stopping under it: not done, tried again at the next start
+                    job.record(key, outcome)
                 job.advance(window)
                 if self.clock() - saved >= self.save_seconds:
                     self._save(job)

@@ -166,6 +166,29 @@ def test_a_stopped_job_resumes_above_its_watermark_and_adopts_each_object_once(w
     assert sorted(world.api.instances) == sorted(files)
 
 
+def test_an_object_that_fails_while_orthanc_stops_is_tried_again_at_the_next_start(world):
+    world.lake(3)
+    job = world.manager.submit("lake/", False)
+    stopping = world.manager
+
+    def orthanc_stops_during_the_second(uri, body, post=world.api.post_json):
+        if len(world.api.posts) == 1:
+            stopping.stop()
+            raise OrthancCallError(503, "/instances: connection refused")
+        return post(uri, body)
+
+    world.api.post_json = orthanc_stops_during_the_second
+    stopping.run_next()
+    assert job.state == "Pending" and job.watermark == "lake/000.dcm"
+    assert job.content()["FailedCount"] == 0 and job.processed == 1
+    del world.api.post_json
+    resumed = world.new_manager()
+    resumed.load()
+    resumed.run_next()
+    content = resumed.get(job.id).content()
+    assert (content["Adopted"], content["FailedCount"], content["ProcessedObjects"]) == (3, 0, 3)
+
+
 def test_the_watermark_moves_over_keys_done_in_order_only():
     job = AdoptJob("objstore-1", "lake/", False)
     window = collections.deque(["a", "b", "c", "d"])
