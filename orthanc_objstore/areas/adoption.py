@@ -6,8 +6,9 @@ SHA-256 of its DICOM bytes at adoption and whether Orthanc owns it. Reads follow
 object is copied. One mechanism on both Orthancs: 1.10.1 has no custom data, and a reference under the
 attachment's own name works with the deferred deletions, hybrid moves and the read cache as any object.
 On 1.13 the attachment's custom data also says it is adopted (``Location.adopted``), so that range reads
-know it before reading (the reference is shorter than the attachment). The official plugin cannot read
-adopted attachments (it would serve the reference): docs/adoption.md.
+know it before reading (the reference is shorter than the attachment); where the index keeps no custom data
+(the PostgreSQL plugin 5 on 1.13), a range read that finds a reference (too short, or its marker) follows it.
+The official plugin cannot read adopted attachments (it would serve the reference): docs/adoption.md.
 
 Wrong-patient safety: a reference is followed only when the adopted object still has the size and SHA-256
 recorded at adoption (an object replaced in the lake is refused, ``IntegrityError``); a DICOM upload that
@@ -210,8 +211,17 @@ class AdoptingArea:
 
     def read_range(self, uuid: str, content_type: int, start: int, length: int,
                    location: Location | None = None) -> bytes:
-        if content_type != CONTENT_TYPE_DICOM or location is None or not location.adopted:
+        if content_type != CONTENT_TYPE_DICOM or (location is not None and not location.adopted):
             return self.inner.read_range(uuid, content_type, start, length, location)
+        if location is None and uuid not in self.adopted:
+            # no custom data (an index that keeps none, e.g. the PostgreSQL plugin 5 on 1.13): an adopted
+            # attachment is told by its reference, shorter than the range or beginning with the marker
+            try:
+                part = self.inner.read_range(uuid, content_type, start, length, location)
+            except IntegrityError:
+                part = None
+            if part is not None and not (start == 0 and part[:len(REFERENCE_MAGIC)] == REFERENCE_MAGIC[:len(part)]):
+                return part
         data = self.read(uuid, content_type, location)
         part = data[start:start + length]
         if len(part) != length:
