@@ -32,7 +32,7 @@ from .config.sections import (
 )
 from .crypto.keys import Keyring
 from .errors import BucketNotFound, ConfigError, NoCredentials, StoreError
-from .jobs import restore, steps
+from .jobs import adopt, restore, steps
 from .metrics.metered import MeteredArea, StorageMetrics
 from .storage import encrypted as encryption
 from .storage.budget import ByteBudget
@@ -168,7 +168,7 @@ def build_hybrid_area(objects: Area, file_system: Area, mode: str, on_fallback=N
 def storage_metrics(config: PluginConfig) -> StorageMetrics:
     """The metrics of this deployment: per storage side, with hybrid fallbacks and move jobs in hybrid mode."""
     return StorageMetrics(hybrid=config.common.hybrid_mode != HYBRID_DISABLED, move_outcomes=steps.OUTCOMES,
-                          restore_outcomes=restore.OUTCOMES)
+                          restore_outcomes=restore.OUTCOMES, adopt_outcomes=adopt.OUTCOMES)
 
 
 @dataclass(frozen=True)

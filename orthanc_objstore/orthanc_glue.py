@@ -26,6 +26,8 @@ from . import __version__, build
 from .config import sections as config
 from .errors import ConfigError
 from .jobs.adopt import Adopter
+from .jobs.adopt_jobs import AdoptManager
+from .jobs.indexer import Indexer
 from .jobs.journal import FileJobStore
 from .jobs.prefetch import Prefetcher
 from .jobs.restore import RestoreManager
@@ -55,6 +57,7 @@ METRICS_VARIABLE = "ORTHANC_OBJSTORE_METRICS"  # "publish" / "off": override the
 METRICS_ROUTE = "/objstore/metrics-prometheus"
 JOBS_FOLDER = "objstore-jobs"  # inside StorageDirectory, which hybrid mode needs persistent anyway
 RESTORE_JOBS_FOLDER = "restore"  # restore jobs, inside the jobs folder
+ADOPT_JOBS_FOLDER = "adopt"  # asynchronous adoptions (and the indexer's), inside the jobs folder
 
 
 class OrthancLogHandler(logging.Handler):
@@ -294,13 +297,15 @@ def jobs_folder(common) -> str:
     return os.path.join(os.path.abspath(common.storage_directory), JOBS_FOLDER, *own)
 
 
-def register_adoption(adoption, api, lifecycle) -> None:
-    """POST /objstore/adopt and its siblings. The registry of adopted attachments (a removal on 1.10.1 learns
-    from it whether an adopted object is owned) is listed now, before Orthanc answers anything, and its entries
-    are read in the background once Orthanc has started; with no adoption the listing is all."""
-    adopter = None
+def register_adoption(adoption, api, lifecycle, common, on_outcome) -> AdoptManager | None:
+    """POST /objstore/adopt and its siblings, the adopt jobs and the indexer; returns the jobs' manager (None when
+    the storage cannot adopt). The registry of adopted attachments (a removal on 1.10.1 learns from it whether an
+    adopted object is owned) is listed now, before Orthanc answers anything, and its entries are read in the
+    background once Orthanc has started; with no adoption the listing is all."""
+    adopter, jobs = None, None
     if adoption is not None:
-        adopter = Adopter(api, adoption.area, adoption.registry, adoption.listing, adoption.root_path)
+        adopter = Adopter(api, adoption.area, adoption.registry, adoption.listing, adoption.root_path,
+                          on_outcome=on_outcome)
         try:
             entry_keys = adoption.registry.entry_keys()
         except Exception as exc:  # noqa: BLE001 - read again in the background, once Orthanc has started
@@ -320,8 +325,21 @@ def register_adoption(adoption, api, lifecycle) -> None:
         if entry_keys != []:
             lifecycle.on_started.append(
                 lambda: threading.Thread(target=load, name="objstore-adopted", daemon=True).start())
-    for pattern, callback in AdoptRoutes(api, adopter).routes():
+        jobs = AdoptManager(adopter, FileJobStore(os.path.join(jobs_folder(common), ADOPT_JOBS_FOLDER)))
+        jobs.load()  # persisted jobs answer over REST at once; they run once Orthanc has started
+        lifecycle.on_started.append(jobs.start)
+        lifecycle.on_stopped.append(jobs.stop)
+        if common.indexer is not None and common.indexer.enabled:
+            indexer = Indexer(jobs, common.indexer)
+            lifecycle.on_started.append(indexer.start)
+            lifecycle.on_stopped.insert(0, indexer.stop)
+            log.warning("orthanc-objstore: %r", indexer)
+    elif common.indexer is not None and common.indexer.enabled:
+        log.error("orthanc-objstore: the Indexer section is ignored: this storage cannot list its objects, so it "
+                  "cannot adopt them")
+    for pattern, callback in AdoptRoutes(api, adopter, jobs).routes():
         orthanc.RegisterRestCallback(pattern, callback)
+    return jobs
 
 
 def install(started=None):
@@ -411,8 +429,8 @@ def install(started=None):
     lifecycle.on_stopped.append(restores.stop)
     for pattern, callback in RestoreRoutes(api, area, restores, policy, metrics.restore_step).routes():
         orthanc.RegisterRestCallback(pattern, callback)
-    register_adoption(storage.adoption, api, lifecycle)
-    listed = (restores,) if area.restore_tiers else ()
+    adopt_jobs = register_adoption(storage.adoption, api, lifecycle, common, metrics.adopt_step)
+    listed = ((restores,) if area.restore_tiers else ()) + ((adopt_jobs,) if adopt_jobs is not None else ())
     for pattern, callback in MoveStorageRoutes(api, area, manager, plugin_config.common.hybrid_mode,
                                                core_jobs, other_jobs=listed).routes():
         orthanc.RegisterRestCallback(pattern, callback)

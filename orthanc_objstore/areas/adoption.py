@@ -6,8 +6,9 @@ SHA-256 of its DICOM bytes at adoption and whether Orthanc owns it. Reads follow
 object is copied. One mechanism on both Orthancs: 1.10.1 has no custom data, and a reference under the
 attachment's own name works with the deferred deletions, hybrid moves and the read cache as any object.
 On 1.13 the attachment's custom data also says it is adopted (``Location.adopted``), so that range reads
-know it before reading (the reference is shorter than the attachment). The official plugin cannot read
-adopted attachments (it would serve the reference): docs/adoption.md.
+know it before reading (the reference is shorter than the attachment); where the index keeps no custom data
+(the PostgreSQL plugin 5 on 1.13), a range read that finds a reference follows it (``REFERENCE_MAX_SIZE``).
+The official plugin cannot read adopted attachments (it would serve the reference): docs/adoption.md.
 
 Wrong-patient safety: a reference is followed only when the adopted object still has the size and SHA-256
 recorded at adoption (an object replaced in the lake is refused, ``IntegrityError``); a DICOM upload that

@@ -32,6 +32,7 @@ AZURE_SECTION = "AzureBlobStorage"
 GCS_SECTION = "GoogleCloudStorage"
 ENCRYPTION_SECTION = "StorageEncryption"
 TIERING_SECTION = "Tiering"
+INDEXER_SECTION = "Indexer"
 READ_CACHE_SECTION = "ReadCache"
 PREFETCH_SECTION = "Prefetch"
 GLOBAL_SECTION = "(Orthanc configuration)"
@@ -79,6 +80,21 @@ class TieringConfig:
 
 
 @dataclass(frozen=True)
+class IndexerConfig:
+    """``Indexer`` (inside the storage section): adopts the objects under ``prefixes`` every ``interval`` seconds
+    and abandons the instances whose object vanished (docs/adoption.md)."""
+
+    prefixes: tuple[str, ...] = option("Prefixes", kind="raw", required=True,
+                                       note='required: the key prefixes to adopt, e.g. ["lake/"] ("" is the '
+                                            "whole bucket)")
+    interval: int = option("Interval", "5m", kind="raw", note='how often each prefix is adopted (durations: '
+                                                             '"90s", "15m", "12h", "30d")')
+    take_ownership: bool = option("TakeOwnership", False, note="true: the adopted objects are Orthanc's, deleted "
+                                  "with their instance")
+    enabled: bool = option("Enabled", True, note="false on every replica but one when several share an index")
+
+
+@dataclass(frozen=True)
 class ReadCacheConfig:
     """``ReadCache`` (inside the storage section): a bounded cache of objects read from the object storage,
     in memory, and on disk when ``folder`` is set; ``false`` turns it off (docs/viewers.md)."""
@@ -114,6 +130,8 @@ class CommonConfig:
                                                  note="client-side encryption, a section (below)")
     tiering: TieringConfig | None = option(TIERING_SECTION, None, kind="raw",
                                            note="automatic moves by age, a section (below); hybrid mode only")
+    indexer: IndexerConfig | None = option(INDEXER_SECTION, None, kind="raw",
+                                           note="periodic adoption of key prefixes, a section (below)")
     read_cache: ReadCacheConfig | None = option(READ_CACHE_SECTION, ReadCacheConfig(), kind="raw",
                                                 note="a section (below), or false to turn the cache off")
     prefetch: PrefetchConfig | None = option(PREFETCH_SECTION, PrefetchConfig(), kind="raw",
@@ -302,6 +320,37 @@ def _tiering(section: Section, values: dict) -> None:
         values["tiering"] = TieringConfig(**{**read, **parsed})
 
 
+def _indexer(section: Section, values: dict) -> None:
+    """Indexer, a nested section: parsed, or None when it is absent (the indexer is off by default)."""
+    raw = values["indexer"]
+    values["indexer"] = None
+    if raw is ABSENT or raw is None:
+        return
+    indexer = Section(f"{section.name}.{INDEXER_SECTION}", raw, section.problems, options(INDEXER_SECTION))
+    section.children.append(indexer)
+    read = indexer.read(IndexerConfig)
+    if not isinstance(raw, dict):
+        return
+    problems = len(section.problems)
+    prefixes = read["prefixes"]
+    if prefixes is not ABSENT:
+        if (not isinstance(prefixes, list) or not prefixes or not all(isinstance(p, str) for p in prefixes)
+                or len(set(prefixes)) != len(prefixes)):
+            indexer.bad("Prefixes", prefixes, 'a non-empty array of distinct strings, the key prefixes to adopt, '
+                                              'e.g. ["lake/"] ("" is the whole bucket)')
+        else:
+            read["prefixes"] = tuple(prefixes)
+    interval = default_of(IndexerConfig, "interval") if read["interval"] is ABSENT else read["interval"]
+    try:
+        read["interval"] = parse_duration(interval)
+        if read["interval"] < 1:
+            indexer.problem("Interval", f"{interval!r} is too short; allowed: at least \"1s\"")
+    except ValueError as exc:
+        indexer.problem("Interval", str(exc))
+    if len(section.problems) == problems:
+        values["indexer"] = IndexerConfig(**read)
+
+
 def _optional_section(section: Section, values: dict, field: str, name: str, cls) -> None:
     """A nested section that is on by default: absent or true -> its defaults, false/null -> None (off),
     an object -> its options (``"Enable": false`` inside it also turns it off)."""
@@ -332,7 +381,7 @@ def _prefetch(section: Section, values: dict) -> None:
 
 
 COMMON_RULES = (rules.root_path_is_relative, _migration_means_write_to_object_storage, _encryption, _tiering,
-                _restore_tier_fits_the_provider, _read_cache, _prefetch)
+                _indexer, _restore_tier_fits_the_provider, _read_cache, _prefetch)
 PROVIDERS = {  # section → (its dataclass, its rules, the fields it takes from the environment)
     S3_SECTION: (S3Config, (rules.credentials_pair, rules.s3_tags, rules.s3_server_side_encryption),
                  rules.no_environment),
@@ -349,6 +398,8 @@ def options(section: str) -> tuple[Option, ...]:
         return (ENCRYPTION_ENABLE, *(spec for _, spec in declared(EncryptionConfig)))
     if section == TIERING_SECTION:
         return tuple(spec for _, spec in declared(TieringConfig))
+    if section == INDEXER_SECTION:
+        return tuple(spec for _, spec in declared(IndexerConfig))
     if section == READ_CACHE_SECTION:
         return (ENABLE, *(spec for _, spec in declared(ReadCacheConfig)))
     if section == PREFETCH_SECTION:
@@ -359,7 +410,8 @@ def options(section: str) -> tuple[Option, ...]:
     if section in PROVIDERS:
         return (*(spec for _, spec in declared(CommonConfig, "section")), MIGRATION_FROM_FILE_SYSTEM,
                 *(spec for _, spec in declared(PROVIDERS[section][0], "section")))
-    known = [*PROVIDERS, ENCRYPTION_SECTION, TIERING_SECTION, READ_CACHE_SECTION, PREFETCH_SECTION, GLOBAL_SECTION]
+    known = [*PROVIDERS, ENCRYPTION_SECTION, TIERING_SECTION, INDEXER_SECTION, READ_CACHE_SECTION, PREFETCH_SECTION,
+             GLOBAL_SECTION]
     raise ValueError(f"unknown section {section!r}; known: {', '.join(known)}")
 
 

@@ -16,7 +16,7 @@ Orthanc-free: Orthanc through the port (``OrthancApi``), never ``orthanc.*``.
 
 import logging
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -29,6 +29,10 @@ from ..storage.protocol import Owner
 log = logging.getLogger("orthanc_objstore")
 
 SUCCESS, ALREADY_STORED, FAILURE = "Success", "AlreadyStored", "Failure"
+ADOPTED, ABANDONED, FAILED = "adopted", "abandoned", "failed"  # the metrics' outcomes, with ALREADY_STORED_OUTCOME
+ALREADY_STORED_OUTCOME = "already_stored"
+OUTCOMES = (ADOPTED, ALREADY_STORED_OUTCOME, ABANDONED, FAILED)
+_METRIC_OF = {SUCCESS: ADOPTED, ALREADY_STORED: ALREADY_STORED_OUTCOME, FAILURE: FAILED}
 _OWN_NAME = re.compile(r"^([0-9a-fA-F-]{36})(\.dcm|\.json|\.dcm\.head|\.unk)(\.enc)?$")
 
 
@@ -62,8 +66,11 @@ class Counts:
 
 class Adopter:
     def __init__(self, api: OrthancApi, area: AdoptingArea, registry: AdoptionRegistry, listing,
-                 root_path: str = "", workers: int = 4):
+                 root_path: str = "", workers: int = 4, on_outcome: Callable[[str], None] | None = None):
+        """``on_outcome`` is told each object's outcome (``OUTCOMES``: adopted, already_stored, abandoned, failed),
+        for the metrics."""
         self.api = api
+        self.on_outcome = on_outcome or (lambda outcome: None)
         self.area = area
         self.registry = registry
         self.listing = listing
@@ -87,9 +94,11 @@ class Adopter:
 
     def adopt_instance(self, key: str, owned: bool) -> Outcome:
         try:
-            return self._adopt(key, owned, self.registry.get(key))
+            outcome = self._adopt(key, owned, self.registry.get(key))
         except Skipped as exc:
-            return Outcome(FAILURE, error=str(exc))
+            outcome = Outcome(FAILURE, error=str(exc))
+        self.on_outcome(_METRIC_OF[outcome.status])
+        return outcome
 
     def _adopt(self, key: str, owned: bool, entry: dict | None) -> Outcome:
         """Adopts ``key``, whose registry entry is ``entry`` (None: never adopted)."""
@@ -117,13 +126,30 @@ class Adopter:
             attachment = self.area.pending.done(reference)
             del data
         instance = answer.get("ID", "") if isinstance(answer, dict) else ""
+        if isinstance(answer, dict) and answer.get("Status") == ALREADY_STORED and instance:
+            # Orthanc already had it (e.g. adopted by an adoption interrupted before its registry entry was
+            # written): the attachment just written was removed again; the registry records the instance's own
+            return self._already_stored(key, instance, reference)
         if attachment is None:
-            if isinstance(answer, dict) and answer.get("Status") == ALREADY_STORED:
-                return Outcome(ALREADY_STORED, instance)
             return Outcome(FAILURE, instance, error="Orthanc stored the instance without handing its bytes as they "
                            "are to the storage (StorageCompression?): it is a copy, not an adoption")
         self.registry.put(key, instance, attachment, reference)
         return Outcome(SUCCESS, instance, attachment)
+
+    def _already_stored(self, key: str, instance: str, reference: Reference) -> Outcome:
+        info = self.api.get_json(f"/instances/{instance}/attachments/dicom/info")
+        uuid = info.get("Uuid") if isinstance(info, dict) else None
+        if not isinstance(uuid, str) or not uuid:
+            return Outcome(ALREADY_STORED, instance)
+        try:
+            same = self.area.reference(uuid) == reference
+        except StoreError:
+            same = False  # not readable as a reference: not this adoption's
+        if same:
+            self.registry.put(key, instance, uuid, reference)
+            self.area.adopted.setdefault(uuid, reference)
+            return Outcome(ALREADY_STORED, instance, uuid)
+        return Outcome(ALREADY_STORED, instance)
 
     def abandon_instance(self, key: str) -> Outcome:
         entry = self.registry.get(key)
@@ -133,6 +159,7 @@ class Adopter:
         if self._exists(instance):
             self.api.delete(f"/instances/{instance}")
         self.registry.forget(key)
+        self.on_outcome(ABANDONED)
         return Outcome(SUCCESS, instance, entry.get("Attachment", ""))
 
     # -- a prefix
@@ -140,11 +167,11 @@ class Adopter:
     def adopt_prefix(self, prefix: str, owned: bool) -> Counts:
         counts = Counts()
         # the registry is read once (one listing, one small read per adopted object) instead of once per object
-        entries = {entry["Key"]: entry for entry in self.registry.entries() if entry["Key"].startswith(prefix)}
-        keys = [key for key, _ in self.listing.list_sizes(prefix) if not is_internal(key, self.root_path)]
+        entries = self.entries_under(prefix)
+        keys = self.keys_under(prefix)
         present = set(keys)
         with ThreadPoolExecutor(self.workers, thread_name_prefix="objstore-adopt") as pool:
-            outcomes = pool.map(lambda key: self._adopt_or_skip(key, owned, entries.get(key)), keys)
+            outcomes = pool.map(lambda key: self.adopt_one(key, owned, entries.get(key)), keys)
             for key, outcome in zip(keys, outcomes, strict=True):
                 if outcome is None:
                     continue
@@ -159,13 +186,31 @@ class Adopter:
             counts.abandoned += 1
         return counts
 
-    def _adopt_or_skip(self, key: str, owned: bool, entry: dict | None) -> Outcome | None:
+    def entries_under(self, prefix: str) -> dict[str, dict]:
+        """The registry's entries of the objects adopted under ``prefix``, by object key (one listing, one small
+        read per adopted object)."""
+        return {entry["Key"]: entry for entry in self.registry.entries() if entry["Key"].startswith(prefix)}
+
+    def keys_under(self, prefix: str) -> list[str]:
+        """The keys under ``prefix`` that may be adopted (the plugin's bookkeeping left out), in listing order."""
+        return [key for key, _ in self.listing.list_sizes(prefix) if not is_internal(key, self.root_path)]
+
+    def adopt_one(self, key: str, owned: bool, entry: dict | None) -> Outcome | None:
+        """One object of a prefix (``entry``: its registry entry, None when never adopted); None when skipped
+        (the plugin's own non-DICOM objects). Never raises: any failure is the object's ``Failure``."""
         try:
-            return self._adopt(key, owned, entry)
+            outcome = self._adopt(key, owned, entry)
         except Skipped:
             return None
         except OrthancCallError as exc:
-            return Outcome(FAILURE, error=f"Orthanc: {exc}")
+            outcome = Outcome(FAILURE, error=f"Orthanc: {exc}")
+        except StoreError as exc:
+            outcome = Outcome(FAILURE, error=f"the storage: {exc}")
+        except Exception as exc:  # noqa: BLE001 - one object's failure never stops the others
+            log.exception("adoption of %r failed", key)
+            outcome = Outcome(FAILURE, error=f"internal error: {type(exc).__name__}: {exc}")
+        self.on_outcome(_METRIC_OF[outcome.status])
+        return outcome
 
     # -- helpers
 

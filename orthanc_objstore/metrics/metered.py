@@ -6,7 +6,8 @@ no counter. What the wrapper cannot see has a small hook where it happens: hybri
 (``HybridArea(on_fallback=...)``), move-job steps (``JobManager(on_step=...)``), SDK retries
 (``S3Store.count_retries``), orphans waiting for clean-up (a gauge on ``OrphanReaper.pending``), the
 files handled by restores (``RestoreManager(on_step=...)``), deferred deletions
-(``DeferredDeletions(on_deleted=..., on_failed=...)`` and a gauge on its ``pending``).
+(``DeferredDeletions(on_deleted=..., on_failed=...)`` and a gauge on its ``pending``), the objects handled
+by adoptions (``Adopter(on_outcome=...)``).
 
 Counting rules: every call of ``create`` / ``read`` / ``read_range`` / ``remove`` is one operation of
 its side, failed or not; the bytes are those written or returned by the calls that succeeded (a
@@ -40,6 +41,7 @@ MOVE_BYTES_TOTAL = "orthanc_objstore_move_bytes_total"
 ORPHANS_PENDING = "orthanc_objstore_orphans_pending"
 RESTORE_FILES_TOTAL = "orthanc_objstore_restore_files_total"
 DELETIONS_PENDING = "orthanc_objstore_deletions_pending"
+ADOPT_OBJECTS_TOTAL = "orthanc_objstore_adopt_objects_total"
 
 
 def error_kind(exc: BaseException) -> str:
@@ -61,10 +63,12 @@ class StorageMetrics:
     """Every metric of the plugin, created up front (so that each series exists from the start, at 0)."""
 
     def __init__(self, hybrid: bool = False, metrics: Metrics | None = None,
-                 move_outcomes: dict[str, bool] | None = None, restore_outcomes: tuple[str, ...] = ()):
+                 move_outcomes: dict[str, bool] | None = None, restore_outcomes: tuple[str, ...] = (),
+                 adopt_outcomes: tuple[str, ...] = ()):
         """``move_outcomes``: in hybrid mode, the outcomes of a move step, each with whether it moves bytes;
-        ``restore_outcomes``: those of a file's restore. Both are the jobs' vocabularies, which
-        ``build.storage_metrics`` passes (``jobs.steps.OUTCOMES``, ``jobs.restore.OUTCOMES``)."""
+        ``restore_outcomes``: those of a file's restore; ``adopt_outcomes``: those of an adopted object. All are
+        the jobs' vocabularies, which ``build.storage_metrics`` passes (``jobs.steps.OUTCOMES``,
+        ``jobs.restore.OUTCOMES``, ``jobs.adopt.OUTCOMES``)."""
         self.metrics = metrics or Metrics()
         m = self.metrics
         self.storages = (OBJECT_STORAGE, FILE_SYSTEM) if hybrid else (OBJECT_STORAGE,)
@@ -78,6 +82,9 @@ class StorageMetrics:
         self.restore_files = {outcome: m.counter(RESTORE_FILES_TOTAL, "Files handled by POST /objstore/restore and "
                                                  "restores started by reads, by outcome", outcome=outcome)
                               for outcome in restore_outcomes}
+        self.adopt_objects = {outcome: m.counter(ADOPT_OBJECTS_TOTAL, "Objects handled by adoptions (POST "
+                                                 "/objstore/adopt..., adopt jobs, the indexer), by outcome",
+                                                 outcome=outcome) for outcome in adopt_outcomes}
         if hybrid:
             self.fallbacks = m.counter(FALLBACKS_TOTAL, "Reads (whole or ranges) served by the secondary "
                                        "storage of hybrid mode after the primary said not found")
@@ -155,6 +162,12 @@ class StorageMetrics:
         if outcome in self.move_bytes:
             self.move_bytes[outcome].add(size)
 
+
+    def adopt_step(self, outcome: str) -> None:
+        """One object handled by an adoption (``Adopter(on_outcome=...)``)."""
+        counter = self.adopt_objects.get(outcome)
+        if counter is not None:
+            counter.add()
 
     def restore_step(self, outcome: str) -> None:
         """One file handled by a restore (``RestoreManager(on_step=...)``, ``ColdReads``)."""

@@ -82,6 +82,7 @@ def _list_options() -> int:
     titles = {section: section for section in config.PROVIDERS}
     titles[config.ENCRYPTION_SECTION] = f"{config.ENCRYPTION_SECTION} (inside any of the sections above)"
     titles[config.TIERING_SECTION] = f"{config.TIERING_SECTION} (inside any of the sections above, hybrid mode only)"
+    titles[config.INDEXER_SECTION] = f"{config.INDEXER_SECTION} (inside any of the sections above; absent: off)"
     titles[config.READ_CACHE_SECTION] = f"{config.READ_CACHE_SECTION} (inside any of the sections above; false: off)"
     titles[config.PREFETCH_SECTION] = f"{config.PREFETCH_SECTION} (inside any of the sections above; false: off)"
     titles[config.GLOBAL_SECTION] = "Orthanc's own options the plugin reads (top level)"

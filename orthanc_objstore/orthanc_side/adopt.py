@@ -5,14 +5,17 @@ Bodies:
   "AlreadyStored": m, "Abandoned": k, "Failed": [{"Key", "Error"}]}``;
 - adopt-instance: ``{"Key": "...", "TakeOwnership": false}`` -> ``{"Status", "InstanceId", "AttachmentUuid", "Error"}``;
 - abandon-instance: ``{"Key": "..."}`` -> the same fields.
-Each answers 200 with the outcome (``"Status": "Failure"`` and its ``Error`` included); 400 for a body that
-cannot be accepted. Orthanc-free: Orthanc through the port; each handler takes one of the port's handler slots.
+With ``"Asynchronous": true`` the adoption is a job (``jobs.adopt_jobs``) and the answer ``{"ID", "Path"}``
+comes at once; the job is listed under ``/jobs``. Each answers 200 with the outcome (``"Status": "Failure"`` and
+its ``Error`` included); 400 for a body that cannot be accepted. Orthanc-free: Orthanc through the port; each
+handler takes one of the port's handler slots.
 """
 
 import json
 from collections.abc import Callable
 
 from ..jobs.adopt import Adopter
+from ..jobs.adopt_jobs import AdoptManager
 from ..port.index import OrthancApi
 from .rest import Request, answer_json, route, send_json_error
 
@@ -48,11 +51,13 @@ def parse_body(body: bytes, fields: dict[str, type], required: str, example: str
 
 
 class AdoptRoutes:
-    """The three routes; ``adopter`` is None when the storage cannot adopt (a provider that does not list)."""
+    """The three routes; ``adopter`` is None when the storage cannot adopt (a provider that does not list);
+    ``jobs`` runs the asynchronous adoptions."""
 
-    def __init__(self, api: OrthancApi, adopter: Adopter | None):
+    def __init__(self, api: OrthancApi, adopter: Adopter | None, jobs: AdoptManager | None = None):
         self.api = api
         self.adopter = adopter
+        self.jobs = jobs
 
     def routes(self) -> list[tuple[str, Callable[..., None]]]:
         return [(ADOPT, route(self.adopt, "POST")), (ADOPT_INSTANCE, route(self.adopt_instance, "POST")),
@@ -64,8 +69,12 @@ class AdoptRoutes:
         if values is None or self.adopter is None:
             return
         if values["Asynchronous"]:
-            send_json_error(output, 400, '"Asynchronous": true is not available yet: adopt synchronously (false), '
-                            "one prefix at a time")
+            if self.jobs is None:
+                send_json_error(output, 400, '"Asynchronous": true is not available on this Orthanc: adopt '
+                                "synchronously (false)")
+                return
+            job = self.jobs.submit(values["Prefix"], values["TakeOwnership"])
+            answer_json(output, {"ID": job.id, "Path": f"/jobs/{job.id}"})
             return
         with self.api.handler_slot():
             answer_json(output, self.adopter.adopt_prefix(values["Prefix"], values["TakeOwnership"]).answer())

@@ -198,3 +198,25 @@ def test_adopting_a_copy_of_an_instance_already_stored_deletes_nothing(backend, 
     assert orthanc.get(f"/instances/{instance}/file") == data
     assert backend.read("lake/copy.dcm") == data and backend.read(own_key) == data
     assert backend.keys() == keys  # no reference or registry entry left behind
+
+
+def test_an_owned_adoption_whose_registry_entry_was_lost_is_already_stored_and_keeps_its_object(backend,
+                                                                                                orthanc_factory):
+    # as after Orthanc killed between the instance's creation and its registry entry (e.g. during an adopt job)
+    data = make_instances(1, seed="1.2.826.0.1.3680043.8.498.97")[0]
+    backend.write("lake/owned.dcm", data)
+    orthanc = orthanc_factory(backend.settings())
+    first = orthanc.post_json("/objstore/adopt-instance", {"Key": "lake/owned.dcm", "TakeOwnership": True})
+    assert first["Status"] == "Success", first
+    entries = [key for key in backend.keys() if key.startswith(REGISTRY_FOLDER)]
+    assert len(entries) == 1
+    backend.delete(entries[0])
+
+    again = orthanc.post_json("/objstore/adopt-instance", {"Key": "lake/owned.dcm", "TakeOwnership": True})
+    assert again["Status"] == "AlreadyStored" and again["InstanceId"] == first["InstanceId"], again
+    assert again["AttachmentUuid"] == first["AttachmentUuid"]  # the registry records the instance's own again
+    assert backend.read("lake/owned.dcm") == data  # the attachment Orthanc discarded did not take it along
+    assert orthanc.get(f"/instances/{first['InstanceId']}/file") == data
+    assert [key for key in backend.keys() if key.startswith(REGISTRY_FOLDER)] == entries
+    orthanc.delete(f"/instances/{first['InstanceId']}")  # owned: it goes with its instance
+    assert "lake/owned.dcm" not in backend.keys()

@@ -92,6 +92,26 @@ def test_a_pending_adoption_is_stored_as_a_reference_and_read_through_it():
     assert store.get(U.format(2) + ".dcm") == other
 
 
+@pytest.mark.parametrize(("start", "length"), [(0, 6000), (0, 20), (0, 5), (3000, 100)],
+                         ids=["header", "first-bytes", "a-few-bytes", "past-the-reference"])
+def test_a_range_read_without_custom_data_follows_a_reference(start, length):
+    # an index that keeps no custom data (the PostgreSQL plugin 5 on 1.13), in another process than the adopter's
+    store = MemoryStore()
+    data = make_instances(1)[0]
+    store.put("lake/a.dcm", data)
+    adopter_side = AdoptingArea(ObjectArea(store, Naming()), Lake(store))
+    reference = Reference.of("lake/a.dcm", data, owned=False)
+    adopter_side.pending.add(reference)
+    adopter_side.create(U.format(1), 1, data)
+    other_replica = AdoptingArea(ObjectArea(store, Naming()), Lake(store))
+    assert other_replica.read_range(U.format(1), 1, start, length, None) == data[start:start + length]
+    assert adopter_side.read_range(U.format(1), 1, start, length, None) == data[start:start + length]
+    # an attachment that is no reference is read as a range, as before
+    other = make_instances(2)[1]
+    other_replica.create(U.format(2), 1, other)
+    assert other_replica.read_range(U.format(2), 1, start, length, None) == other[start:start + length]
+
+
 def test_an_upload_that_could_pass_for_a_reference_is_refused():
     area = AdoptingArea(ObjectArea(MemoryStore(), Naming()), Lake(MemoryStore()))
     with pytest.raises(RefusedUpload):
