@@ -93,10 +93,13 @@ class Adopter:
     # -- one object
 
     def adopt_instance(self, key: str, owned: bool) -> Outcome:
+        """``POST /objstore/adopt-instance``: never raises, a store down or Orthanc refusing is a ``Failure``."""
         try:
-            outcome = self._adopt(key, owned, self.registry.get(key))
-        except Skipped as exc:
-            outcome = Outcome(FAILURE, error=str(exc))
+            entry = self.registry.get(key)
+        except StoreError as exc:
+            outcome = Outcome(FAILURE, error=f"the storage: {exc}")
+        else:
+            outcome = self._attempt(key, owned, entry, skipped_fails=True)
         self.on_outcome(_METRIC_OF[outcome.status])
         return outcome
 
@@ -133,8 +136,7 @@ class Adopter:
         if attachment is None:
             return Outcome(FAILURE, instance, error="Orthanc stored the instance without handing its bytes as they "
                            "are to the storage (StorageCompression?): it is a copy, not an adoption")
-        self.registry.put(key, instance, attachment, reference)
-        return Outcome(SUCCESS, instance, attachment)
+        return Outcome(SUCCESS, instance, attachment, error=self._record(key, instance, attachment, reference))
 
     def _already_stored(self, key: str, instance: str, reference: Reference) -> Outcome:
         info = self.api.get_json(f"/instances/{instance}/attachments/dicom/info")
@@ -146,19 +148,35 @@ class Adopter:
         except StoreError:
             same = False  # not readable as a reference: not this adoption's
         if same:
-            self.registry.put(key, instance, uuid, reference)
             self.area.adopted.setdefault(uuid, reference)
-            return Outcome(ALREADY_STORED, instance, uuid)
+            return Outcome(ALREADY_STORED, instance, uuid, error=self._record(key, instance, uuid, reference))
         return Outcome(ALREADY_STORED, instance)
 
+    def _record(self, key: str, instance: str, attachment: str, reference: Reference) -> str:
+        """Writes the registry entry of an instance Orthanc holds now; "" or, when the store refused it, what to
+        know (the instance is adopted all the same, and adopting the object again writes the entry)."""
+        try:
+            self.registry.put(key, instance, attachment, reference)
+        except StoreError as exc:
+            log.warning("adoption of %r: the instance is stored, its registry entry could not be written (%s)", key,
+                        exc)
+            return (f"adopted, but its registry entry could not be written ({exc}): adopt the object again to write "
+                    "it, or the instance will not be abandoned when the object vanishes")
+        return ""
+
     def abandon_instance(self, key: str) -> Outcome:
-        entry = self.registry.get(key)
-        if entry is None:
-            return Outcome(FAILURE, error=f"no instance was adopted from {key!r}")
-        instance = entry.get("Instance", "")
-        if self._exists(instance):
-            self.api.delete(f"/instances/{instance}")
-        self.registry.forget(key)
+        """Removes the instance adopted from ``key``; never raises: a store down or Orthanc refusing is a
+        ``Failure`` (the registry entry stays, and a later abandon tries again)."""
+        try:
+            entry = self.registry.get(key)
+            if entry is None:
+                return Outcome(FAILURE, error=f"no instance was adopted from {key!r}")
+            instance = entry.get("Instance", "")
+            if self._exists(instance):
+                self.api.delete(f"/instances/{instance}")
+            self.registry.forget(key)
+        except (StoreError, OrthancCallError) as exc:
+            return Outcome(FAILURE, error=f"could not be abandoned: {exc}")
         self.on_outcome(ABANDONED)
         return Outcome(SUCCESS, instance, entry.get("Attachment", ""))
 
@@ -181,9 +199,12 @@ class Adopter:
                     counts.already_stored += 1
                 else:
                     counts.failed.append({"Key": key, "Error": outcome.error})
-        for key in entries.keys() - present:
-            self.abandon_instance(key)
-            counts.abandoned += 1
+        for key in sorted(entries.keys() - present):
+            outcome = self.abandon_instance(key)
+            if outcome.status == SUCCESS:
+                counts.abandoned += 1
+            else:
+                counts.failed.append({"Key": key, "Error": outcome.error})
         return counts
 
     def entries_under(self, prefix: str) -> dict[str, dict]:
@@ -198,10 +219,17 @@ class Adopter:
     def adopt_one(self, key: str, owned: bool, entry: dict | None) -> Outcome | None:
         """One object of a prefix (``entry``: its registry entry, None when never adopted); None when skipped
         (the plugin's own non-DICOM objects). Never raises: any failure is the object's ``Failure``."""
+        outcome = self._attempt(key, owned, entry, skipped_fails=False)
+        if outcome is not None:
+            self.on_outcome(_METRIC_OF[outcome.status])
+        return outcome
+
+    def _attempt(self, key: str, owned: bool, entry: dict | None, skipped_fails: bool):
+        """``_adopt`` that never raises; a skipped object is a ``Failure`` (``skipped_fails``) or None."""
         try:
             outcome = self._adopt(key, owned, entry)
-        except Skipped:
-            return None
+        except Skipped as exc:
+            return Outcome(FAILURE, error=str(exc)) if skipped_fails else None
         except OrthancCallError as exc:
             outcome = Outcome(FAILURE, error=f"Orthanc: {exc}")
         except StoreError as exc:
@@ -209,7 +237,6 @@ class Adopter:
         except Exception as exc:  # noqa: BLE001 - one object's failure never stops the others
             log.exception("adoption of %r failed", key)
             outcome = Outcome(FAILURE, error=f"internal error: {type(exc).__name__}: {exc}")
-        self.on_outcome(_METRIC_OF[outcome.status])
         return outcome
 
     # -- helpers

@@ -344,15 +344,12 @@ class AdoptManager:
         for key in sorted(entries.keys() - present):
             if self._interrupted(job):
                 return
-            try:
-                outcome = self.adopter.abandon_instance(key)
-            except (StoreError, OrthancCallError) as exc:
-                with job.lock:
-                    job.fail(key, f"could not be abandoned: {exc}")
-                continue
-            if outcome.status == SUCCESS:
-                with job.lock:
+            outcome = self.adopter.abandon_instance(key)  # never raises
+            with job.lock:
+                if outcome.status == SUCCESS:
                     job.abandoned += 1
+                else:
+                    job.fail(key, outcome.error)
             self._save(job)
 
     def _save(self, job: AdoptJob) -> None:

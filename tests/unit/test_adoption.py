@@ -52,6 +52,7 @@ class PostingOrthanc(FakeOrthancApi):
         self.area.create(uuid, 1, body)
         self.instances[body] = instance
         self.answers[f"/instances/{instance}"] = {"ID": instance, "uuid": uuid}
+        self.answers[f"/instances/{instance}/attachments/dicom/info"] = {"Uuid": uuid, "ContentType": 1}
         return {"ID": instance, "Status": "Success"}
 
     def delete(self, uri):
@@ -250,3 +251,60 @@ def test_ranges_of_an_adopted_attachment_without_custom_data_follow_the_referenc
         assert area.read_range(U.format(2), 1, 60, 40) == plain[60:100]
         with pytest.raises(IntegrityError):
             area.read_range(U.format(2), 1, 0, len(plain) + 1)  # a plain file read past its end still fails
+
+
+def test_a_store_down_makes_an_adoption_or_an_abandon_a_failure_not_an_error():
+    """POST /objstore/adopt-instance and abandon-instance answer "Status": "Failure" with the reason when the
+    store is down (before: the exception became an HTTP 500); a prefix counts an abandon that failed as failed."""
+    from support.faulty_store import FaultyStore
+
+    class ListingFaultyStore(FaultyStore):
+        def list_sizes(self, prefix=""):
+            return [(key, self.head(key)) for key in self.keys() if key.startswith(prefix)]
+
+    store = ListingFaultyStore()
+    area = AdoptingArea(ObjectArea(store, Naming()), Lake(store))
+    api = PostingOrthanc(area)
+    adopter = Adopter(api, area, AdoptionRegistry(store, store), store)
+    kept, vanishing = make_instances(2)
+    store.put("lake/kept.dcm", kept)
+    store.put("lake/vanishing.dcm", vanishing)
+    assert adopter.adopt_prefix("lake/", owned=False).answer()["Adopted"] == 2
+    store.delete("lake/vanishing.dcm")
+
+    store.fail("get", "get_range", "head")
+    for outcome in (adopter.adopt_instance("lake/kept.dcm", False), adopter.abandon_instance("lake/kept.dcm")):
+        assert outcome.status == "Failure" and "the store is down" in outcome.error, outcome
+    store.heal()
+    store.fail("delete")  # the registry entry of the vanished object cannot be forgotten
+    summary = adopter.adopt_prefix("lake/", owned=False).answer()
+    assert summary["Abandoned"] == 0 and [item["Key"] for item in summary["Failed"]] == ["lake/vanishing.dcm"]
+    store.heal()
+    assert adopter.adopt_prefix("lake/", owned=False).answer()["Abandoned"] == 1
+
+
+def test_an_adoption_whose_registry_entry_cannot_be_written_is_a_success_that_says_so():
+    """Orthanc holds the instance: the answer is Success (not a Failure that would hide it), with what to do;
+    adopting the object again writes the entry."""
+    from support.faulty_store import FaultyStore
+
+    class ListingFaultyStore(FaultyStore):
+        def list_sizes(self, prefix=""):
+            return [(key, self.head(key)) for key in self.keys() if key.startswith(prefix)]
+
+    store = ListingFaultyStore()
+    area = AdoptingArea(ObjectArea(store, Naming()), Lake(store))
+    api = WritingFirstOrthanc(area)
+    registry = AdoptionRegistry(store, store)
+    adopter = Adopter(api, area, registry, store)
+    data = make_instances(1)[0]
+    store.put("lake/a.dcm", data)
+    store.fail("put", suffix=".json")
+    first = adopter.adopt_instance("lake/a.dcm", False)
+    assert first.status == "Success" and first.instance and "registry entry could not be written" in first.error
+    assert registry.get("lake/a.dcm") is None
+    store.heal()
+    again = adopter.adopt_instance("lake/a.dcm", False)
+    assert (again.status, again.instance, again.attachment, again.error) == (
+        "AlreadyStored", first.instance, first.attachment, "")
+    assert registry.get("lake/a.dcm")["Attachment"] == first.attachment
