@@ -13,11 +13,11 @@ import datetime
 import ipaddress
 import json
 import os
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qs, urlparse
 
+from .local_server import LocalHttpServer
 from .servers import AZURITE_ACCOUNT
 
 TENANT = "72f988bf-0000-4000-8000-000000000001"
@@ -105,19 +105,16 @@ class FakeIdentityEndpoint:
             def log_message(self, *args):
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = self.server.server_address[1]
+        self.server = LocalHttpServer(Handler)
+        self.port = self.server.port
         self.url = f"http://127.0.0.1:{self.port}/msi/token"
-        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self._thread.start()
 
     def environment(self) -> dict:
         """What makes DefaultAzureCredential ask this endpoint (its managed-identity credential, App Service)."""
         return {"IDENTITY_ENDPOINT": self.url, "IDENTITY_HEADER": self.header_secret}
 
     def close(self):
-        self.server.shutdown()
-        self.server.server_close()
+        self.server.close()
 
 
 def https_account_url(azurite) -> str:

@@ -11,10 +11,11 @@ import io
 import json
 import os
 import ssl
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from types import SimpleNamespace
+
+from .local_server import LocalHttpServer
 
 VAULT_HOST = "pacs-vault.vault.azure.net"
 VAULT = f"https://{VAULT_HOST}"
@@ -152,9 +153,8 @@ class FakeCloudKms:
             def log_message(self, *args):
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.endpoint = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.server = LocalHttpServer(Handler)
+        self.endpoint = f"http://127.0.0.1:{self.server.port}"
 
     def wrapped_file_text(self, key: bytes, name: str = KMS_KEY) -> bytes:
         return f"gcp-kms:{name}\n{base64.b64encode(self.toy.wrap(key)).decode()}\n".encode()
@@ -184,8 +184,7 @@ class FakeCloudKms:
         return {"credentials": AnonymousCredentials(), "client_options": {"api_endpoint": endpoint or self.endpoint}}
 
     def close(self):
-        self.server.shutdown()
-        self.server.server_close()
+        self.server.close()
 
 
 GOOGLE_KMS_HOST = "cloudkms.googleapis.com"
@@ -248,17 +247,15 @@ class ServicesBehindProxy:
             def log_message(self, *args):
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.server = LocalHttpServer(Handler)
+        self.url = f"http://127.0.0.1:{self.server.port}"
 
     def environment(self, ca_file: str) -> dict:
         return {"HTTPS_PROXY": self.url, "https_proxy": self.url, "NO_PROXY": "127.0.0.1,localhost",
                 "no_proxy": "127.0.0.1,localhost", "REQUESTS_CA_BUNDLE": ca_file}
 
     def close(self):
-        self.server.shutdown()
-        self.server.server_close()
+        self.server.close()
 
 
 def service_account_file_text() -> bytes:
