@@ -1,17 +1,17 @@
 """Adopt jobs (jobs.adopt_jobs), the indexer (jobs.indexer) and its options: an in-memory store, a fake Orthanc."""
 
 import collections
-import itertools
 
 import pytest
+from support.adoption_fakes import UUID, ListingMemoryStore, PostingOrthanc
 from support.dicom import make_instances
-from support.fake_orthanc import FakeOrthancApi, call
+from support.fake_orthanc import call
 
 from orthanc_objstore.areas.adoption import AdoptingArea, AdoptionRegistry, Lake
 from orthanc_objstore.areas.contract import ObjectArea
 from orthanc_objstore.areas.naming import Naming
 from orthanc_objstore.config import sections
-from orthanc_objstore.errors import ConfigError, StoreUnavailable
+from orthanc_objstore.errors import ConfigError
 from orthanc_objstore.jobs import adopt_jobs
 from orthanc_objstore.jobs.adopt import Adopter
 from orthanc_objstore.jobs.adopt_jobs import AdoptJob, AdoptManager
@@ -21,66 +21,15 @@ from orthanc_objstore.metrics.metered import ADOPT_OBJECTS_TOTAL, StorageMetrics
 from orthanc_objstore.orthanc_side.adopt import AdoptRoutes
 from orthanc_objstore.orthanc_side.routes import job_status
 from orthanc_objstore.port.index import OrthancCallError
-from orthanc_objstore.storage.providers.memory import MemoryStore
 
-U = "0a1b2c3d-0000-4000-8000-{:012d}"
-
-
-class ListingMemoryStore(MemoryStore):
-    def __init__(self):
-        super().__init__()
-        self.listings = 0
-        self.down = False
-
-    def list_sizes(self, prefix=""):
-        if self.down:
-            raise StoreUnavailable("the store is down (test)")
-        self.listings += 1
-        return [(key, self.head(key)) for key in self.keys() if key.startswith(prefix)]
-
-
-class PostingOrthanc(FakeOrthancApi):
-    """A fake Orthanc whose POST /instances stores the body through the area, as Orthanc's create callback would.
-    The same bytes posted twice are AlreadyStored after a create and a remove of a new attachment, as Orthanc
-    1.10.1 does; Orthanc refuses what is not DICOM."""
-
-    def __init__(self, area):
-        super().__init__()
-        self.area = area
-        self.instances = {}  # body -> instance id
-        self.uuids = (U.format(n) for n in itertools.count(1))
-
-    def post_json(self, uri, body):
-        assert uri == "/instances"
-        self.posts.append((uri, body))
-        if body[128:132] != b"DICM":
-            raise OrthancCallError(400, "/instances: Bad file format")
-        uuid = next(self.uuids)
-        self.area.create(uuid, 1, body)
-        if body in self.instances:
-            self.area.remove(uuid, 1)  # Orthanc discards the new attachment
-            return {"ID": self.instances[body], "Status": "AlreadyStored"}
-        instance = f"instance-{len(self.instances) + 1}"
-        self.instances[body] = instance
-        self.answers[f"/instances/{instance}"] = {"ID": instance}
-        self.answers[f"/instances/{instance}/attachments/dicom/info"] = {"Uuid": uuid}
-        return {"ID": instance, "Status": "Success"}
-
-    def delete(self, uri):
-        super().delete(uri)
-        instance = uri.rsplit("/", 1)[1]
-        for body, known in list(self.instances.items()):
-            if known == instance:
-                del self.instances[body]
-                uuid = self.answers.pop(f"/instances/{instance}/attachments/dicom/info")["Uuid"]
-                self.area.remove(uuid, 1)
+U = UUID
 
 
 class World:
     def __init__(self, tmp_path, workers=1):
         self.store = ListingMemoryStore()
         self.area = AdoptingArea(ObjectArea(self.store, Naming()), Lake(self.store))
-        self.api = PostingOrthanc(self.area)
+        self.api = PostingOrthanc(self.area, writes_first=True, removes_on_delete=True)
         self.outcomes = collections.Counter()
         self.adopter = Adopter(self.api, self.area, AdoptionRegistry(self.store, self.store), self.store,
                                workers=workers, on_outcome=lambda outcome: self.outcomes.update([outcome]))

@@ -1,10 +1,9 @@
 """Adopted attachments (areas.adoption) and the adopter (jobs.adopt) over an in-memory store and a fake Orthanc."""
 
-import itertools
 
 import pytest
+from support.adoption_fakes import UUID, ListingFaultyStore, ListingMemoryStore, PostingOrthanc
 from support.dicom import make_instances
-from support.fake_orthanc import FakeOrthancApi
 
 from orthanc_objstore.areas.adoption import (
     REFERENCE_MAGIC,
@@ -21,46 +20,7 @@ from orthanc_objstore.errors import IntegrityError, NotFound
 from orthanc_objstore.jobs.adopt import Adopter
 from orthanc_objstore.storage.providers.memory import MemoryStore
 
-U = "0a1b2c3d-0000-4000-8000-00000000000{}"
-
-
-class ListingMemoryStore(MemoryStore):
-    def list_sizes(self, prefix=""):
-        return [(key, self.head(key)) for key in self.keys() if key.startswith(prefix)]
-
-
-class PostingOrthanc(FakeOrthancApi):
-    """A fake Orthanc whose POST /instances stores the body through the area, as Orthanc's create callback would;
-    the same bytes posted twice are AlreadyStored; Orthanc refuses what is not DICOM."""
-
-    def __init__(self, area):
-        super().__init__()
-        self.area = area
-        self.instances = {}  # body -> instance id
-        self.uuids = (U.format(n) for n in itertools.count(1))
-
-    def post_json(self, uri, body):
-        assert uri == "/instances"
-        self.posts.append((uri, body))
-        if body[128:132] != b"DICM":
-            from orthanc_objstore.port.index import OrthancCallError
-            raise OrthancCallError(400, "/instances: Bad file format")
-        if body in self.instances:
-            return {"ID": self.instances[body], "Status": "AlreadyStored"}
-        instance = f"instance-{len(self.instances) + 1}"
-        uuid = next(self.uuids)
-        self.area.create(uuid, 1, body)
-        self.instances[body] = instance
-        self.answers[f"/instances/{instance}"] = {"ID": instance, "uuid": uuid}
-        self.answers[f"/instances/{instance}/attachments/dicom/info"] = {"Uuid": uuid, "ContentType": 1}
-        return {"ID": instance, "Status": "Success"}
-
-    def delete(self, uri):
-        super().delete(uri)
-        instance = uri.rsplit("/", 1)[1]
-        for body, known in list(self.instances.items()):
-            if known == instance:
-                del self.instances[body]
+U = UUID
 
 
 @pytest.fixture
@@ -192,27 +152,13 @@ def test_the_plugin_s_own_objects_are_recognised(world):
     assert PendingAdoptions().take(U.format(1), data) is None
 
 
-class WritingFirstOrthanc(PostingOrthanc):
-    """Orthanc 1.10.1: an instance it already holds is written anyway (create callback), then removed before
-    the answer, AlreadyStored."""
-
-    def post_json(self, uri, body):
-        if body not in self.instances:
-            return super().post_json(uri, body)
-        self.posts.append((uri, body))
-        uuid = next(self.uuids)
-        location = self.area.create(uuid, 1, body)
-        self.area.remove(uuid, 1, location)
-        return {"ID": self.instances[body], "Status": "AlreadyStored"}
-
-
 @pytest.mark.parametrize("owned", [True, False])
 def test_adopting_a_copy_of_an_instance_already_stored_keeps_both_files(owned):
     """The copy in the lake is no adoption (AlreadyStored), and neither it nor the stored instance's own
     object is deleted, whatever TakeOwnership says (before: the owned lake object was deleted)."""
     store = ListingMemoryStore()
     area = AdoptingArea(ObjectArea(store, Naming()), Lake(store))
-    api = WritingFirstOrthanc(area)
+    api = PostingOrthanc(area, writes_first=True)
     adopter = Adopter(api, area, AdoptionRegistry(store, store), store)
     data = make_instances(1)[0]
     stored = api.post_json("/instances", data)  # an ordinary upload, before any adoption
@@ -256,12 +202,6 @@ def test_ranges_of_an_adopted_attachment_without_custom_data_follow_the_referenc
 def test_a_store_down_makes_an_adoption_or_an_abandon_a_failure_not_an_error():
     """POST /objstore/adopt-instance and abandon-instance answer "Status": "Failure" with the reason when the
     store is down (before: the exception became an HTTP 500); a prefix counts an abandon that failed as failed."""
-    from support.faulty_store import FaultyStore
-
-    class ListingFaultyStore(FaultyStore):
-        def list_sizes(self, prefix=""):
-            return [(key, self.head(key)) for key in self.keys() if key.startswith(prefix)]
-
     store = ListingFaultyStore()
     area = AdoptingArea(ObjectArea(store, Naming()), Lake(store))
     api = PostingOrthanc(area)
@@ -286,15 +226,9 @@ def test_a_store_down_makes_an_adoption_or_an_abandon_a_failure_not_an_error():
 def test_an_adoption_whose_registry_entry_cannot_be_written_is_a_success_that_says_so():
     """Orthanc holds the instance: the answer is Success (not a Failure that would hide it), with what to do;
     adopting the object again writes the entry."""
-    from support.faulty_store import FaultyStore
-
-    class ListingFaultyStore(FaultyStore):
-        def list_sizes(self, prefix=""):
-            return [(key, self.head(key)) for key in self.keys() if key.startswith(prefix)]
-
     store = ListingFaultyStore()
     area = AdoptingArea(ObjectArea(store, Naming()), Lake(store))
-    api = WritingFirstOrthanc(area)
+    api = PostingOrthanc(area, writes_first=True)
     registry = AdoptionRegistry(store, store)
     adopter = Adopter(api, area, registry, store)
     data = make_instances(1)[0]
