@@ -141,24 +141,36 @@ def _looks_dicom(data: bytes) -> bool:
 
 
 class PendingAdoptions:
-    """Objects being posted to Orthanc for adoption, until their create callback has come."""
+    """Objects being posted to Orthanc for adoption, from ``add`` until ``done``.
+
+    Identical bytes (duplicates in a lake, or a disaster recovery meeting the copy of a stored instance) are
+    posted one after the other: ``add`` waits while an adoption of the same size and SHA-256 is in flight.
+    Otherwise the attachment of one post could take the other's reference, and its removal by Orthanc, after the
+    other's ``done``, would be taken for a deletion of that (maybe owned) object."""
 
     def __init__(self):
         self._lock = threading.Lock()
+        self._free = threading.Condition(self._lock)
         self._by_size: dict[int, dict[str, Reference]] = {}
         self._taken: dict[Reference, str] = {}
+        self._in_flight: set[tuple[int, str]] = set()
 
     def add(self, reference: Reference) -> None:
-        with self._lock:
+        identity = (reference.size, reference.sha256)
+        with self._free:
+            self._free.wait_for(lambda: identity not in self._in_flight)
+            self._in_flight.add(identity)
             self._by_size.setdefault(reference.size, {})[reference.sha256] = reference
 
     def done(self, reference: Reference) -> str | None:
         """Forgets ``reference``; the uuid of the attachment that took it, or None when none did."""
-        with self._lock:
+        with self._free:
             same_size = self._by_size.get(reference.size, {})
             same_size.pop(reference.sha256, None)
             if not same_size:
                 self._by_size.pop(reference.size, None)
+            self._in_flight.discard((reference.size, reference.sha256))
+            self._free.notify_all()
             return self._taken.pop(reference, None)
 
     def give_back(self, uuid: str) -> Reference | None:

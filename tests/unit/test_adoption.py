@@ -242,3 +242,23 @@ def test_an_adoption_whose_registry_entry_cannot_be_written_is_a_success_that_sa
     assert (again.status, again.instance, again.attachment, again.error) == (
         "AlreadyStored", first.instance, first.attachment, "")
     assert registry.get("lake/a.dcm")["Attachment"] == first.attachment
+
+
+def test_identical_bytes_are_posted_one_after_the_other():
+    """Two adoptions of the same bytes (the copy of a stored instance and its own object, adopted by two workers)
+    must not share one pending slot: the second waits until the first is done (before: the first's attachment
+    took the second's reference, and Orthanc's removal of it deleted that owned object; CI, Azure and GCS)."""
+    import threading
+
+    data = make_instances(1)[0]
+    pending = PendingAdoptions()
+    first, second = Reference.of("lake/copy.dcm", data, True), Reference.of("own.dcm", data, True)
+    pending.add(first)
+    added = threading.Event()
+    thread = threading.Thread(target=lambda: (pending.add(second), added.set()), daemon=True)
+    thread.start()
+    assert not added.wait(0.3)  # never set while the first is in flight: a correct pending waits for good
+    assert pending.take(U.format(1), data) == first
+    assert pending.give_back(U.format(1)) == first and pending.done(first) is None
+    assert added.wait(10)
+    assert pending.take(U.format(2), data) == second and pending.done(second) == U.format(2)
